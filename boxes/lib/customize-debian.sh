@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# mmdebstrap customize hook: turns a fresh Debian tree into an env/Vagrant box.
+# customize-debian.sh ROOT ROOTFS_OVERLAY FIRST_CONTACT_PUBKEY
+set -euo pipefail
+root=$1 overlay=$2 pubkey=$3
+in_root() { chroot "$root" "$@"; }
+
+# Configuration files shipped with the recipe.
+cp -a "$overlay/." "$root/"
+chmod 0440 "$root/etc/sudoers.d/vagrant"
+
+# Vagrant conventions: user vagrant, password-less sudo, the well-known key
+# (replaced by a per-machine key on first contact). No password: keys only.
+in_root useradd --create-home --shell /bin/bash --groups sudo vagrant
+install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
+install -m 0600 -o 1000 -g 1000 "$pubkey" "$root/home/vagrant/.ssh/authorized_keys"
+
+echo debian > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+# Root on the whole virtio disk: no partition table, so growing is one resize2fs.
+printf '/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n' > "$root/etc/fstab"
+
+# Every machine must be unique: no host keys, no machine id, no seed in the box.
+rm -f "$root"/etc/ssh/ssh_host_*
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root/var/lib/systemd/random-seed"
+
+in_root systemctl enable systemd-networkd.service systemd-resolved.service env-growfs.service ssh.service
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+# systemd-resolved orders itself before sysinit.target and network.target, so
+# sshd waits seconds for it under TCG. Nothing at boot needs names: the
+# override in /etc lets it start alongside everything else.
+sed -e '/^Before=/s/ *sysinit\.target//' -e '/^Before=/s/ *network\.target//' -e '/^Before=/s/=  */=/' \
+  "$root/lib/systemd/system/systemd-resolved.service" > "$root/etc/systemd/system/systemd-resolved.service"
+# sshd listens on every address and needs no configured network to start:
+# the same kind of override drops its wait for network.target.
+sed -e '/^After=/s/ *network\.target//' -e '/^After=/s/=  */=/' \
+  "$root/lib/systemd/system/ssh.service" > "$root/etc/systemd/system/ssh.service"
+
+# Units a throw-away VM does not need, each costing boot time under TCG.
+in_root systemctl mask \
+  systemd-networkd-wait-online.service e2scrub_reap.service e2scrub_all.timer \
+  apt-daily.timer apt-daily-upgrade.timer fstrim.timer \
+  systemd-firstboot.service getty@tty1.service \
+  systemd-pstore.service systemd-remount-fs.service systemd-binfmt.service \
+  proc-sys-fs-binfmt_misc.automount sys-fs-fuse-connections.mount sys-kernel-config.mount \
+  sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount \
+  modprobe@configfs.service modprobe@dm_mod.service modprobe@drm.service \
+  modprobe@fuse.service modprobe@loop.service modprobe@efi_pstore.service \
+  systemd-sysusers.service systemd-journal-flush.service kmod-static-nodes.service \
+  systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+  systemd-network-generator.service systemd-tmpfiles-clean.timer dpkg-db-backup.timer \
+  systemd-hwdb-update.service ldconfig.service
+
+# Faster journald and no persistent journal growing in the image.
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' > "$root/etc/systemd/journald.conf.d/10-env.conf"
+
+# Smaller box: no apt lists, caches, docs or man pages.
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/*
+rm -rf "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/*

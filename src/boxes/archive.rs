@@ -1,0 +1,251 @@
+//! Safe unpacking of box archives (tar, tar.gz): nothing lands outside the
+//! target folder, whatever the archive says.
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+/// Compression of an archive, told from its first bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip.
+    Gzip,
+}
+
+/// Detects the compression from the magic bytes at the start of a file.
+pub fn detect(head: &[u8]) -> Result<Compression> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Compression::Gzip)
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Ok(Compression::None)
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        bail!("zstd-compressed boxes are not supported yet: repack it as tar or tar.gz")
+    } else if head.starts_with(b"PK") {
+        bail!("zip boxes are not supported yet: repack it as tar or tar.gz")
+    } else {
+        bail!("not a box archive (expected tar or tar.gz)")
+    }
+}
+
+/// Checks an entry's path: relative, no `..`, no root or prefix. Returns the
+/// normalized relative path (without `.` components).
+pub fn safe_relative_path(path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => bail!("`{}` leaves the box folder (`..`)", path.display()),
+            Component::RootDir | Component::Prefix(_) => bail!("`{}` is an absolute path", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that a symlink at `link` (relative to the box folder) pointing to
+/// `target` stays inside the box folder.
+pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
+    if target.is_absolute() {
+        bail!("link `{}` points to the absolute path `{}`", link.display(), target.display());
+    }
+    let mut depth: i64 = link.parent().map_or(0, |p| p.components().count() as i64);
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            bail!("link `{}` points outside the box folder (`{}`)", link.display(), target.display());
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks the archive at `archive` into the existing, empty folder `dest`,
+/// calling `progress` with the bytes read so far. Rejects absolute paths,
+/// `..`, links leading outside, and device files, fifos and sockets.
+pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+    let mut file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut head = [0u8; 512];
+    let n = read_up_to(&mut file, &mut head)?;
+    let compression = detect(&head[..n]).with_context(|| format!("{}", archive.display()))?;
+    let file = File::open(archive)?;
+    let counted = CountingReader { inner: BufReader::with_capacity(1 << 20, file), count: 0, progress };
+    match compression {
+        Compression::None => unpack_tar(tar::Archive::new(counted), dest),
+        Compression::Gzip => unpack_tar(tar::Archive::new(flate2::read::GzDecoder::new(counted)), dest),
+    }
+    .with_context(|| format!("cannot unpack {}", archive.display()))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> {
+    archive.set_preserve_permissions(false);
+    archive.set_unpack_xattrs(false);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw_path = entry.path()?.into_owned();
+        let path = safe_relative_path(&raw_path)?;
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
+            tar::EntryType::Symlink => {
+                let target = entry.link_name()?.context("symlink without target")?.into_owned();
+                safe_link_target(&path, &target)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name()?.context("hard link without target")?.into_owned();
+                safe_relative_path(&target)?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => bail!("`{}` is a {:?} entry: boxes may hold only files, folders and links", raw_path.display(), other),
+        }
+        // unpack_in re-checks the path and refuses to write through links
+        // that lead outside `dest`.
+        if !entry.unpack_in(dest)? {
+            bail!("`{}` would be written outside the box folder", raw_path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Counts bytes read, for progress reports.
+struct CountingReader<'a, R> {
+    inner: R,
+    count: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        (self.progress)(self.count);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(entries: &[(&str, tar::EntryType, Option<&str>)]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (path, kind, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            let data: &[u8] = if *kind == tar::EntryType::Regular { b"hello" } else { b"" };
+            header.set_size(data.len() as u64);
+            // Write raw names so that hostile paths reach the archive as-is.
+            let name = &mut header.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(target) = link {
+                header.set_link_name(target).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.finish().unwrap();
+        file
+    }
+
+    fn unpack_entries(entries: &[(&str, tar::EntryType, Option<&str>)]) -> (tempfile::TempDir, Result<()>) {
+        let archive = tar_with(entries);
+        let dest = tempfile::tempdir().unwrap();
+        let result = unpack(archive.path(), dest.path(), &mut |_| {});
+        (dest, result)
+    }
+
+    #[test]
+    fn plain_files_and_folders_unpack() {
+        let (dest, result) = unpack_entries(&[
+            ("dir/", tar::EntryType::Directory, None),
+            ("dir/a.txt", tar::EntryType::Regular, None),
+            ("./b.txt", tar::EntryType::Regular, None),
+            ("dir/link", tar::EntryType::Symlink, Some("a.txt")),
+        ]);
+        result.unwrap();
+        assert_eq!(std::fs::read_to_string(dest.path().join("dir/a.txt")).unwrap(), "hello");
+        assert!(dest.path().join("b.txt").exists());
+    }
+
+    #[test]
+    fn hostile_entries_are_rejected() {
+        let cases: &[(&[(&str, tar::EntryType, Option<&str>)], &str)] = &[
+            (&[("../evil", tar::EntryType::Regular, None)], ".."),
+            (&[("/etc/evil", tar::EntryType::Regular, None)], "absolute"),
+            (&[("link", tar::EntryType::Symlink, Some("/etc/passwd"))], "absolute"),
+            (&[("a/link", tar::EntryType::Symlink, Some("../../x"))], "outside"),
+            (&[("hard", tar::EntryType::Link, Some("../x"))], ".."),
+            (&[("dev", tar::EntryType::Char, None)], "Char"),
+            (&[("fifo", tar::EntryType::Fifo, None)], "Fifo"),
+        ];
+        for (entries, needle) in cases {
+            let (dest, result) = unpack_entries(entries);
+            let message = format!("{:#}", result.expect_err(needle));
+            assert!(message.contains(needle), "{needle}: {message}");
+            assert!(!dest.path().parent().unwrap().join("evil").exists());
+        }
+    }
+
+    #[test]
+    fn a_link_cannot_be_written_through() {
+        let (dest, result) = unpack_entries(&[
+            ("dir", tar::EntryType::Symlink, Some(".")),
+            ("dir/x", tar::EntryType::Regular, None),
+        ]);
+        result.unwrap();
+        assert!(dest.path().join("x").exists());
+    }
+
+    #[test]
+    fn gzip_is_detected_and_garbage_refused() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), Compression::Gzip);
+        let mut tar_head = vec![0u8; 512];
+        tar_head[257..262].copy_from_slice(b"ustar");
+        assert_eq!(detect(&tar_head).unwrap(), Compression::None);
+        assert!(detect(b"hello").is_err());
+        assert!(detect(b"PK\x03\x04").unwrap_err().to_string().contains("zip"));
+    }
+
+    #[test]
+    fn gzip_archives_unpack() {
+        let plain = tar_with(&[("a.txt", tar::EntryType::Regular, None)]);
+        let gz = tempfile::NamedTempFile::new().unwrap();
+        let mut enc = flate2::write::GzEncoder::new(gz.reopen().unwrap(), flate2::Compression::fast());
+        std::io::copy(&mut File::open(plain.path()).unwrap(), &mut enc).unwrap();
+        enc.finish().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let mut seen = 0;
+        unpack(gz.path(), dest.path(), &mut |n| seen = n).unwrap();
+        assert!(seen > 0);
+        assert!(dest.path().join("a.txt").exists());
+    }
+
+    #[test]
+    fn link_targets() {
+        assert!(safe_link_target(Path::new("a/b"), Path::new("../c")).is_ok());
+        assert!(safe_link_target(Path::new("a/b"), Path::new("../../c")).is_err());
+        assert!(safe_link_target(Path::new("b"), Path::new("x/../../c")).is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The box store: base images unpacked under `<data home>/boxes/`, one folder
+//! per name and version, shared by every project of the user.
+
+pub mod archive;
+pub mod build;
+pub mod metadata;
+
+use crate::lock;
+use anyhow::{Context, Result, bail};
+use metadata::Metadata;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Version given to boxes that carry none (Vagrant's convention).
+pub const UNVERSIONED: &str = "0";
+
+/// A box in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredBox {
+    /// Name (`debian-12`, `org/name`).
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its metadata.
+    pub metadata: Metadata,
+    /// Free key/values from `info.json`.
+    pub info: Option<serde_json::Value>,
+    /// Bytes on disk.
+    pub size: u64,
+}
+
+impl StoredBox {
+    /// The root disk image.
+    pub fn root_disk(&self) -> PathBuf {
+        self.dir.join(&self.metadata.disk_files()[0])
+    }
+
+    /// The package manifest (`packages.txt`), when the box has one.
+    pub fn packages(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join("packages.txt")).ok()
+    }
+}
+
+/// Orders versions numerically part by part (`1.10` > `1.9`), falling back to
+/// text for non-numeric parts.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let mut pa = a.split(['.', '-']);
+    let mut pb = b.split(['.', '-']);
+    loop {
+        match (pa.next(), pb.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                };
+                if order != Ordering::Equal {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+/// Checks a box name: letters, digits, `.`, `_`, `-`, and one `/` between an
+/// organisation and a name, as on Vagrant's catalogs.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.split('/').count() <= 2
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        });
+    if !ok {
+        bail!("`{name}` is not a box name: use letters, digits, `.`, `_`, `-`, and at most one `/`");
+    }
+    Ok(())
+}
+
+/// Folder name of a box name (Vagrant's escaping of `/`).
+fn dir_name(name: &str) -> String {
+    name.replace('/', "-VAGRANTSLASH-")
+}
+
+/// The user's box store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The store under the user's data home.
+    pub fn open() -> Result<Store> {
+        Ok(Store::at(crate::paths::boxes_dir()?))
+    }
+
+    /// A store at `root` (tests).
+    pub fn at(root: PathBuf) -> Store {
+        Store { root }
+    }
+
+    fn lock(&self) -> Result<lock::Lock> {
+        fs::create_dir_all(&self.root).with_context(|| format!("cannot create {}", self.root.display()))?;
+        lock::exclusive(&self.root.join(".lock"), "the box store")
+    }
+
+    /// Every box, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<StoredBox>> {
+        let mut boxes = Vec::new();
+        let Ok(names) = fs::read_dir(&self.root) else {
+            return Ok(boxes);
+        };
+        for name_entry in names.flatten() {
+            let file_name = name_entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with('.') || !name_entry.path().is_dir() {
+                continue;
+            }
+            let name = file_name.replace("-VAGRANTSLASH-", "/");
+            for version_entry in fs::read_dir(name_entry.path())?.flatten() {
+                let version = version_entry.file_name().to_string_lossy().into_owned();
+                if version.starts_with('.') {
+                    continue;
+                }
+                if let Ok(b) = self.load(&name, &version) {
+                    boxes.push(b);
+                }
+            }
+        }
+        boxes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| compare_versions(&a.version, &b.version)));
+        Ok(boxes)
+    }
+
+    fn load(&self, name: &str, version: &str) -> Result<StoredBox> {
+        let dir = self.root.join(dir_name(name)).join(version);
+        let metadata = Metadata::load(&dir)?;
+        let info = fs::read_to_string(dir.join("info.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        Ok(StoredBox { name: name.into(), version: version.into(), size: dir_size(&dir), dir, metadata, info })
+    }
+
+    /// The newest version of `name`, or exactly `version` when given.
+    pub fn find(&self, name: &str, version: Option<&str>) -> Result<StoredBox> {
+        let candidates: Vec<StoredBox> = self
+            .list()?
+            .into_iter()
+            .filter(|b| b.name == name && version.is_none_or(|v| v == b.version))
+            .collect();
+        match candidates.into_iter().next_back() {
+            Some(b) => Ok(b),
+            None => bail!(
+                "box `{name}`{} is not in the store ({}): add it with `env box add FILE --name {name}`{}",
+                version.map(|v| format!(" version {v}")).unwrap_or_default(),
+                self.root.display(),
+                if name.starts_with("debian-") { " or build it with `env box build debian-12`" } else { "" }
+            ),
+        }
+    }
+
+    /// Unpacks a `.box` archive into the store as `name` (version from the
+    /// box's info.json, else `version`, else "0"). Nothing is left behind on
+    /// failure; the box appears atomically.
+    pub fn add_archive(
+        &self,
+        archive: &Path,
+        name: &str,
+        version: Option<&str>,
+        force: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<StoredBox> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        let staging = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempdir_in(&self.root)
+            .with_context(|| format!("cannot create a folder in {}", self.root.display()))?;
+        archive::unpack(archive, staging.path(), progress)?;
+        Metadata::load(staging.path()).with_context(|| format!("{} is not a usable box", archive.display()))?;
+        let info_version = fs::read_to_string(staging.path().join("info.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(String::from));
+        let version = version.map(String::from).or(info_version).unwrap_or_else(|| UNVERSIONED.into());
+        if version.is_empty() || version.starts_with('.') || version.contains('/') {
+            bail!("`{version}` is not a box version");
+        }
+        let parent = self.root.join(dir_name(name));
+        let target = parent.join(&version);
+        if target.exists() {
+            if !force {
+                bail!("box `{name}` version {version} is already in the store: pass --force to replace it");
+            }
+            self.ensure_unused(name, &version)?;
+            let old = tempfile::Builder::new().prefix(".removing-").tempdir_in(&self.root)?;
+            fs::rename(&target, old.path().join("box"))?;
+        }
+        fs::create_dir_all(&parent)?;
+        fs::rename(staging.keep(), &target).with_context(|| format!("cannot move the box into {}", target.display()))?;
+        self.load(name, &version)
+    }
+
+    /// Removes `name` (one version, or all); refuses while a machine uses it
+    /// unless `force`.
+    pub fn remove(&self, name: &str, version: Option<&str>, force: bool) -> Result<Vec<StoredBox>> {
+        let _lock = self.lock()?;
+        let doomed: Vec<StoredBox> = self
+            .list()?
+            .into_iter()
+            .filter(|b| b.name == name && version.is_none_or(|v| v == b.version))
+            .collect();
+        if doomed.is_empty() {
+            bail!("box `{name}`{} is not in the store", version.map(|v| format!(" version {v}")).unwrap_or_default());
+        }
+        if !force {
+            for b in &doomed {
+                self.ensure_unused(&b.name, &b.version)?;
+            }
+        }
+        for b in &doomed {
+            // Rename first so a half-deleted box is never seen as a box.
+            let trash = tempfile::Builder::new().prefix(".removing-").tempdir_in(&self.root)?;
+            fs::rename(&b.dir, trash.path().join("box"))?;
+        }
+        let _ = fs::remove_dir(self.root.join(dir_name(name)));
+        Ok(doomed)
+    }
+
+    fn users_dir(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join(".users").join(dir_name(name)).join(version)
+    }
+
+    /// Records that the machine whose state lives in `state_dir` uses a box.
+    pub fn add_user(&self, b: &StoredBox, state_dir: &Path) -> Result<()> {
+        let dir = self.users_dir(&b.name, &b.version);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(crate::paths::short_hash(state_dir)), state_dir.as_os_str().as_encoded_bytes())?;
+        Ok(())
+    }
+
+    /// Forgets a machine's use of a box.
+    pub fn remove_user(&self, name: &str, version: &str, state_dir: &Path) {
+        let _ = fs::remove_file(self.users_dir(name, version).join(crate::paths::short_hash(state_dir)));
+    }
+
+    /// Machines (state folders) that still use a box.
+    pub fn users(&self, name: &str, version: &str) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.users_dir(name, version)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read(e.path()).ok())
+            .map(|bytes| PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+            .filter(|state_dir| state_dir.join("disk.qcow2").exists())
+            .collect()
+    }
+
+    fn ensure_unused(&self, name: &str, version: &str) -> Result<()> {
+        let users = self.users(name, version);
+        if let Some(user) = users.first() {
+            bail!(
+                "box `{name}` version {version} is used by {} machine(s), e.g. {}: destroy them first or pass --force (their disks then break)",
+                users.len(),
+                user.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bytes used by the files under `dir` (allocated blocks, not apparent size).
+pub fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                total += if meta.is_dir() { dir_size(&entry.path()) } else { meta.blocks() * 512 };
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

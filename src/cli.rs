@@ -1,0 +1,463 @@
+//! The command line: clap definitions and the dispatch to operations.
+
+use crate::boxes::{self, Store};
+use crate::envfile::Accel;
+use crate::lifecycle::{self, UpOptions};
+use crate::machine::Status;
+use crate::project::Project;
+use crate::ui;
+use anyhow::{Context, Result, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Local environments of QEMU/KVM machines, built from code, tested, thrown away.
+#[derive(Debug, Parser)]
+#[command(name = "env", version, about)]
+pub struct Cli {
+    /// The Envfile to use (default: the nearest `Envfile` up from here).
+    #[arg(long, global = true, value_name = "FILE", env = "ENV_ENVFILE")]
+    pub envfile: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// env's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Write a commented starter Envfile here.
+    Init {
+        /// Box for the machine.
+        #[arg(default_value = "debian-12")]
+        r#box: String,
+        /// Overwrite an existing Envfile.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Check the Envfile and report every problem with file, line and field.
+    Validate,
+    /// Create and boot machines, then wait until SSH works.
+    Up {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// Accelerator for this boot (overrides ENV_ACCEL and the Envfile).
+        #[arg(long, value_parser = parse_accel)]
+        accel: Option<Accel>,
+    },
+    /// Open a shell on a machine, or run a command there (exit status kept).
+    Ssh {
+        /// Machine (may be left out when there is one).
+        name: Option<String>,
+        /// Command to run instead of a shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print an OpenSSH config for the machines (for `ssh -F`, Ansible, testinfra).
+    SshConfig {
+        /// Machines (default: all running).
+        names: Vec<String>,
+    },
+    /// Show the state of each machine.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a machine's forwarded ports.
+    Port {
+        /// Machine (may be left out when there is one).
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shut machines down (ACPI, then QEMU quit, then kill).
+    Halt {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// Stop QEMU at once, without asking the guest.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Halt and boot machines again.
+    Reload {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// Accelerator for the new boot.
+        #[arg(long, value_parser = parse_accel)]
+        accel: Option<Accel>,
+    },
+    /// Stop machines and delete their disks and state.
+    Destroy {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Manage base boxes.
+    #[command(name = "box", subcommand)]
+    Box(BoxCommand),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `env box ...`.
+#[derive(Debug, Subcommand)]
+pub enum BoxCommand {
+    /// Build a box from a recipe in boxes/NAME (needs root and mmdebstrap).
+    Build(BuildArgs),
+    /// Add a local .box archive to the store.
+    Add {
+        /// The .box file.
+        file: PathBuf,
+        /// Name in the store (default: the file name without .box).
+        #[arg(long)]
+        name: Option<String>,
+        /// Version (default: the box's info.json, else 0).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// Replace the same name and version.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List the boxes in the store.
+    List {
+        /// Show each box's info and package manifest size.
+        #[arg(short = 'i', long)]
+        info: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a box from the store.
+    Remove {
+        /// Box name.
+        name: String,
+        /// Only this version.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// Remove even if machines use it.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// `env box build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Recipe name (boxes/NAME).
+    pub name: String,
+    /// Write the box here instead of adding it to the store.
+    #[arg(short, long, value_name = "FILE.box")]
+    pub output: Option<PathBuf>,
+}
+
+fn parse_accel(text: &str) -> Result<Accel, String> {
+    Accel::parse(text)
+}
+
+/// Names of our subcommands and global flags, for the `/usr/bin/env` pass-through.
+pub fn known_words() -> (Vec<String>, Vec<String>) {
+    let cmd = Cli::command();
+    let mut subcommands: Vec<String> = Vec::new();
+    for sub in cmd.get_subcommands() {
+        subcommands.push(sub.get_name().to_string());
+        subcommands.extend(sub.get_all_aliases().map(String::from));
+    }
+    subcommands.push("help".into());
+    let mut flags = vec!["-h".into(), "--help".into(), "-V".into(), "--version".into()];
+    for arg in cmd.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            flags.push(format!("--{long}"));
+        }
+        if let Some(short) = arg.get_short() {
+            flags.push(format!("-{short}"));
+        }
+    }
+    (subcommands, flags)
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let envfile = cli.envfile.as_deref();
+    match cli.command {
+        Commands::Init { r#box, force } => init(&r#box, force),
+        Commands::Validate => {
+            let project = Project::load(envfile)?;
+            let names: Vec<&str> = project.envfile.machines.iter().map(|m| m.name.as_str()).collect();
+            println!("{} is valid: {} machine(s): {}", project.envfile.path.display(), names.len(), names.join(", "));
+            Ok(0)
+        }
+        Commands::Up { names, accel } => {
+            let project = Project::load(envfile)?;
+            let _lock = project.lock()?;
+            let store = Store::open()?;
+            for machine in project.select(&names)? {
+                lifecycle::up(&project, machine, &store, &UpOptions { accel })?;
+            }
+            Ok(0)
+        }
+        Commands::Ssh { name, command } => ssh(envfile, name.as_deref(), &command),
+        Commands::SshConfig { names } => {
+            let project = Project::load(envfile)?;
+            let mut printed = 0;
+            for machine in project.select(&names)? {
+                let dir = project.machine_dir(&machine.name);
+                if let Ok(text) = std::fs::read_to_string(dir.ssh_config())
+                    && matches!(dir.status()?, Status::Running { .. })
+                {
+                    print!("{text}");
+                    printed += 1;
+                } else if !names.is_empty() {
+                    bail!("machine `{}` is not running: `env up {}` first", machine.name, machine.name);
+                }
+            }
+            if printed == 0 {
+                bail!("no machine is running: `env up` first");
+            }
+            Ok(0)
+        }
+        Commands::Status { json } => status(envfile, json),
+        Commands::Port { name, json } => port(envfile, name.as_deref(), json),
+        Commands::Halt { names, force } => {
+            let project = Project::load(envfile)?;
+            let _lock = project.lock()?;
+            for machine in project.select(&names)? {
+                lifecycle::halt(&project, &machine.name, force)?;
+            }
+            Ok(0)
+        }
+        Commands::Reload { names, accel } => {
+            let project = Project::load(envfile)?;
+            let _lock = project.lock()?;
+            let store = Store::open()?;
+            for machine in project.select(&names)? {
+                lifecycle::halt(&project, &machine.name, false)?;
+                lifecycle::up(&project, machine, &store, &UpOptions { accel })?;
+            }
+            Ok(0)
+        }
+        Commands::Destroy { names, force } => {
+            let project = Project::load(envfile)?;
+            let machines = project.select(&names)?;
+            if !force && !confirm(&format!("Destroy {}? Their disks are deleted. [y/N] ", machines.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")))? {
+                bail!("not destroyed (pass -f to skip the question)");
+            }
+            let _lock = project.lock()?;
+            let store = Store::open()?;
+            for machine in machines {
+                lifecycle::destroy(&project, &machine.name, &store)?;
+            }
+            Ok(0)
+        }
+        Commands::Box(command) => box_command(command),
+        Commands::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "env", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// Asks a yes/no question on the terminal; without a terminal the answer is no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn init(box_name: &str, force: bool) -> Result<i32> {
+    boxes::check_name(box_name)?;
+    let path = std::env::current_dir()?.join(crate::envfile::ENVFILE_NAME);
+    if path.exists() && !force {
+        bail!("{} exists: pass --force to overwrite it", path.display());
+    }
+    let text = include_str!("../docs/Envfile.starter").replace("{{BOX}}", box_name);
+    crate::machine::write_atomic(&path, text.as_bytes())?;
+    println!("wrote {}: edit it, then `env up`", path.display());
+    Ok(0)
+}
+
+fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let project = Project::load(envfile)?;
+    let machine = project.one(name)?;
+    let dir = project.machine_dir(&machine.name);
+    if !matches!(dir.status()?, Status::Running { .. }) || !dir.ssh_config().exists() {
+        bail!("machine `{}` is not running: `env up {}` first", machine.name, machine.name);
+    }
+    let mut cmd = crate::ssh::command(&dir.ssh_config(), &machine.name);
+    if command.is_empty() {
+        cmd.arg("-t");
+    } else {
+        cmd.arg("--").args(command);
+    }
+    Err(cmd.exec()).context("cannot run ssh")
+}
+
+fn status(envfile: Option<&Path>, json: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let mut rows = vec![vec!["NAME".to_string(), "STATE".into(), "BOX".into(), "SSH".into(), "ACCEL".into()]];
+    let mut items = Vec::new();
+    for machine in &project.envfile.machines {
+        let dir = project.machine_dir(&machine.name);
+        let status = dir.status()?;
+        let state = dir.load_state()?;
+        let ssh = match (&status, state.as_ref().and_then(|s| s.ssh_port)) {
+            (Status::Running { .. }, Some(p)) => format!("127.0.0.1:{p}"),
+            _ => "-".into(),
+        };
+        let accel = state.as_ref().and_then(|s| s.accel).map(|a| format!("{a:?}").to_lowercase()).unwrap_or_else(|| "-".into());
+        let box_label = state.as_ref().map(|s| format!("{}@{}", s.box_name, s.box_version)).unwrap_or_else(|| machine.boxref.name.clone());
+        let word = match status {
+            Status::Died => "died (QEMU exited without env halt)".to_string(),
+            other => other.word().replace('_', " "),
+        };
+        items.push(serde_json::json!({
+            "name": machine.name,
+            "state": status.word(),
+            "pid": match status { Status::Running { pid } => Some(pid), _ => None },
+            "box": box_label,
+            "ssh_port": if matches!(status, Status::Running { .. }) { state.as_ref().and_then(|s| s.ssh_port) } else { None },
+            "accel": state.as_ref().and_then(|s| s.accel),
+            "vm_state": match status {
+                Status::Running { .. } => dir.qmp_socket().ok().and_then(|s| crate::qmp::query_status(&s).ok()),
+                _ => None,
+            },
+            "last_action": state.as_ref().map(|s| s.last_action.clone()),
+            "last_error": state.as_ref().and_then(|s| s.last_error.clone()),
+        }));
+        let colored = match status {
+            Status::Running { .. } => ui::paint(&word, "32"),
+            Status::Died => ui::paint(&word, "31"),
+            _ => word,
+        };
+        rows.push(vec![machine.name.clone(), colored, box_label, ssh, accel]);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else {
+        print!("{}", ui::table(&rows));
+    }
+    Ok(0)
+}
+
+fn port(envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let machine = project.one(name)?;
+    let dir = project.machine_dir(&machine.name);
+    let state = dir.load_state()?;
+    let (Status::Running { .. }, Some(state)) = (dir.status()?, state) else {
+        bail!("machine `{}` is not running: ports are assigned at boot", machine.name);
+    };
+    let mut forwards = Vec::new();
+    if let Some(p) = state.ssh_port {
+        forwards.push(crate::qemu::Forward {
+            protocol: crate::envfile::Protocol::Tcp,
+            host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            host_port: p,
+            guest_port: machine.ssh_guest_port,
+        });
+    }
+    forwards.extend(state.forwards.iter().cloned());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&forwards)?);
+    } else {
+        for f in forwards {
+            println!("{:>6}/{} (guest) => {}:{} (host)", f.guest_port, f.protocol, f.host_ip, f.host_port);
+        }
+    }
+    Ok(0)
+}
+
+fn box_command(command: BoxCommand) -> Result<i32> {
+    match command {
+        BoxCommand::Build(args) => {
+            let recipe = boxes::build::find_recipe(&args.name, &std::env::current_dir()?)?;
+            match args.output {
+                Some(output) => {
+                    boxes::build::run_recipe(&recipe, &output)?;
+                    println!("built {}", output.display());
+                }
+                None => {
+                    let store = Store::open()?;
+                    let dir = crate::paths::data_home()?;
+                    std::fs::create_dir_all(&dir)?;
+                    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(&dir)?;
+                    let output = tmp.path().join(format!("{}.box", args.name));
+                    boxes::build::run_recipe(&recipe, &output)?;
+                    let b = add_with_progress(&store, &output, &args.name, None, true)?;
+                    println!("built and added {} version {}", b.name, b.version);
+                }
+            }
+            Ok(0)
+        }
+        BoxCommand::Add { file, name, version, force } => {
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(|n| n.trim_end_matches(".box").to_string())
+                    .context("cannot derive a box name from the file name: pass --name")?,
+            };
+            let store = Store::open()?;
+            let b = add_with_progress(&store, &file, &name, version.as_deref(), force)?;
+            println!("added {} version {} ({})", b.name, b.version, ui::human_bytes(b.size));
+            Ok(0)
+        }
+        BoxCommand::List { info, json } => {
+            let boxes = Store::open()?.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&boxes)?);
+                return Ok(0);
+            }
+            if boxes.is_empty() {
+                println!("no boxes: `env box add FILE --name NAME` or `env box build debian-12`");
+                return Ok(0);
+            }
+            let mut rows = vec![vec!["NAME".to_string(), "VERSION".into(), "PROVIDER".into(), "ARCH".into(), "SIZE".into()]];
+            for b in &boxes {
+                rows.push(vec![b.name.clone(), b.version.clone(), b.metadata.provider.clone(), "amd64".into(), ui::human_bytes(b.size)]);
+            }
+            print!("{}", ui::table(&rows));
+            if info {
+                for b in &boxes {
+                    println!("\n{} {}:", b.name, b.version);
+                    if let Some(serde_json::Value::Object(map)) = &b.info {
+                        for (k, v) in map {
+                            println!("  {k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+                        }
+                    }
+                    if let Some(packages) = b.packages() {
+                        println!("  manifest: {} packages ({}/packages.txt)", packages.lines().count(), b.dir.display());
+                    }
+                }
+            }
+            Ok(0)
+        }
+        BoxCommand::Remove { name, version, force } => {
+            for b in Store::open()?.remove(&name, version.as_deref(), force)? {
+                println!("removed {} version {}", b.name, b.version);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn add_with_progress(store: &Store, file: &Path, name: &str, version: Option<&str>, force: bool) -> Result<boxes::StoredBox> {
+    let total = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    let bar = ui::bytes_bar(total, &format!("adding {name} from {}", file.display()));
+    let result = store.add_archive(file, name, version, force, &mut |n| bar.set_position(n));
+    bar.finish_and_clear();
+    result
+}

@@ -1,0 +1,229 @@
+use super::*;
+
+fn parse_text(text: &str) -> Result<Envfile, EnvfileError> {
+    parse(Path::new("/p/Envfile"), text)
+}
+
+fn err(text: &str) -> EnvfileError {
+    parse_text(text).expect_err("should fail")
+}
+
+#[test]
+fn minimal_single_machine_is_named_default() {
+    let e = parse_text("[defaults]\nbox = \"debian-12\"\n").unwrap();
+    assert_eq!(e.machines.len(), 1);
+    let m = &e.machines[0];
+    assert_eq!(m.name, "default");
+    assert_eq!(m.boxref.name, "debian-12");
+    assert_eq!(m.cpus, DEFAULT_CPUS);
+    assert_eq!(m.memory, DEFAULT_MEMORY);
+    assert_eq!(m.accel, Accel::Auto);
+    assert_eq!(m.boot_timeout, DEFAULT_BOOT_TIMEOUT);
+    assert_eq!(m.ssh_guest_port, 22);
+    assert!(m.ssh_insert_key);
+    assert_eq!(e.dir, Path::new("/p"));
+}
+
+#[test]
+fn machines_override_defaults_field_by_field_in_file_order() {
+    let e = parse_text(
+        r#"
+[defaults]
+box = "debian-12"
+memory = "2G"
+cpus = 4
+ports = [{ guest = 80, host = 8080 }]
+
+[machines.web]
+cpus = 1
+
+[machines.db]
+box = "other"
+memory = 512
+accel = "tcg"
+boot_timeout = "2m"
+ports = []
+ssh = { user = "admin", private_key = "keys/id", guest_port = 2222, insert_key = false }
+qemu_args = ["-device", "virtio-rng-pci"]
+"#,
+    )
+    .unwrap();
+    let names: Vec<_> = e.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["web", "db"]);
+    let web = e.machine("web").unwrap();
+    assert_eq!((web.cpus, web.memory, web.boxref.name.as_str()), (1, Size::mib(2048), "debian-12"));
+    assert_eq!(web.ports.len(), 1);
+    assert_eq!(web.ports[0].host_ip.to_string(), "127.0.0.1");
+    assert_eq!(web.ports[0].protocol, Protocol::Tcp);
+    let db = e.machine("db").unwrap();
+    assert_eq!((db.cpus, db.memory, db.boxref.name.as_str()), (4, Size::mib(512), "other"));
+    assert_eq!(db.accel, Accel::Tcg);
+    assert_eq!(db.boot_timeout, Duration::from_secs(120));
+    assert!(db.ports.is_empty());
+    assert_eq!(db.ssh_user.as_deref(), Some("admin"));
+    assert_eq!(db.ssh_private_key.as_deref(), Some(Path::new("/p/keys/id")));
+    assert_eq!(db.ssh_guest_port, 2222);
+    assert!(!db.ssh_insert_key);
+    assert_eq!(db.qemu_args, ["-device", "virtio-rng-pci"]);
+}
+
+#[test]
+fn unknown_key_names_line_column_field_and_suggests() {
+    let e = err("[defaults]\nbox = \"x\"\n\n[machines.web]\nmemroy = \"1G\"\n");
+    assert_eq!((e.line, e.column), (5, 1));
+    assert!(e.field.contains("machines.web"), "{}", e.field);
+    assert!(e.message.contains("unknown field `memroy`"), "{}", e.message);
+    assert!(e.message.contains("did you mean `memory`?"), "{}", e.message);
+    let shown = e.to_string();
+    assert!(shown.starts_with("/p/Envfile:5:1: "), "{shown}");
+    assert!(shown.contains("5 | memroy = \"1G\""), "{shown}");
+}
+
+#[test]
+fn unknown_top_level_table() {
+    let e = err("[machine.web]\nbox = \"x\"\n");
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("did you mean `machines`?"), "{}", e.message);
+}
+
+#[test]
+fn bad_accel_lists_allowed_values() {
+    let e = err("[defaults]\nbox = \"x\"\naccel = \"kvmm\"\n");
+    assert_eq!((e.line, e.column), (3, 9));
+    assert_eq!(e.field, "defaults.accel");
+    assert!(e.message.contains("`auto`, `kvm`"), "{}", e.message);
+    assert!(e.message.contains("did you mean `kvm`?"), "{}", e.message);
+}
+
+#[test]
+fn bad_size_names_the_field() {
+    let e = err("[machines.a]\nbox = \"x\"\nmemory = \"lots\"\n");
+    assert_eq!(e.field, "machines.a.memory");
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("not a size"), "{}", e.message);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let e = err("[machines.a]\nbox = \"x\"\ncpus = \"two\"\n");
+    assert_eq!(e.field, "machines.a.cpus");
+    assert_eq!(e.line, 3);
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let e = err("[defaults]\nbox = \"x\n");
+    assert_eq!(e.line, 2);
+    assert!(e.field.is_empty());
+}
+
+#[test]
+fn duplicate_machine_is_a_toml_error() {
+    let e = err("[machines.a]\nbox = \"x\"\n[machines.a]\nbox = \"y\"\n");
+    assert_eq!(e.line, 3);
+}
+
+#[test]
+fn missing_box_is_reported_on_the_machine() {
+    let e = err("[machines.web]\ncpus = 1\n");
+    assert_eq!(e.field, "machines.web");
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("has no box"), "{}", e.message);
+}
+
+#[test]
+fn semantic_errors_point_at_the_value() {
+    let e = err("[machines.web]\nbox = \"x\"\ncpus = 0\n");
+    assert_eq!((e.field.as_str(), e.line, e.column), ("machines.web.cpus", 3, 8));
+    let e = err("[defaults]\nbox = \"x\"\nmemory = \"64M\"\n[machines.a]\n");
+    assert_eq!((e.field.as_str(), e.line), ("defaults.memory", 3));
+    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 0, host = 1 }]\n");
+    assert_eq!(e.field, "machines.a.ports[0].guest");
+}
+
+#[test]
+fn port_clashes_within_and_across_machines() {
+    let e = err("[machines.a]\nbox = \"x\"\nports = [\n { guest = 1, host = 8080 },\n { guest = 2, host = 8080 },\n]\n");
+    assert_eq!(e.field, "machines.a.ports[1].host");
+    assert_eq!(e.line, 5);
+    assert!(e.message.contains("ports[0]"), "{}", e.message);
+
+    let e = err(
+        "[defaults]\nbox = \"x\"\n[machines.a]\nports = [{ guest = 1, host = 8080 }]\n[machines.b]\nports = [{ guest = 2, host = 8080 }]\n",
+    );
+    assert_eq!(e.field, "machines.b.ports[0].host");
+    assert_eq!(e.line, 6);
+    assert!(e.message.contains("machine `a`"), "{}", e.message);
+
+    // Same port, other protocol or address: no clash.
+    parse_text(
+        "[defaults]\nbox = \"x\"\n[machines.a]\nports = [{ guest = 1, host = 8080 }, { guest = 1, host = 8080, protocol = \"udp\" }]\n[machines.b]\nports = [{ guest = 2, host = 8080, host_ip = \"127.0.0.2\" }]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn bad_port_fields() {
+    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 70000, host = 1 }]\n");
+    assert!(e.field.contains("ports[0].guest"), "{}", e.field);
+    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, protocol = \"sctp\" }]\n");
+    assert!(e.message.contains("`tcp`"), "{}", e.message);
+    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, host_ip = \"localhost\" }]\n");
+    assert!(e.field.contains("host_ip"), "{}", e.field);
+    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, hots = 2 }]\n");
+    assert!(e.message.contains("did you mean `host`?"), "{}", e.message);
+}
+
+#[test]
+fn invalid_machine_names() {
+    for name in ["\"1web\"", "\"we b\"", "\"web.x\"", "\"\""] {
+        let e = err(&format!("[defaults]\nbox = \"x\"\n[machines.{name}]\n"));
+        assert!(e.message.contains("not a valid machine name"), "{name}: {}", e.message);
+        assert_eq!(e.line, 3);
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    for bad in ["", "0", "s", "5d", "-1", "1.5m"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+    let e = err("[defaults]\nbox = \"x\"\nboot_timeout = 0\n");
+    assert_eq!(e.field, "defaults.boot_timeout");
+}
+
+#[test]
+fn accel_parse() {
+    assert_eq!(Accel::parse("TCG"), Ok(Accel::Tcg));
+    assert!(Accel::parse("hvf").is_err());
+}
+
+#[test]
+fn find_walks_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("a/b");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(tmp.path().join("Envfile"), "").unwrap();
+    assert_eq!(find(None, &deep).unwrap(), tmp.path().join("Envfile"));
+    assert!(find(Some(&tmp.path().join("nope")), &deep).is_err());
+    let empty = tempfile::tempdir().unwrap();
+    assert!(find(None, empty.path()).unwrap_err().to_string().contains("env init"));
+}
+
+#[test]
+fn example_envfile_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Envfile.example");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let e = parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!e.machines.is_empty());
+}
+
+#[test]
+fn suggestion_only_for_close_names() {
+    assert_eq!(with_suggestion("unknown field `zzzzzz`, expected `box` or `cpus`"), "unknown field `zzzzzz`, expected `box` or `cpus`");
+    assert!(with_suggestion("unknown field `cpu`, expected `box` or `cpus`").ends_with("(did you mean `cpus`?)"));
+}

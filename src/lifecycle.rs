@@ -1,0 +1,352 @@
+//! Machine lifecycle: create, boot, halt, destroy. The side-effecting edge
+//! that runs `qemu-img`, QEMU and ssh according to plans built by pure code.
+
+use crate::accel;
+use crate::boxes::{Store, StoredBox};
+use crate::envfile::{Accel, Machine};
+use crate::machine::{MachineDir, MachineState, Status};
+use crate::ports;
+use crate::project::Project;
+use crate::qemu::{self, Boot, Forward, VmSpec};
+use crate::qmp;
+use crate::ssh;
+use crate::ui;
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a guest gets to power off after the ACPI button.
+pub const POWERDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long QEMU gets to exit after `quit` before it is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(3);
+/// Default login user of boxes that do not name one (Vagrant's convention).
+pub const DEFAULT_USER: &str = "vagrant";
+
+/// Options of `env up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// `--accel`, overriding `ENV_ACCEL` and the Envfile.
+    pub accel: Option<Accel>,
+}
+
+/// Brings a machine up: creates it if needed, boots it if not running, and
+/// waits until SSH works with the machine's own key.
+pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptions) -> Result<()> {
+    let dir = project.machine_dir(&machine.name);
+    match dir.status()? {
+        Status::Running { .. } => {
+            ui::step(&machine.name, "already running");
+            return Ok(());
+        }
+        Status::NotCreated => create(&dir, machine, store)?,
+        Status::Halted | Status::Died => {}
+    }
+    let mut state = dir.load_state()?.context("machine state vanished")?;
+    let result = boot(&dir, machine, &mut state, options);
+    state.last_action = "up".into();
+    state.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
+    dir.save_state(&state)?;
+    result
+}
+
+/// Creates the machine's state folder and its disk: a qcow2 overlay on the
+/// box image (instant, whatever the box's size). Leaves nothing on failure.
+fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
+    let stored = store.find(&machine.boxref.name, machine.boxref.version.as_deref())?;
+    std::fs::create_dir_all(dir.root.parent().context("state folder has no parent")?)?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{}-", machine.name))
+        .tempdir_in(dir.root.parent().unwrap_or(Path::new(".")))?;
+    let staged = MachineDir { name: dir.name.clone(), root: staging.path().to_path_buf() };
+    create_overlay(&stored, &staged.disk(), machine)?;
+    let user = machine
+        .ssh_user
+        .clone()
+        .or_else(|| stored.metadata.env.as_ref().and_then(|e| e.ssh_user.clone()))
+        .unwrap_or_else(|| DEFAULT_USER.into());
+    staged.save_state(&MachineState {
+        box_name: stored.name.clone(),
+        box_version: stored.version.clone(),
+        box_dir: stored.dir.clone(),
+        accel: None,
+        ssh_user: user,
+        ssh_port: None,
+        forwards: Vec::new(),
+        key_inserted: false,
+        running: false,
+        last_action: "create".into(),
+        last_error: None,
+    })?;
+    if dir.root.exists() {
+        // Leftovers of a machine whose disk is gone: replace them.
+        std::fs::remove_dir_all(&dir.root)?;
+    }
+    std::fs::rename(staging.keep(), &dir.root).with_context(|| format!("cannot create {}", dir.root.display()))?;
+    store.add_user(&stored, &dir.root)?;
+    Ok(())
+}
+
+/// `qemu-img create` of the overlay, grown to the Envfile's disk size.
+fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<()> {
+    let backing = stored.root_disk();
+    let box_gib = stored.metadata.virtual_size.unwrap_or(0);
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"]).arg(&backing).arg(disk);
+    if let Some(size) = machine.disk {
+        if size.bytes() < box_gib * 1024 * 1024 * 1024 {
+            bail!(
+                "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
+                machine.name,
+                size,
+                box_gib
+            );
+        }
+        cmd.arg(format!("{}M", size.mib));
+    }
+    let out = cmd.stdin(Stdio::null()).output().context("cannot run qemu-img (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The boot plan of a machine (pure, apart from reading the box's metadata).
+pub fn vm_spec(dir: &MachineDir, machine: &Machine, state: &MachineState, accel: qemu::Accelerator, forwards: Vec<Forward>) -> Result<VmSpec> {
+    let meta = crate::boxes::metadata::Metadata::load(&state.box_dir)
+        .with_context(|| format!("the box of machine `{}` is gone from the store", machine.name))?;
+    let boot = match meta.env.as_ref().and_then(|e| e.kernel.as_ref()) {
+        Some(kernel) => Boot::Kernel {
+            kernel: state.box_dir.join(kernel),
+            initrd: meta.env.as_ref().and_then(|e| e.initrd.as_ref()).map(|i| state.box_dir.join(i)),
+            cmdline: meta.env.as_ref().and_then(|e| e.cmdline.clone()).unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
+        },
+        None => Boot::Disk,
+    };
+    Ok(VmSpec {
+        name: machine.name.clone(),
+        accel,
+        cpus: machine.cpus,
+        memory_mib: machine.memory.mib,
+        disk: dir.disk(),
+        boot,
+        qmp_socket: dir.qmp_socket()?,
+        qga_socket: dir.qga_socket()?,
+        console_log: dir.console_log(),
+        pidfile: dir.pidfile(),
+        forwards,
+        extra: machine.qemu_args.clone(),
+    })
+}
+
+fn boot(dir: &MachineDir, machine: &Machine, state: &mut MachineState, options: &UpOptions) -> Result<()> {
+    let requested = accel::requested(options.accel, machine.accel)?;
+    let probe_kernel = crate::boxes::metadata::Metadata::load(&state.box_dir)
+        .ok()
+        .and_then(|m| m.env.and_then(|e| e.kernel))
+        .map(|k| state.box_dir.join(k));
+    let accel = accel::resolve(requested, probe_kernel.as_deref())?;
+    let forwards = ports::plan_forwards(&machine.name, &machine.ports, ports::is_free, ports::pick_free)?;
+    let _ = std::fs::remove_file(dir.pidfile());
+
+    let started = Instant::now();
+    let mut ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+    let mut attempt = 0;
+    loop {
+        let mut all = vec![ssh_forward.clone()];
+        all.extend(forwards.iter().cloned());
+        let spec = vm_spec(dir, machine, state, accel, all)?;
+        match start_qemu(&spec) {
+            Ok(()) => break,
+            // Another process took the SSH port between our check and QEMU's bind.
+            Err(e) if attempt < 3 && format!("{e:#}").contains("host forwarding rule") && format!("{e:#}").contains(&ssh_forward.host_port.to_string()) => {
+                attempt += 1;
+                ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    state.accel = Some(accel);
+    state.ssh_port = Some(ssh_forward.host_port);
+    state.forwards = forwards;
+    state.running = true;
+    dir.save_state(state)?;
+
+    let bar = ui::spinner(&machine.name, &format!("booting ({}, SSH on 127.0.0.1:{})", accel_name(accel), ssh_forward.host_port));
+    let deadline = started + machine.boot_timeout;
+    let waited = ssh::wait_for_banner(ssh_forward.host_port, deadline, || {
+        if dir.qemu_pid().is_none() {
+            bail!("QEMU exited during boot: {}", console_hint(dir));
+        }
+        Ok(())
+    });
+    bar.finish_and_clear();
+    if let Err(e) = waited {
+        kill_qemu(dir);
+        state.running = false;
+        let mut message = format!(
+            "machine `{}` did not answer SSH within {} s ({}): {e}. The console log is {}",
+            machine.name,
+            machine.boot_timeout.as_secs(),
+            accel_name(accel),
+            dir.console_log().display()
+        );
+        if accel == qemu::Accelerator::Kvm {
+            message.push_str(". If KVM guests hang on this host, use --accel tcg (or ENV_ACCEL=tcg)");
+        }
+        bail!(message);
+    }
+    connect(dir, machine, state, ssh_forward.host_port)?;
+    ui::step(&machine.name, &format!("up in {:.1} s (SSH on 127.0.0.1:{})", started.elapsed().as_secs_f64(), ssh_forward.host_port));
+    Ok(())
+}
+
+fn accel_name(accel: qemu::Accelerator) -> &'static str {
+    match accel {
+        qemu::Accelerator::Kvm => "KVM",
+        qemu::Accelerator::Tcg => "TCG",
+    }
+}
+
+/// The last lines of the console log, for error messages.
+fn console_hint(dir: &MachineDir) -> String {
+    let text = std::fs::read_to_string(dir.console_log()).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("see {} (last lines: {})", dir.console_log().display(), tail.join(" | "))
+}
+
+/// Runs QEMU daemonized; its errors (before it detaches) become ours.
+fn start_qemu(spec: &VmSpec) -> Result<()> {
+    let out = Command::new(qemu::QEMU_BINARY)
+        .args(qemu::qemu_args(spec))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} (install qemu-system-x86)", qemu::QEMU_BINARY))?;
+    if !out.status.success() {
+        bail!("QEMU failed to start: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// SSH set-up after the banner: first contact (pin the host key, replace the
+/// well-known key) or a plain connection with the pinned key; writes the
+/// ssh_config and leaves a master connection for later commands.
+fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: u16) -> Result<()> {
+    let mut target = ssh::target_for(dir, port, &state.ssh_user)?;
+    ssh::close_master(&target.control_path);
+    if !state.key_inserted {
+        let identities = ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?;
+        let public = if machine.ssh_insert_key { Some(ssh::ensure_keypair(&dir.key())?) } else { None };
+        ssh::first_contact(&target, &identities, public.as_deref())?;
+        if machine.ssh_insert_key {
+            state.key_inserted = true;
+            let _ = std::fs::remove_file(dir.first_contact_key());
+        } else {
+            target.identity = identities[0].clone();
+        }
+    } else if !machine.ssh_insert_key {
+        target.identity = ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?[0].clone();
+    }
+    crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
+    if state.key_inserted || !machine.ssh_insert_key {
+        // Opens the master connection now, checking the pinned host key.
+        let out = ssh::command(&dir.ssh_config(), &dir.name).arg("true").stdin(Stdio::null()).output()?;
+        if !out.status.success() {
+            bail!("SSH to `{}` failed: {}", machine.name, String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    Ok(())
+}
+
+/// Halts a machine: ACPI power-down (unless `force`), then QMP `quit`, then
+/// SIGKILL, each after a grace period.
+pub fn halt(project: &Project, name: &str, force: bool) -> Result<()> {
+    let dir = project.machine_dir(name);
+    let status = dir.status()?;
+    let Some(mut state) = dir.load_state()? else {
+        ui::step(name, "not created");
+        return Ok(());
+    };
+    if let Status::Running { pid } = status {
+        let started = Instant::now();
+        if let Ok(control) = dir.control_path() {
+            ssh::close_master(&control);
+        }
+        let qmp_socket = dir.qmp_socket()?;
+        let graceful = !force && qmp::system_powerdown(&qmp_socket).is_ok() && wait_exit(pid, POWERDOWN_GRACE);
+        if !graceful {
+            if !force {
+                ui::step(name, "the guest did not power off: stopping QEMU");
+            }
+            stop_qemu(&dir, pid);
+        }
+        ui::step(name, &format!("halted in {:.1} s", started.elapsed().as_secs_f64()));
+    } else {
+        ui::step(name, "already halted");
+    }
+    let _ = std::fs::remove_file(dir.pidfile());
+    state.running = false;
+    state.last_action = "halt".into();
+    state.last_error = None;
+    dir.save_state(&state)
+}
+
+/// Destroys a machine: QEMU stopped, disk and state removed. Succeeds when
+/// the machine is already gone or QEMU was killed by hand.
+pub fn destroy(project: &Project, name: &str, store: &Store) -> Result<()> {
+    let dir = project.machine_dir(name);
+    if !dir.root.exists() {
+        ui::step(name, "not created");
+        return Ok(());
+    }
+    kill_qemu(&dir);
+    let state = dir.load_state().ok().flatten();
+    for socket in [dir.qmp_socket(), dir.qga_socket()].into_iter().flatten() {
+        let _ = std::fs::remove_file(socket);
+    }
+    // Rename first: a destroy cut short never leaves a half-removed machine
+    // that looks created.
+    let trash = tempfile::Builder::new()
+        .prefix(&format!(".destroying-{name}-"))
+        .tempdir_in(dir.root.parent().context("state folder has no parent")?)?;
+    std::fs::rename(&dir.root, trash.path().join("m")).with_context(|| format!("cannot remove {}", dir.root.display()))?;
+    if let Some(state) = state {
+        store.remove_user(&state.box_name, &state.box_version, &dir.root);
+    }
+    drop(trash);
+    ui::step(name, "destroyed");
+    Ok(())
+}
+
+/// Stops QEMU if it runs (QMP quit, then SIGKILL) and closes SSH.
+fn kill_qemu(dir: &MachineDir) {
+    if let Ok(control) = dir.control_path() {
+        ssh::close_master(&control);
+    }
+    if let Some(pid) = dir.qemu_pid() {
+        stop_qemu(dir, pid);
+    }
+    let _ = std::fs::remove_file(dir.pidfile());
+}
+
+fn stop_qemu(dir: &MachineDir, pid: i32) {
+    let quit_sent = dir.qmp_socket().map(|s| qmp::quit(&s).is_ok()).unwrap_or(false);
+    if !(quit_sent && wait_exit(pid, QUIT_GRACE)) {
+        // SAFETY: kill(2) with a pid we checked is this machine's QEMU.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_exit(pid, QUIT_GRACE);
+    }
+}
+
+/// Waits until process `pid` is gone; false on timeout.
+fn wait_exit(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        // QEMU is not our child (it daemonized), so no zombie lingers.
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !Path::new(&format!("/proc/{pid}")).exists()
+}

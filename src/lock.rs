@@ -1,0 +1,51 @@
+//! Advisory file locks that keep two `env` processes from changing the same
+//! state at once. The OS drops a lock when its process dies, so a crashed
+//! `env` never leaves a stale lock behind.
+
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// A held lock; released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// Takes the exclusive lock at `path` (created if needed), telling the user
+/// when it has to wait for another `env` process.
+pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another env process using {what} ({})...", path.display());
+            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(Lock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_waits_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = exclusive(&path, "test").unwrap();
+        let other = File::open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop(first);
+        other.try_lock().unwrap();
+    }
+}

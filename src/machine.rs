@@ -1,0 +1,231 @@
+//! A machine's state folder (`.envstate/machines/NAME/`) and what it says
+//! about the machine: the files, the persisted record, the live status.
+
+use crate::qemu::{Accelerator, Forward};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The files of one machine.
+#[derive(Debug, Clone)]
+pub struct MachineDir {
+    /// Machine name.
+    pub name: String,
+    /// The state folder.
+    pub root: PathBuf,
+}
+
+impl MachineDir {
+    /// The folder of machine `name` under a project's state folder.
+    pub fn new(project_state: &Path, name: &str) -> Self {
+        MachineDir { name: name.into(), root: project_state.join("machines").join(name) }
+    }
+    /// The qcow2 overlay on the box image.
+    pub fn disk(&self) -> PathBuf {
+        self.root.join("disk.qcow2")
+    }
+    /// Serial console output.
+    pub fn console_log(&self) -> PathBuf {
+        self.root.join("console.log")
+    }
+    /// QEMU's pid file.
+    pub fn pidfile(&self) -> PathBuf {
+        self.root.join("qemu.pid")
+    }
+    /// The persisted [`MachineState`].
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    /// The per-machine private key (its `.pub` beside it).
+    pub fn key(&self) -> PathBuf {
+        self.root.join("id_ed25519")
+    }
+    /// The first-contact key written for the first connection.
+    pub fn first_contact_key(&self) -> PathBuf {
+        self.root.join("first_contact_key")
+    }
+    /// The pinned host key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.root.join("known_hosts")
+    }
+    /// The generated ssh_config (what `env ssh-config` prints).
+    pub fn ssh_config(&self) -> PathBuf {
+        self.root.join("ssh_config")
+    }
+    /// Socket base name in the runtime folder: short and unique per machine.
+    fn socket(&self, suffix: &str) -> Result<PathBuf> {
+        Ok(crate::paths::runtime_dir()?.join(format!("{}.{suffix}", crate::paths::short_hash(&self.root))))
+    }
+    /// QMP socket.
+    pub fn qmp_socket(&self) -> Result<PathBuf> {
+        self.socket("qmp")
+    }
+    /// Guest agent socket.
+    pub fn qga_socket(&self) -> Result<PathBuf> {
+        self.socket("qga")
+    }
+    /// OpenSSH ControlPath for connection reuse.
+    pub fn control_path(&self) -> Result<PathBuf> {
+        self.socket("ssh")
+    }
+
+    /// Reads the persisted state, if the machine was created.
+    pub fn load_state(&self) -> Result<Option<MachineState>> {
+        let path = self.state_file();
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the state atomically (a crash leaves the old or the new file).
+    pub fn save_state(&self, state: &MachineState) -> Result<()> {
+        write_atomic(&self.state_file(), serde_json::to_string_pretty(state)?.as_bytes())
+    }
+
+    /// QEMU's pid when its process is alive and really this machine's QEMU
+    /// (a recycled pid belongs to someone else).
+    pub fn qemu_pid(&self) -> Option<i32> {
+        let pid: i32 = fs::read_to_string(self.pidfile()).ok()?.trim().parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let disk = self.disk();
+        let needle = disk.as_os_str().as_encoded_bytes();
+        cmdline.windows(needle.len()).any(|w| w == needle).then_some(pid)
+    }
+
+    /// The machine's status, from its files and process table alone (fast:
+    /// no QMP round trip).
+    pub fn status(&self) -> Result<Status> {
+        let Some(state) = self.load_state()? else {
+            return Ok(Status::NotCreated);
+        };
+        if !self.disk().exists() {
+            return Ok(Status::NotCreated);
+        }
+        Ok(match self.qemu_pid() {
+            Some(pid) => Status::Running { pid },
+            None if state.running => Status::Died,
+            None => Status::Halted,
+        })
+    }
+}
+
+/// What `env status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// No disk, no state.
+    NotCreated,
+    /// QEMU is running.
+    Running {
+        /// QEMU's pid.
+        pid: i32,
+    },
+    /// Halted by env; the disk is kept.
+    Halted,
+    /// QEMU is gone but env did not halt it (killed, crashed, or the guest
+    /// powered itself off). The disk is kept.
+    Died,
+}
+
+impl Status {
+    /// The word scripts read (`--json`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::NotCreated => "not_created",
+            Status::Running { .. } => "running",
+            Status::Halted => "halted",
+            Status::Died => "died",
+        }
+    }
+}
+
+/// What env remembers about a machine between commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineState {
+    /// Box name.
+    pub box_name: String,
+    /// Box version.
+    pub box_version: String,
+    /// Box folder in the store (the overlay's backing file lives there).
+    pub box_dir: PathBuf,
+    /// Accelerator of the last boot.
+    pub accel: Option<Accelerator>,
+    /// Login user.
+    pub ssh_user: String,
+    /// Host port of SSH in the last boot.
+    pub ssh_port: Option<u16>,
+    /// Forwarded ports of the last boot (SSH excluded).
+    pub forwards: Vec<Forward>,
+    /// The first-contact key was replaced by the per-machine key.
+    pub key_inserted: bool,
+    /// env booted QEMU and has not halted it since.
+    pub running: bool,
+    /// Last action (`up`, `halt`, ...).
+    pub last_action: String,
+    /// The last action's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// Writes `data` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("path without folder")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> MachineState {
+        MachineState {
+            box_name: "b".into(),
+            box_version: "0".into(),
+            box_dir: "/boxes/b/0".into(),
+            accel: Some(Accelerator::Tcg),
+            ssh_user: "vagrant".into(),
+            ssh_port: Some(2222),
+            forwards: vec![],
+            key_inserted: true,
+            running: true,
+            last_action: "up".into(),
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn status_from_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MachineDir::new(tmp.path(), "web");
+        assert_eq!(dir.status().unwrap(), Status::NotCreated);
+        fs::create_dir_all(&dir.root).unwrap();
+        dir.save_state(&state()).unwrap();
+        assert_eq!(dir.status().unwrap(), Status::NotCreated, "no disk yet");
+        fs::write(dir.disk(), "").unwrap();
+        assert_eq!(dir.status().unwrap(), Status::Died, "running per state, no QEMU");
+        let mut halted = state();
+        halted.running = false;
+        dir.save_state(&halted).unwrap();
+        assert_eq!(dir.status().unwrap(), Status::Halted);
+        // A pid file naming a live process that is not this machine's QEMU.
+        fs::write(dir.pidfile(), std::process::id().to_string()).unwrap();
+        assert_eq!(dir.qemu_pid(), None);
+        assert_eq!(dir.load_state().unwrap(), Some(halted));
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MachineDir::new(tmp.path(), "web");
+        fs::create_dir_all(&dir.root).unwrap();
+        fs::write(dir.state_file(), "{").unwrap();
+        let err = dir.load_state().unwrap_err();
+        assert!(err.to_string().contains("state.json"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Host ports: which are free, and the forwarding plan of a boot.
+
+use crate::envfile::{PortForward, Protocol};
+use crate::qemu::Forward;
+use anyhow::{Result, bail};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+
+/// Whether `port` can be bound on `ip` right now.
+pub fn is_free(protocol: Protocol, ip: IpAddr, port: u16) -> bool {
+    let addr = SocketAddr::new(ip, port);
+    match protocol {
+        Protocol::Tcp => TcpListener::bind(addr).is_ok(),
+        Protocol::Udp => UdpSocket::bind(addr).is_ok(),
+    }
+}
+
+/// A port the OS reports free on `ip` (it may be taken again before QEMU
+/// binds it: callers retry on a bind failure).
+pub fn pick_free(protocol: Protocol, ip: IpAddr) -> Result<u16> {
+    let addr = SocketAddr::new(ip, 0);
+    let port = match protocol {
+        Protocol::Tcp => TcpListener::bind(addr)?.local_addr()?.port(),
+        Protocol::Udp => UdpSocket::bind(addr)?.local_addr()?.port(),
+    };
+    Ok(port)
+}
+
+/// The SSH forward: always a free port on the loopback address.
+pub fn ssh_forward(guest_port: u16) -> Result<Forward> {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    Ok(Forward { protocol: Protocol::Tcp, host_ip: ip, host_port: pick_free(Protocol::Tcp, ip)?, guest_port })
+}
+
+/// Plans the forwards of a machine's ports, given a test of which host ports
+/// are free. A taken port fails with a clear message, or moves to a free
+/// port when it allows `auto_correct`.
+pub fn plan_forwards(
+    machine: &str,
+    ports: &[PortForward],
+    mut free: impl FnMut(Protocol, IpAddr, u16) -> bool,
+    mut pick: impl FnMut(Protocol, IpAddr) -> Result<u16>,
+) -> Result<Vec<Forward>> {
+    let mut planned: Vec<Forward> = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let taken_here = |port: u16, planned: &[Forward]| {
+            planned.iter().any(|f| f.host_port == port && f.protocol == p.protocol && f.host_ip == p.host_ip)
+        };
+        let host_port = if free(p.protocol, p.host_ip, p.host) && !taken_here(p.host, &planned) {
+            p.host
+        } else if p.auto_correct {
+            let mut port = pick(p.protocol, p.host_ip)?;
+            while taken_here(port, &planned) {
+                port = pick(p.protocol, p.host_ip)?;
+            }
+            eprintln!(
+                "{machine}: host port {}/{} on {} is in use; forwarding guest port {} from {port} instead (auto_correct)",
+                p.host, p.protocol, p.host_ip, p.guest
+            );
+            port
+        } else {
+            bail!(
+                "machine `{machine}`: host port {}/{} on {} (ports[{i}], guest port {}) is in use by another program or machine: free it, change `host`, or set `auto_correct = true`",
+                p.host,
+                p.protocol,
+                p.host_ip,
+                p.guest
+            );
+        };
+        planned.push(Forward { protocol: p.protocol, host_ip: p.host_ip, host_port, guest_port: p.guest });
+    }
+    Ok(planned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(guest: u16, host: u16, auto_correct: bool) -> PortForward {
+        PortForward { guest, host, protocol: Protocol::Tcp, host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), auto_correct }
+    }
+
+    #[test]
+    fn free_ports_are_kept() {
+        let plan = plan_forwards("web", &[port(80, 8080, false)], |_, _, _| true, |_, _| unreachable!()).unwrap();
+        assert_eq!(plan[0].host_port, 8080);
+        assert_eq!(plan[0].guest_port, 80);
+    }
+
+    #[test]
+    fn taken_ports_fail_or_move() {
+        let err = plan_forwards("web", &[port(80, 8080, false)], |_, _, _| false, |_, _| Ok(1)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("8080/tcp") && msg.contains("in use") && msg.contains("auto_correct"), "{msg}");
+        let plan = plan_forwards("web", &[port(80, 8080, true)], |_, _, _| false, |_, _| Ok(40000)).unwrap();
+        assert_eq!(plan[0].host_port, 40000);
+    }
+
+    #[test]
+    fn real_sockets() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = listener.local_addr().unwrap().port();
+        assert!(!is_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST), taken));
+        let free = pick_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        assert!(is_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST), free));
+        assert_eq!(ssh_forward(22).unwrap().guest_port, 22);
+    }
+}

@@ -1,0 +1,298 @@
+//! QEMU's command line, built by small pure functions, one per concern, from
+//! a [`VmSpec`] (the "plan" of a boot).
+
+use crate::envfile::Protocol;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The QEMU system emulator env runs.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// The accelerator a boot actually uses (`auto` already resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// Hardware virtualization.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// A host port forwarded to the guest through QEMU user networking.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Forward {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Host address bound.
+    pub host_ip: IpAddr,
+    /// Host port.
+    pub host_port: u16,
+    /// Guest port.
+    pub guest_port: u16,
+}
+
+/// How the guest's kernel is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// Direct kernel boot (fast): kernel, optional initrd, command line.
+    Kernel {
+        /// Kernel image.
+        kernel: PathBuf,
+        /// Initrd.
+        initrd: Option<PathBuf>,
+        /// Kernel command line.
+        cmdline: String,
+    },
+    /// Firmware and the disk's own bootloader.
+    Disk,
+}
+
+/// Everything QEMU needs for one boot of a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// Machine name (shown in `ps` as the process name).
+    pub name: String,
+    /// Accelerator.
+    pub accel: Accelerator,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// The machine's root disk (qcow2 overlay).
+    pub disk: PathBuf,
+    /// How to boot.
+    pub boot: Boot,
+    /// QMP control socket.
+    pub qmp_socket: PathBuf,
+    /// Guest agent socket.
+    pub qga_socket: PathBuf,
+    /// Serial console log.
+    pub console_log: PathBuf,
+    /// QEMU's pid file.
+    pub pidfile: PathBuf,
+    /// Forwarded ports, SSH first.
+    pub forwards: Vec<Forward>,
+    /// Extra arguments appended last.
+    pub extra: Vec<String>,
+}
+
+/// Machine type and accelerator. Under KVM the host CPU model is passed
+/// through; under TCG QEMU's default model emulates fastest.
+pub fn machine_args(accel: Accelerator) -> Vec<String> {
+    match accel {
+        Accelerator::Kvm => strings(&["-machine", "q35,accel=kvm", "-cpu", "host"]),
+        Accelerator::Tcg => strings(&["-machine", "q35,accel=tcg"]),
+    }
+}
+
+/// CPUs and memory.
+pub fn resource_args(cpus: u32, memory_mib: u64) -> Vec<String> {
+    vec!["-smp".into(), cpus.to_string(), "-m".into(), format!("{memory_mib}M")]
+}
+
+/// No default devices, no user config files, no display: every device is
+/// declared here, so a guest boots the same on every host.
+pub fn base_args(name: &str) -> Vec<String> {
+    vec![
+        "-name".into(),
+        format!("{name},process=env-{name}"),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-display".into(),
+        "none".into(),
+    ]
+}
+
+/// Kernel, initrd and command line for direct kernel boot.
+pub fn boot_args(boot: &Boot) -> Vec<String> {
+    match boot {
+        Boot::Disk => Vec::new(),
+        Boot::Kernel { kernel, initrd, cmdline } => {
+            let mut args = vec!["-kernel".into(), path(kernel)];
+            if let Some(initrd) = initrd {
+                args.extend(["-initrd".into(), path(initrd)]);
+            }
+            args.extend(["-append".into(), cmdline.clone()]);
+            args
+        }
+    }
+}
+
+/// The root disk on virtio-blk (the only disk, so firmware boots from it).
+pub fn drive_args(disk: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("file={},if=none,id=disk0,format=qcow2,discard=unmap", escape_commas(&path(disk))),
+        "-device".into(),
+        "virtio-blk-pci,drive=disk0".into(),
+    ]
+}
+
+/// One `hostfwd` rule: `tcp:127.0.0.1:8080-:80`.
+pub fn hostfwd_rule(forward: &Forward) -> String {
+    let ip = match forward.host_ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    format!("hostfwd={}:{}:{}-:{}", forward.protocol, ip, forward.host_port, forward.guest_port)
+}
+
+/// User-mode networking on virtio-net with every forwarded port. No option
+/// ROM: iPXE's start-up costs about a second under TCG and env never boots
+/// from the network.
+pub fn network_args(forwards: &[Forward]) -> Vec<String> {
+    let mut netdev = String::from("user,id=net0");
+    for forward in forwards {
+        netdev.push(',');
+        netdev.push_str(&hostfwd_rule(forward));
+    }
+    vec!["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=net0,romfile=".into()]
+}
+
+/// The QMP control socket, listening without waiting for a client.
+pub fn qmp_args(socket: &Path) -> Vec<String> {
+    vec!["-qmp".into(), format!("unix:{},server=on,wait=off", escape_commas(&path(socket)))]
+}
+
+/// The guest agent's virtio-serial port (`org.qemu.guest_agent.0`).
+pub fn guest_agent_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("socket,id=qga0,path={},server=on,wait=off", escape_commas(&path(socket))),
+        "-device".into(),
+        "virtio-serial-pci".into(),
+        "-device".into(),
+        "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+    ]
+}
+
+/// The serial console, appended to a log file.
+pub fn console_args(log: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("file,id=console0,path={},append=on", escape_commas(&path(log))),
+        "-serial".into(),
+        "chardev:console0".into(),
+    ]
+}
+
+/// Entropy from the host: without it sshd and the kernel wait for randomness.
+pub fn rng_args() -> Vec<String> {
+    strings(&["-device", "virtio-rng-pci"])
+}
+
+/// Detach once the guest is set up, leaving a pid file.
+pub fn daemon_args(pidfile: &Path) -> Vec<String> {
+    vec!["-daemonize".into(), "-pidfile".into(), path(pidfile)]
+}
+
+/// The whole command line (without the binary), extra arguments last.
+pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
+    [
+        base_args(&spec.name),
+        machine_args(spec.accel),
+        resource_args(spec.cpus, spec.memory_mib),
+        boot_args(&spec.boot),
+        drive_args(&spec.disk),
+        network_args(&spec.forwards),
+        rng_args(),
+        guest_agent_args(&spec.qga_socket),
+        qmp_args(&spec.qmp_socket),
+        console_args(&spec.console_log),
+        daemon_args(&spec.pidfile),
+        spec.extra.clone(),
+    ]
+    .concat()
+}
+
+/// QEMU option values use `,` as separator; a literal comma is written `,,`.
+fn escape_commas(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            name: "web".into(),
+            accel: Accelerator::Tcg,
+            cpus: 2,
+            memory_mib: 1024,
+            disk: "/p/.envstate/machines/web/disk.qcow2".into(),
+            boot: Boot::Kernel {
+                kernel: "/b/vmlinuz".into(),
+                initrd: Some("/b/initrd.img".into()),
+                cmdline: "root=/dev/vda rw".into(),
+            },
+            qmp_socket: "/run/env/abc.qmp".into(),
+            qga_socket: "/run/env/abc.qga".into(),
+            console_log: "/p/.envstate/machines/web/console.log".into(),
+            pidfile: "/p/.envstate/machines/web/qemu.pid".into(),
+            forwards: vec![
+                Forward { protocol: Protocol::Tcp, host_ip: "127.0.0.1".parse().unwrap(), host_port: 2222, guest_port: 22 },
+                Forward { protocol: Protocol::Udp, host_ip: "::1".parse().unwrap(), host_port: 5353, guest_port: 53 },
+            ],
+            extra: vec!["-device".into(), "virtio-balloon".into()],
+        }
+    }
+
+    fn window(args: &[String], flag: &str) -> Vec<String> {
+        args.iter()
+            .enumerate()
+            .filter(|(_, a)| *a == flag)
+            .map(|(i, _)| args[i + 1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn full_command_line() {
+        let args = qemu_args(&spec());
+        assert_eq!(window(&args, "-machine"), ["q35,accel=tcg"]);
+        assert!(!args.contains(&"-cpu".to_string()), "TCG keeps QEMU's default CPU");
+        assert_eq!(window(&args, "-smp"), ["2"]);
+        assert_eq!(window(&args, "-m"), ["1024M"]);
+        assert_eq!(window(&args, "-kernel"), ["/b/vmlinuz"]);
+        assert_eq!(window(&args, "-initrd"), ["/b/initrd.img"]);
+        assert_eq!(window(&args, "-append"), ["root=/dev/vda rw"]);
+        assert_eq!(
+            window(&args, "-netdev"),
+            ["user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:[::1]:5353-:53"]
+        );
+        assert_eq!(window(&args, "-qmp"), ["unix:/run/env/abc.qmp,server=on,wait=off"]);
+        assert_eq!(window(&args, "-pidfile"), ["/p/.envstate/machines/web/qemu.pid"]);
+        assert!(args.contains(&"-daemonize".to_string()));
+        assert!(args.contains(&"-nodefaults".to_string()));
+        assert_eq!(args[args.len() - 2..], ["-device", "virtio-balloon"], "extra arguments come last");
+        assert!(window(&args, "-device").contains(&"virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".to_string()));
+    }
+
+    #[test]
+    fn kvm_uses_the_host_cpu() {
+        let args = machine_args(Accelerator::Kvm);
+        assert_eq!(args, ["-machine", "q35,accel=kvm", "-cpu", "host"]);
+    }
+
+    #[test]
+    fn firmware_boot_has_no_kernel() {
+        assert!(boot_args(&Boot::Disk).is_empty());
+        let args = boot_args(&Boot::Kernel { kernel: "k".into(), initrd: None, cmdline: "c".into() });
+        assert_eq!(args, ["-kernel", "k", "-append", "c"]);
+    }
+
+    #[test]
+    fn commas_in_paths_are_escaped() {
+        let args = drive_args(Path::new("/a,b/disk.qcow2"));
+        assert!(args[1].starts_with("file=/a,,b/disk.qcow2,if=none"), "{}", args[1]);
+        assert_eq!(qmp_args(Path::new("/x,y"))[1], "unix:/x,,y,server=on,wait=off");
+    }
+}

@@ -1,0 +1,305 @@
+//! The SSH communicator: OpenSSH client configuration, readiness, the first
+//! contact (pin the host key, replace the well-known key), and commands over
+//! one reused connection (ControlMaster).
+
+use crate::machine::MachineDir;
+use anyhow::{Context, Result, bail};
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The well-known first-contact key every env box trusts (public knowledge,
+/// like Vagrant's insecure key; replaced on first contact).
+pub const WELL_KNOWN_KEY: &str = include_str!("../boxes/keys/insecure_ed25519");
+
+/// How long an idle master connection stays up.
+const CONTROL_PERSIST: &str = "10m";
+
+/// Where Vagrant installations keep their insecure private keys; boxes made
+/// for Vagrant trust them.
+const VAGRANT_KEYS: &[&str] = &[
+    "/opt/vagrant/embedded/gems/gems/vagrant/keys/vagrant",
+    "/usr/share/vagrant/keys/vagrant",
+];
+
+/// What the client needs to reach one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Host alias (the machine name).
+    pub alias: String,
+    /// Host port forwarded to the guest's SSH.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key.
+    pub identity: PathBuf,
+    /// Pinned host keys.
+    pub known_hosts: PathBuf,
+    /// Name the host key is pinned under (stable across SSH port changes).
+    pub host_key_alias: String,
+    /// ControlPath for connection reuse.
+    pub control_path: PathBuf,
+}
+
+/// Renders an ssh_config block usable by `ssh -F`, Ansible and testinfra.
+/// The host key must match the pinned one: no `StrictHostKeyChecking=no`.
+pub fn render_config(t: &SshTarget) -> String {
+    format!(
+        "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n",
+        alias = t.alias,
+        port = t.port,
+        user = t.user,
+        identity = t.identity.display(),
+        known = t.known_hosts.display(),
+        hka = t.host_key_alias,
+        cp = t.control_path.display(),
+        persist = CONTROL_PERSIST,
+    )
+}
+
+/// Arguments for a first connection with keys that are not yet the
+/// machine's own: the host key is pinned on first sight (accept-new).
+pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["-F".into(), "/dev/null".into()];
+    for (k, v) in [
+        ("UserKnownHostsFile", t.known_hosts.display().to_string()),
+        ("StrictHostKeyChecking", "accept-new".into()),
+        ("HostKeyAlias", t.host_key_alias.clone()),
+        ("IdentitiesOnly", "yes".into()),
+        ("BatchMode", "yes".into()),
+        ("ConnectTimeout", "20".into()),
+        ("ControlMaster", "auto".into()),
+        ("ControlPath", t.control_path.display().to_string()),
+        ("ControlPersist", CONTROL_PERSIST.into()),
+        ("PasswordAuthentication", "no".into()),
+        ("LogLevel", "ERROR".into()),
+    ] {
+        args.push("-o".into());
+        args.push(format!("{k}={v}"));
+    }
+    for identity in identities {
+        args.push("-i".into());
+        args.push(identity.display().to_string());
+    }
+    args.extend(["-p".into(), t.port.to_string(), format!("{}@127.0.0.1", t.user)]);
+    args
+}
+
+/// The guest-side script that makes `public_key` the only authorized key.
+pub fn replace_key_script(public_key: &str) -> String {
+    let key = public_key.trim().replace('\'', "");
+    format!(
+        "set -e; umask 077; mkdir -p ~/.ssh; printf '%s\\n' '{key}' > ~/.ssh/authorized_keys.env-new; mv -f ~/.ssh/authorized_keys.env-new ~/.ssh/authorized_keys"
+    )
+}
+
+/// The target for a machine's current boot.
+pub fn target_for(dir: &MachineDir, port: u16, user: &str) -> Result<SshTarget> {
+    Ok(SshTarget {
+        alias: dir.name.clone(),
+        port,
+        user: user.into(),
+        identity: dir.key(),
+        known_hosts: dir.known_hosts(),
+        host_key_alias: format!("env-{}-{}", crate::paths::short_hash(&dir.root), dir.name),
+        control_path: dir.control_path()?,
+    })
+}
+
+/// Waits until an SSH server greets on `port` ("SSH-2.0-..."), checking
+/// `still_booting` between tries so that a dead QEMU fails at once.
+/// QEMU's user networking accepts connections before the guest listens, so
+/// only the banner proves sshd is there.
+pub fn wait_for_banner(port: u16, deadline: Instant, mut still_booting: impl FnMut() -> Result<()>) -> Result<Duration> {
+    let started = Instant::now();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        still_booting()?;
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4];
+            if stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-" {
+                return Ok(started.elapsed());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("SSH did not answer within the boot timeout");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Creates the machine's own ed25519 key pair if it has none.
+pub fn ensure_keypair(key: &Path) -> Result<String> {
+    if !key.exists() {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "env machine key", "-f"])
+            .arg(key)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ssh-keygen (install the OpenSSH client)")?;
+        if !out.status.success() {
+            bail!("ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    let public = key.with_extension("pub");
+    std::fs::read_to_string(&public).with_context(|| format!("cannot read {}", public.display()))
+}
+
+/// Keys to try on first contact: the Envfile's, else env's well-known key and
+/// any Vagrant insecure key installed on the host.
+pub fn first_contact_identities(dir: &MachineDir, configured: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if let Some(key) = configured {
+        anyhow::ensure!(key.is_file(), "the SSH key {} does not exist", key.display());
+        return Ok(vec![key.to_path_buf()]);
+    }
+    let well_known = dir.first_contact_key();
+    write_private(&well_known, WELL_KNOWN_KEY)?;
+    let mut keys = vec![well_known];
+    keys.extend(VAGRANT_KEYS.iter().map(PathBuf::from).filter(|p| p.is_file()));
+    Ok(keys)
+}
+
+/// Writes a private key readable by the user only.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// First contact: pins the host key, starts the master connection and, when
+/// `insert_key`, makes the machine's own key the only authorized one.
+pub fn first_contact(t: &SshTarget, identities: &[PathBuf], new_public_key: Option<&str>) -> Result<()> {
+    let script = new_public_key.map(replace_key_script).unwrap_or_else(|| "true".into());
+    let out = Command::new("ssh")
+        .args(first_contact_args(t, identities))
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run ssh (install the OpenSSH client)")?;
+    if !out.status.success() {
+        bail!(
+            "first SSH contact as {} failed: {}",
+            t.user,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// An `ssh` command for a machine, through its generated ssh_config.
+pub fn command(config: &Path, alias: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(config);
+    cmd.arg(alias);
+    cmd
+}
+
+/// Closes the master connection (before the machine goes away).
+pub fn close_master(control_path: &Path) {
+    if control_path.exists() {
+        let _ = Command::new("ssh")
+            .args(["-F", "/dev/null", "-o"])
+            .arg(format!("ControlPath={}", control_path.display()))
+            .args(["-O", "exit", "env-master"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(control_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            alias: "web".into(),
+            port: 2222,
+            user: "vagrant".into(),
+            identity: "/p/.envstate/machines/web/id_ed25519".into(),
+            known_hosts: "/p/.envstate/machines/web/known_hosts".into(),
+            host_key_alias: "env-abc-web".into(),
+            control_path: "/run/env/abc.ssh".into(),
+        }
+    }
+
+    #[test]
+    fn config_pins_host_keys_and_reuses_connections() {
+        let c = render_config(&target());
+        assert!(c.starts_with("Host web\n"));
+        for line in [
+            "Port 2222",
+            "User vagrant",
+            "StrictHostKeyChecking yes",
+            "HostKeyAlias env-abc-web",
+            "ControlMaster auto",
+            "IdentitiesOnly yes",
+            "IdentityFile \"/p/.envstate/machines/web/id_ed25519\"",
+        ] {
+            assert!(c.contains(&format!("  {line}\n")), "missing {line}:\n{c}");
+        }
+        assert!(!c.contains("StrictHostKeyChecking no"));
+    }
+
+    #[test]
+    fn first_contact_pins_on_first_sight_only() {
+        let args = first_contact_args(&target(), &["/k1".into(), "/k2".into()]);
+        let joined = args.join(" ");
+        assert!(joined.starts_with("-F /dev/null "));
+        assert!(joined.contains("-o StrictHostKeyChecking=accept-new"));
+        assert!(joined.contains("-o HostKeyAlias=env-abc-web"));
+        assert!(joined.contains("-i /k1 -i /k2"));
+        assert!(joined.ends_with("-p 2222 vagrant@127.0.0.1"));
+    }
+
+    #[test]
+    fn replacement_script_overwrites_authorized_keys() {
+        let s = replace_key_script("ssh-ed25519 AAAA env machine key\n");
+        assert!(s.contains("'ssh-ed25519 AAAA env machine key'"));
+        assert!(s.contains("mv -f ~/.ssh/authorized_keys.env-new ~/.ssh/authorized_keys"));
+        assert!(s.contains("umask 077"));
+        assert!(!replace_key_script("a'b").contains("a'b"));
+    }
+
+    #[test]
+    fn banner_wait_fails_fast_when_qemu_dies_and_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = wait_for_banner(port, Instant::now() + Duration::from_secs(5), || bail!("QEMU exited")).unwrap_err();
+        assert_eq!(err.to_string(), "QEMU exited");
+        drop(listener);
+        let err = wait_for_banner(port, Instant::now(), || Ok(())).unwrap_err();
+        assert!(err.to_string().contains("boot timeout"));
+    }
+
+    #[test]
+    fn banner_wait_succeeds_on_a_greeting() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"SSH-2.0-test\r\n").unwrap();
+        });
+        wait_for_banner(port, Instant::now() + Duration::from_secs(5), || Ok(())).unwrap();
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn well_known_key_is_embedded() {
+        assert!(WELL_KNOWN_KEY.contains("OPENSSH PRIVATE KEY"));
+    }
+}

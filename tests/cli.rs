@@ -1,0 +1,168 @@
+//! The command line without guests: pass-through to the system's env, help,
+//! completions, Envfile validation and the box store.
+
+mod common;
+
+use common::{TestProject, env_bin, text};
+use std::process::Command;
+
+fn env(args: &[&str]) -> std::process::Output {
+    Command::new(env_bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn foreign_arguments_go_to_the_system_env() {
+    let out = env(&["FOO=1", "sh", "-c", "echo $FOO"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out).0, "1\n");
+
+    let out = env(&["-i", "PATH=/bin:/usr/bin", "sh", "-c", "echo $HOME-$PATH"]);
+    assert_eq!(text(&out).0, "-/bin:/usr/bin\n");
+
+    let out = Command::new(env_bin()).arg("sort").stdin(std::process::Stdio::piped()).output().unwrap();
+    assert!(out.status.success(), "`env sort` runs sort");
+
+    // A bare `env` prints the environment, as coreutils' does.
+    let out = Command::new(env_bin()).env("ENV_TEST_MARKER", "here").output().unwrap();
+    assert!(text(&out).0.contains("ENV_TEST_MARKER=here"));
+
+    // The exit status of the command is kept.
+    let out = env(&["sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+}
+
+#[test]
+fn help_lists_subcommands_and_version_prints() {
+    let (stdout, _) = text(&env(&["--help"]));
+    for sub in ["init", "validate", "up", "ssh", "ssh-config", "status", "port", "halt", "reload", "destroy", "box", "completions"] {
+        assert!(stdout.contains(&format!("  {sub}")), "--help lacks {sub}:\n{stdout}");
+    }
+    let (stdout, _) = text(&env(&["--version"]));
+    assert_eq!(stdout.trim(), format!("env {}", env!("CARGO_PKG_VERSION")));
+    let (stdout, _) = text(&env(&["box", "--help"]));
+    assert!(stdout.contains("build") && stdout.contains("add") && stdout.contains("remove"));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        assert!(text(&out).0.contains("ssh-config"), "{shell} completions name the subcommands");
+    }
+    assert!(!env(&["completions", "cmd.exe"]).status.success());
+}
+
+#[test]
+fn invalid_envfile_names_file_line_field_and_changes_nothing() {
+    let project = TestProject::new("[defaults]\nbox = \"debian-12\"\n\n[machines.web]\nmemroy = \"1G\"\n");
+    for args in [&["validate"][..], &["up"][..], &["status"][..]] {
+        let out = project.env(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let (_, stderr) = text(&out);
+        let file = project.dir.path().join("Envfile");
+        assert!(stderr.contains(&format!("{}:5:1: machines.web", file.display())), "{stderr}");
+        assert!(stderr.contains("unknown field `memroy`") && stderr.contains("did you mean `memory`?"), "{stderr}");
+    }
+    assert!(!project.dir.path().join(".envstate").exists(), "a bad Envfile must not create state");
+}
+
+#[test]
+fn missing_envfile_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env_bin()).arg("status").current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("env init"));
+}
+
+#[test]
+fn init_writes_a_valid_envfile_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(env_bin()).args(args).current_dir(dir.path()).output().unwrap();
+    assert!(run(&["init", "debian-12"]).status.success());
+    let (stdout, stderr) = text(&run(&["validate"]));
+    assert!(stdout.contains("1 machine(s): default"), "{stdout}{stderr}");
+    let out = run(&["init", "debian-12"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--force"));
+}
+
+#[test]
+fn the_example_envfile_validates() {
+    let out = Command::new(env_bin())
+        .args(["validate", "--envfile"])
+        .arg(common::repo().join("Envfile.example"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn status_of_machines_never_created() {
+    let project = TestProject::new("[defaults]\nbox = \"debian-12\"\n[machines.a]\n[machines.b]\n");
+    let out = Command::new(env_bin()).args(["status", "--json"]).current_dir(project.dir.path()).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "a");
+    assert_eq!(v[1]["state"], "not_created");
+    let out = Command::new(env_bin()).args(["ssh", "a", "--", "true"]).current_dir(project.dir.path()).output().unwrap();
+    assert!(text(&out).1.contains("not running"));
+    let out = Command::new(env_bin()).args(["ssh", "--", "true"]).current_dir(project.dir.path()).output().unwrap();
+    assert!(text(&out).1.contains("several machines"));
+    // Destroying what does not exist succeeds.
+    let out = Command::new(env_bin()).args(["destroy", "-f"]).current_dir(project.dir.path()).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn box_store_add_list_remove_with_a_hostile_archive_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(env_bin()).args(args).env("ENV_HOME", home.path()).output().unwrap();
+
+    let good = work.path().join("tiny.box");
+    let mut builder = tar::Builder::new(std::fs::File::create(&good).unwrap());
+    for (name, data) in [("metadata.json", &br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#[..]), ("box.img", b"x")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).unwrap();
+    }
+    builder.finish().unwrap();
+    drop(builder);
+
+    let out = run(&["box", "add", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let (stdout, _) = text(&run(&["box", "list"]));
+    assert!(stdout.contains("tiny") && stdout.contains("libvirt"), "{stdout}");
+    let listed: serde_json::Value = serde_json::from_slice(&run(&["box", "list", "--json"]).stdout).unwrap();
+    assert_eq!(listed[0]["name"], "tiny");
+    assert_eq!(listed[0]["version"], "0");
+
+    // A box whose entry climbs out of the store is refused, and nothing lands.
+    let evil = work.path().join("evil.box");
+    let mut raw = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut raw);
+        let mut header = tar::Header::new_gnu();
+        let name = b"../../escaped";
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_cksum();
+        b.append(&header, &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    std::fs::write(&evil, raw).unwrap();
+    let out = run(&["box", "add", evil.to_str().unwrap(), "--name", "evil"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains(".."), "{}", text(&out).1);
+    assert!(!home.path().join("escaped").exists() && !home.path().parent().unwrap().join("escaped").exists());
+    let (stdout, _) = text(&run(&["box", "list"]));
+    assert!(!stdout.contains("evil"));
+
+    assert!(run(&["box", "remove", "tiny"]).status.success());
+    let (stdout, _) = text(&run(&["box", "list"]));
+    assert!(stdout.contains("no boxes"), "{stdout}");
+    assert!(!run(&["box", "remove", "tiny"]).status.success());
+}

@@ -1,0 +1,193 @@
+//! Shared fixtures of the integration tests: the `env` binary, the test box
+//! (built from boxes/debian-12 once, cached by recipe hash), a box store with
+//! it, throw-away projects, and a bound on guests booting at once.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+/// The binary under test.
+pub fn env_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_env")
+}
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Hash of every file of the box recipes: a cached box is reused only when
+/// its recipe is unchanged.
+pub fn recipe_hash() -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() { walk(&p, out) } else { out.push(p) }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo().join("boxes"), &mut files);
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.strip_prefix(repo()).unwrap().to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).unwrap());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The test box: `$ENV_TEST_BOX`, else the cached build for this recipe in
+/// `$ENV_TEST_BOX_CACHE` (default /var/tmp/env-test-box), built now if absent.
+pub fn test_box() -> PathBuf {
+    static BOX: OnceLock<PathBuf> = OnceLock::new();
+    BOX.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ENV_TEST_BOX") {
+            return PathBuf::from(p);
+        }
+        let cache = PathBuf::from(std::env::var_os("ENV_TEST_BOX_CACHE").unwrap_or("/var/tmp/env-test-box".into()));
+        std::fs::create_dir_all(&cache).unwrap();
+        let path = cache.join(format!("debian-12-{}.box", recipe_hash()));
+        // Test binaries run one after another, but a developer may run two
+        // `cargo test`s: the lock keeps them from building twice.
+        let lock = std::fs::File::create(cache.join(".lock")).unwrap();
+        lock.lock().unwrap();
+        if !path.exists() {
+            eprintln!("building the test box {} (about 90 s)...", path.display());
+            let status = Command::new(repo().join("boxes/debian-12/build")).arg(&path).status().unwrap();
+            assert!(status.success(), "building the test box failed: needs root, mmdebstrap and the Debian mirror");
+        }
+        path
+    })
+    .clone()
+}
+
+/// A box store (ENV_HOME) shared by the tests of one binary, holding the test
+/// box as `debian-12`.
+pub fn home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("env-test-home-").tempdir().unwrap();
+        let out = Command::new(env_bin())
+            .args(["box", "add"])
+            .arg(test_box())
+            .args(["--name", "debian-12"])
+            .env("ENV_HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "box add failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+    .path()
+}
+
+/// At most this many guests boot at once (2 cores, TCG).
+pub const MAX_GUESTS: usize = 2;
+
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A place for booting guests; released when dropped.
+pub struct GuestSlot;
+
+impl GuestSlot {
+    /// Waits for a free slot.
+    pub fn take() -> GuestSlot {
+        let (lock, cvar) = &SLOTS;
+        let mut used = lock.lock().unwrap();
+        while *used >= MAX_GUESTS {
+            used = cvar.wait(used).unwrap();
+        }
+        *used += 1;
+        GuestSlot
+    }
+}
+
+impl Drop for GuestSlot {
+    fn drop(&mut self) {
+        let (lock, cvar) = &SLOTS;
+        *lock.lock().unwrap() -= 1;
+        cvar.notify_one();
+    }
+}
+
+/// A throw-away project: a folder with an Envfile; its machines are
+/// destroyed when it is dropped.
+pub struct TestProject {
+    /// The project folder.
+    pub dir: tempfile::TempDir,
+    /// ENV_HOME of its commands.
+    pub home: PathBuf,
+}
+
+impl TestProject {
+    /// A project with this Envfile text and an empty box store.
+    pub fn new(envfile: &str) -> TestProject {
+        static EMPTY: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let empty = EMPTY.get_or_init(|| tempfile::tempdir().unwrap()).path().to_path_buf();
+        TestProject::in_home(envfile, empty)
+    }
+
+    /// A project with this Envfile text and the store holding the test box.
+    pub fn with_box(envfile: &str) -> TestProject {
+        TestProject::in_home(envfile, home().to_path_buf())
+    }
+
+    fn in_home(envfile: &str, home: PathBuf) -> TestProject {
+        let dir = tempfile::Builder::new().prefix("env-test-project-").tempdir().unwrap();
+        std::fs::write(dir.path().join("Envfile"), envfile).unwrap();
+        TestProject { dir, home }
+    }
+
+    /// An `env` command in this project, with the shared store and TCG.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env_bin());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("ENV_HOME", &self.home)
+            .env("ENV_ACCEL", "tcg")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `env ARGS` here.
+    pub fn env(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs `env ARGS` and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.env(args);
+        assert!(
+            out.status.success(),
+            "env {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `env status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// The state word of machine `name`.
+    pub fn state_of(&self, name: &str) -> String {
+        let status = self.status();
+        status.as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["state"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let _ = self.env(&["destroy", "-f"]);
+    }
+}
+
+/// Text of an output's stdout and stderr.
+pub fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
