@@ -34,7 +34,11 @@ pub fn requested(flag: Option<Accel>, envfile: Accel) -> Result<Accel> {
 pub fn kvm_device_usable() -> bool {
     use std::os::fd::AsRawFd;
     const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
-    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    else {
         return false;
     };
     // SAFETY: KVM_GET_API_VERSION takes no argument and only returns a number.
@@ -48,7 +52,9 @@ pub fn resolve(requested: Accel, probe_kernel: Option<&Path>) -> Result<Accelera
         Accel::Tcg => Ok(Accelerator::Tcg),
         Accel::Kvm => {
             if !kvm_device_usable() {
-                bail!("KVM was asked for, but /dev/kvm is not usable here: use --accel tcg (or {ACCEL_VAR}=tcg)");
+                bail!(
+                    "KVM was asked for, but /dev/kvm is not usable here: use --accel tcg (or {ACCEL_VAR}=tcg)"
+                );
             }
             Ok(Accelerator::Kvm)
         }
@@ -59,7 +65,11 @@ pub fn resolve(requested: Accel, probe_kernel: Option<&Path>) -> Result<Accelera
             let Some(kernel) = probe_kernel else {
                 return Ok(Accelerator::Kvm);
             };
-            Ok(if kvm_boots_cached(kernel)? { Accelerator::Kvm } else { Accelerator::Tcg })
+            Ok(if kvm_boots_cached(kernel)? {
+                Accelerator::Kvm
+            } else {
+                Accelerator::Tcg
+            })
         }
     }
 }
@@ -99,10 +109,15 @@ pub fn kvm_boots_cached(kernel: &Path) -> Result<bool> {
     {
         return Ok(ok);
     }
-    eprintln!("probing whether KVM guests boot on this host (once; up to {} s)...", PROBE_TIMEOUT.as_secs());
+    eprintln!(
+        "probing whether KVM guests boot on this host (once; up to {} s)...",
+        PROBE_TIMEOUT.as_secs()
+    );
     let ok = probe_kvm(kernel)?;
     if !ok {
-        eprintln!("KVM guests hang on this host: using TCG (software emulation). Set {ACCEL_VAR}=kvm to force KVM.");
+        eprintln!(
+            "KVM guests hang on this host: using TCG (software emulation). Set {ACCEL_VAR}=kvm to force KVM."
+        );
     }
     if let Some(dir) = cache.parent() {
         std::fs::create_dir_all(dir)?;
@@ -118,7 +133,16 @@ pub fn probe_kvm(kernel: &Path) -> Result<bool> {
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("console.log");
     let mut child = Command::new(QEMU_BINARY)
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-machine", "q35,accel=kvm", "-cpu", "host"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-machine",
+            "q35,accel=kvm",
+            "-cpu",
+            "host",
+        ])
         .args(["-m", "256M", "-no-reboot", "-kernel"])
         .arg(kernel)
         .args(["-append", "console=ttyS0 panic=-1 earlyprintk=serial"])

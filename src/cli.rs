@@ -169,7 +169,12 @@ pub fn known_words() -> (Vec<String>, Vec<String>) {
         subcommands.extend(sub.get_all_aliases().map(String::from));
     }
     subcommands.push("help".into());
-    let mut flags = vec!["-h".into(), "--help".into(), "-V".into(), "--version".into()];
+    let mut flags = vec![
+        "-h".into(),
+        "--help".into(),
+        "-V".into(),
+        "--version".into(),
+    ];
     for arg in cmd.get_arguments() {
         if let Some(long) = arg.get_long() {
             flags.push(format!("--{long}"));
@@ -188,8 +193,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         Commands::Init { r#box, force } => init(&r#box, force),
         Commands::Validate => {
             let project = Project::load(envfile)?;
-            let names: Vec<&str> = project.envfile.machines.iter().map(|m| m.name.as_str()).collect();
-            println!("{} is valid: {} machine(s): {}", project.envfile.path.display(), names.len(), names.join(", "));
+            let names: Vec<&str> = project
+                .envfile
+                .machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            println!(
+                "{} is valid: {} machine(s): {}",
+                project.envfile.path.display(),
+                names.len(),
+                names.join(", ")
+            );
             Ok(0)
         }
         Commands::Up { names, accel } => {
@@ -213,7 +228,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                     print!("{text}");
                     printed += 1;
                 } else if !names.is_empty() {
-                    bail!("machine `{}` is not running: `env up {}` first", machine.name, machine.name);
+                    bail!(
+                        "machine `{}` is not running: `env up {}` first",
+                        machine.name,
+                        machine.name
+                    );
                 }
             }
             if printed == 0 {
@@ -244,7 +263,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Commands::Destroy { names, force } => {
             let project = Project::load(envfile)?;
             let machines = project.select(&names)?;
-            if !force && !confirm(&format!("Destroy {}? Their disks are deleted. [y/N] ", machines.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")))? {
+            if !force
+                && !confirm(&format!(
+                    "Destroy {}? Their disks are deleted. [y/N] ",
+                    machines
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?
+            {
                 bail!("not destroyed (pass -f to skip the question)");
             }
             let _lock = project.lock()?;
@@ -293,7 +321,11 @@ fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result
     let machine = project.one(name)?;
     let dir = project.machine_dir(&machine.name);
     if !matches!(dir.status()?, Status::Running { .. }) || !dir.ssh_config().exists() {
-        bail!("machine `{}` is not running: `env up {}` first", machine.name, machine.name);
+        bail!(
+            "machine `{}` is not running: `env up {}` first",
+            machine.name,
+            machine.name
+        );
     }
     let mut cmd = crate::ssh::command(&dir.ssh_config(), &machine.name);
     if command.is_empty() {
@@ -306,7 +338,13 @@ fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result
 
 fn status(envfile: Option<&Path>, json: bool) -> Result<i32> {
     let project = Project::load(envfile)?;
-    let mut rows = vec![vec!["NAME".to_string(), "STATE".into(), "BOX".into(), "SSH".into(), "ACCEL".into()]];
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "STATE".into(),
+        "BOX".into(),
+        "SSH".into(),
+        "ACCEL".into(),
+    ]];
     let mut items = Vec::new();
     for machine in &project.envfile.machines {
         let dir = project.machine_dir(&machine.name);
@@ -316,8 +354,15 @@ fn status(envfile: Option<&Path>, json: bool) -> Result<i32> {
             (Status::Running { .. }, Some(p)) => format!("127.0.0.1:{p}"),
             _ => "-".into(),
         };
-        let accel = state.as_ref().and_then(|s| s.accel).map(|a| format!("{a:?}").to_lowercase()).unwrap_or_else(|| "-".into());
-        let box_label = state.as_ref().map(|s| format!("{}@{}", s.box_name, s.box_version)).unwrap_or_else(|| machine.boxref.name.clone());
+        let accel = state
+            .as_ref()
+            .and_then(|s| s.accel)
+            .map(|a| format!("{a:?}").to_lowercase())
+            .unwrap_or_else(|| "-".into());
+        let box_label = state
+            .as_ref()
+            .map(|s| format!("{}@{}", s.box_name, s.box_version))
+            .unwrap_or_else(|| machine.boxref.name.clone());
         let word = match status {
             Status::Died => "died (QEMU exited without env halt)".to_string(),
             other => other.word().replace('_', " "),
@@ -357,7 +402,10 @@ fn port(envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
     let dir = project.machine_dir(&machine.name);
     let state = dir.load_state()?;
     let (Status::Running { .. }, Some(state)) = (dir.status()?, state) else {
-        bail!("machine `{}` is not running: ports are assigned at boot", machine.name);
+        bail!(
+            "machine `{}` is not running: ports are assigned at boot",
+            machine.name
+        );
     };
     let mut forwards = Vec::new();
     if let Some(p) = state.ssh_port {
@@ -373,7 +421,10 @@ fn port(envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&forwards)?);
     } else {
         for f in forwards {
-            println!("{:>6}/{} (guest) => {}:{} (host)", f.guest_port, f.protocol, f.host_ip, f.host_port);
+            println!(
+                "{:>6}/{} (guest) => {}:{} (host)",
+                f.guest_port, f.protocol, f.host_ip, f.host_port
+            );
         }
     }
     Ok(0)
@@ -392,7 +443,9 @@ fn box_command(command: BoxCommand) -> Result<i32> {
                     let store = Store::open()?;
                     let dir = crate::paths::data_home()?;
                     std::fs::create_dir_all(&dir)?;
-                    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(&dir)?;
+                    let tmp = tempfile::Builder::new()
+                        .prefix(".build-")
+                        .tempdir_in(&dir)?;
                     let output = tmp.path().join(format!("{}.box", args.name));
                     boxes::build::run_recipe(&recipe, &output)?;
                     let b = add_with_progress(&store, &output, &args.name, None, true)?;
@@ -401,7 +454,12 @@ fn box_command(command: BoxCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        BoxCommand::Add { file, name, version, force } => {
+        BoxCommand::Add {
+            file,
+            name,
+            version,
+            force,
+        } => {
             let name = match name {
                 Some(n) => n,
                 None => file
@@ -412,7 +470,12 @@ fn box_command(command: BoxCommand) -> Result<i32> {
             };
             let store = Store::open()?;
             let b = add_with_progress(&store, &file, &name, version.as_deref(), force)?;
-            println!("added {} version {} ({})", b.name, b.version, ui::human_bytes(b.size));
+            println!(
+                "added {} version {} ({})",
+                b.name,
+                b.version,
+                ui::human_bytes(b.size)
+            );
             Ok(0)
         }
         BoxCommand::List { info, json } => {
@@ -425,9 +488,21 @@ fn box_command(command: BoxCommand) -> Result<i32> {
                 println!("no boxes: `env box add FILE --name NAME` or `env box build debian-12`");
                 return Ok(0);
             }
-            let mut rows = vec![vec!["NAME".to_string(), "VERSION".into(), "PROVIDER".into(), "ARCH".into(), "SIZE".into()]];
+            let mut rows = vec![vec![
+                "NAME".to_string(),
+                "VERSION".into(),
+                "PROVIDER".into(),
+                "ARCH".into(),
+                "SIZE".into(),
+            ]];
             for b in &boxes {
-                rows.push(vec![b.name.clone(), b.version.clone(), b.metadata.provider.clone(), "amd64".into(), ui::human_bytes(b.size)]);
+                rows.push(vec![
+                    b.name.clone(),
+                    b.version.clone(),
+                    b.metadata.provider.clone(),
+                    "amd64".into(),
+                    ui::human_bytes(b.size),
+                ]);
             }
             print!("{}", ui::table(&rows));
             if info {
@@ -435,17 +510,30 @@ fn box_command(command: BoxCommand) -> Result<i32> {
                     println!("\n{} {}:", b.name, b.version);
                     if let Some(serde_json::Value::Object(map)) = &b.info {
                         for (k, v) in map {
-                            println!("  {k}: {}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+                            println!(
+                                "  {k}: {}",
+                                v.as_str()
+                                    .map(String::from)
+                                    .unwrap_or_else(|| v.to_string())
+                            );
                         }
                     }
                     if let Some(packages) = b.packages() {
-                        println!("  manifest: {} packages ({}/packages.txt)", packages.lines().count(), b.dir.display());
+                        println!(
+                            "  manifest: {} packages ({}/packages.txt)",
+                            packages.lines().count(),
+                            b.dir.display()
+                        );
                     }
                 }
             }
             Ok(0)
         }
-        BoxCommand::Remove { name, version, force } => {
+        BoxCommand::Remove {
+            name,
+            version,
+            force,
+        } => {
             for b in Store::open()?.remove(&name, version.as_deref(), force)? {
                 println!("removed {} version {}", b.name, b.version);
             }
@@ -454,10 +542,63 @@ fn box_command(command: BoxCommand) -> Result<i32> {
     }
 }
 
-fn add_with_progress(store: &Store, file: &Path, name: &str, version: Option<&str>, force: bool) -> Result<boxes::StoredBox> {
-    let total = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+fn add_with_progress(
+    store: &Store,
+    file: &Path,
+    name: &str,
+    version: Option<&str>,
+    force: bool,
+) -> Result<boxes::StoredBox> {
+    let total = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
     let bar = ui::bytes_bar(total, &format!("adding {name} from {}", file.display()));
     let result = store.add_archive(file, name, version, force, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn known_words_cover_subcommands_and_global_flags() {
+        let (subcommands, flags) = known_words();
+        for sub in ["up", "ssh", "ssh-config", "box", "completions", "help"] {
+            assert!(subcommands.contains(&sub.to_string()), "{sub}");
+        }
+        for flag in ["--envfile", "--help", "-h", "--version", "-V"] {
+            assert!(flags.contains(&flag.to_string()), "{flag}");
+        }
+        assert!(
+            !flags.contains(&"-i".to_string()),
+            "-i belongs to the system's env"
+        );
+    }
+
+    #[test]
+    fn ssh_takes_a_command_after_the_double_dash() {
+        let cli = Cli::try_parse_from(["env", "ssh", "web", "--", "ls", "-la"]).unwrap();
+        match cli.command {
+            Commands::Ssh { name, command } => {
+                assert_eq!(name.as_deref(), Some("web"));
+                assert_eq!(command, ["ls", "-la"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["env", "ssh", "--", "true"]).unwrap();
+        assert!(matches!(cli.command, Commands::Ssh { name: None, .. }));
+    }
+
+    #[test]
+    fn accel_flag_is_checked() {
+        assert!(Cli::try_parse_from(["env", "up", "--accel", "tcg"]).is_ok());
+        assert!(Cli::try_parse_from(["env", "up", "--accel", "hvf"]).is_err());
+    }
 }

@@ -36,7 +36,9 @@ impl Accel {
             "auto" => Ok(Accel::Auto),
             "kvm" => Ok(Accel::Kvm),
             "tcg" => Ok(Accel::Tcg),
-            _ => Err(format!("`{text}` is not an accelerator: use auto, kvm or tcg")),
+            _ => Err(format!(
+                "`{text}` is not an accelerator: use auto, kvm or tcg"
+            )),
         }
     }
 }
@@ -104,14 +106,18 @@ impl<'de> Deserialize<'de> for Timeout {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let seconds: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: use seconds (120) or \"90s\", \"5m\", \"1h\""))?;
+    let seconds: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: use seconds (120) or \"90s\", \"5m\", \"1h\"")
+    })?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("`{text}` is not a duration: use seconds (120) or \"90s\", \"5m\", \"1h\"")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration: use seconds (120) or \"90s\", \"5m\", \"1h\""
+            ));
+        }
     };
     if seconds == 0 {
         return Err("a duration must be at least 1 second".into());
@@ -362,11 +368,15 @@ fn span_of(text: &str, path: &[Step], key: bool) -> Option<std::ops::Range<usize
         match step {
             Step::Key(k) => {
                 let entry = table?.iter().find(|(name, _)| name.get_ref() == k)?;
-                span = Some(if key && last { entry.0.span() } else { entry.1.span() });
+                span = Some(if key && last {
+                    entry.0.span()
+                } else {
+                    entry.1.span()
+                });
                 current = Some(entry.1.get_ref());
             }
             Step::Index(n) => {
-                let item = current?.as_array()?.iter().nth(*n)?;
+                let item = current?.as_array()?.get(*n)?;
                 span = Some(item.span());
                 current = Some(item.get_ref());
             }
@@ -407,7 +417,9 @@ fn with_suggestion(message: &str) -> String {
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min();
     match best {
-        Some((_, c)) if message.starts_with("unknown") => format!("{message} (did you mean `{c}`?)"),
+        Some((_, c)) if message.starts_with("unknown") => {
+            format!("{message} (did you mean `{c}`?)")
+        }
         _ => message.to_string(),
     }
 }
@@ -415,7 +427,8 @@ fn with_suggestion(message: &str) -> String {
 /// Reads and validates the Envfile at `path`.
 pub fn load(path: &Path) -> anyhow::Result<Envfile> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(parse(path, &text)?)
 }
 
@@ -426,7 +439,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut machines = Vec::new();
     let named: Vec<(String, Settings, Vec<Step>)> = if raw.machines.is_empty() {
-        vec![(DEFAULT_MACHINE.to_string(), Settings::default(), vec![Step::Key("defaults".into())])]
+        vec![(
+            DEFAULT_MACHINE.to_string(),
+            Settings::default(),
+            vec![Step::Key("defaults".into())],
+        )]
     } else {
         raw.machines
             .into_iter()
@@ -444,17 +461,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
                 path,
                 text,
                 &key_path,
-                format!("`{name}` is not a valid machine name: use letters, digits, `-` and `_`, starting with a letter (it becomes a host name)"),
+                format!(
+                    "`{name}` is not a valid machine name: use letters, digits, `-` and `_`, starting with a letter (it becomes a host name)"
+                ),
             ));
         }
         machines.push(resolve(path, text, &dir, name, &raw.defaults, own, &at)?);
     }
     check_host_ports(path, text, &machines)?;
-    Ok(Envfile { path: path.to_path_buf(), dir, machines })
+    Ok(Envfile {
+        path: path.to_path_buf(),
+        dir,
+        machines,
+    })
 }
 
 fn deserialize(path: &Path, text: &str) -> Result<RawEnvfile, EnvfileError> {
-    let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, String::new()))?;
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| toml_error(path, text, &e, String::new()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
@@ -496,33 +520,73 @@ fn resolve(
 ) -> Result<Machine, EnvfileError> {
     // Where a field is written: the machine's table when it sets it, else the defaults.
     let field_path = |field: &str, own_has: bool| -> Vec<Step> {
-        let mut p = if own_has { at.to_vec() } else { vec![Step::Key("defaults".into())] };
+        let mut p = if own_has {
+            at.to_vec()
+        } else {
+            vec![Step::Key("defaults".into())]
+        };
         p.push(Step::Key(field.into()));
         p
     };
-    let fail = |field: &str, own_has: bool, message: String| error_at(file, text, &field_path(field, own_has), message);
+    let fail = |field: &str, own_has: bool, message: String| {
+        error_at(file, text, &field_path(field, own_has), message)
+    };
 
-    let box_name = own.box_name.clone().or_else(|| defaults.box_name.clone()).ok_or_else(|| {
-        error_at(file, text, at, format!("machine `{name}` has no box: set `box = \"debian-12\"` in it or in [defaults]"))
-    })?;
+    let box_name = own
+        .box_name
+        .clone()
+        .or_else(|| defaults.box_name.clone())
+        .ok_or_else(|| {
+            error_at(
+                file,
+                text,
+                at,
+                format!(
+                    "machine `{name}` has no box: set `box = \"debian-12\"` in it or in [defaults]"
+                ),
+            )
+        })?;
     if box_name.trim().is_empty() {
-        return Err(fail("box", own.box_name.is_some(), "the box name is empty".into()));
+        return Err(fail(
+            "box",
+            own.box_name.is_some(),
+            "the box name is empty".into(),
+        ));
     }
     let cpus = own.cpus.or(defaults.cpus).unwrap_or(DEFAULT_CPUS);
     if !(1..=MAX_CPUS).contains(&cpus) {
-        return Err(fail("cpus", own.cpus.is_some(), format!("{cpus} CPUs: use 1 to {MAX_CPUS}")));
+        return Err(fail(
+            "cpus",
+            own.cpus.is_some(),
+            format!("{cpus} CPUs: use 1 to {MAX_CPUS}"),
+        ));
     }
     let memory = own.memory.or(defaults.memory).unwrap_or(DEFAULT_MEMORY);
     if memory < MIN_MEMORY {
-        return Err(fail("memory", own.memory.is_some(), format!("{memory} is too little memory: use at least {MIN_MEMORY}")));
+        return Err(fail(
+            "memory",
+            own.memory.is_some(),
+            format!("{memory} is too little memory: use at least {MIN_MEMORY}"),
+        ));
     }
-    let ports = own.ports.clone().or_else(|| defaults.ports.clone()).unwrap_or_default();
+    let ports = own
+        .ports
+        .clone()
+        .or_else(|| defaults.ports.clone())
+        .unwrap_or_default();
     for (i, p) in ports.iter().enumerate() {
         let mut at_port = field_path("ports", own.ports.is_some());
         at_port.push(Step::Index(i));
         if p.guest == 0 || p.host == 0 {
-            at_port.push(Step::Key(if p.guest == 0 { "guest" } else { "host" }.into()));
-            return Err(error_at(file, text, &at_port, "port 0 is not a port: use 1 to 65535".into()));
+            at_port.push(Step::Key(
+                if p.guest == 0 { "guest" } else { "host" }.into(),
+            ));
+            return Err(error_at(
+                file,
+                text,
+                &at_port,
+                "port 0 is not a port: use 1 to 65535".into(),
+            ));
         }
         if let Some(j) = ports[..i]
             .iter()
@@ -533,7 +597,10 @@ fn resolve(
                 file,
                 text,
                 &at_port,
-                format!("host port {}/{} is already forwarded by ports[{j}]", p.host, p.protocol),
+                format!(
+                    "host port {}/{} is already forwarded by ports[{j}]",
+                    p.host, p.protocol
+                ),
             ));
         }
     }
@@ -541,13 +608,21 @@ fn resolve(
     let dssh = defaults.ssh.clone().unwrap_or_default();
     let ssh_guest_port = ssh.guest_port.or(dssh.guest_port).unwrap_or(22);
     if ssh_guest_port == 0 {
-        return Err(fail("ssh", own.ssh.is_some(), "ssh.guest_port 0 is not a port: use 1 to 65535".into()));
+        return Err(fail(
+            "ssh",
+            own.ssh.is_some(),
+            "ssh.guest_port 0 is not a port: use 1 to 65535".into(),
+        ));
     }
     let user = ssh.user.or(dssh.user);
     if let Some(u) = &user
         && (u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@'))
     {
-        return Err(fail("ssh", own.ssh.is_some(), format!("`{u}` is not a user name")));
+        return Err(fail(
+            "ssh",
+            own.ssh.is_some(),
+            format!("`{u}` is not a user name"),
+        ));
     }
     Ok(Machine {
         name,
@@ -560,13 +635,19 @@ fn resolve(
         memory,
         disk: own.disk.or(defaults.disk),
         accel: own.accel.or(defaults.accel).unwrap_or(Accel::Auto),
-        boot_timeout: own.boot_timeout.or(defaults.boot_timeout).map_or(DEFAULT_BOOT_TIMEOUT, |t| t.0),
+        boot_timeout: own
+            .boot_timeout
+            .or(defaults.boot_timeout)
+            .map_or(DEFAULT_BOOT_TIMEOUT, |t| t.0),
         ports,
         ssh_user: user,
         ssh_private_key: ssh.private_key.or(dssh.private_key).map(|k| dir.join(k)),
         ssh_insert_key: ssh.insert_key.or(dssh.insert_key).unwrap_or(true),
         ssh_guest_port,
-        qemu_args: own.qemu_args.or_else(|| defaults.qemu_args.clone()).unwrap_or_default(),
+        qemu_args: own
+            .qemu_args
+            .or_else(|| defaults.qemu_args.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -592,7 +673,10 @@ fn check_host_ports(file: &Path, text: &str, machines: &[Machine]) -> Result<(),
                     file,
                     text,
                     &path,
-                    format!("host port {}/{} is already forwarded by machine `{}`", p.host, p.protocol, other.name),
+                    format!(
+                        "host port {}/{} is already forwarded by machine `{}`",
+                        p.host, p.protocol, other.name
+                    ),
                 ));
             }
         }

@@ -58,12 +58,21 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{}-", machine.name))
         .tempdir_in(dir.root.parent().unwrap_or(Path::new(".")))?;
-    let staged = MachineDir { name: dir.name.clone(), root: staging.path().to_path_buf() };
+    let staged = MachineDir {
+        name: dir.name.clone(),
+        root: staging.path().to_path_buf(),
+    };
     create_overlay(&stored, &staged.disk(), machine)?;
     let user = machine
         .ssh_user
         .clone()
-        .or_else(|| stored.metadata.env.as_ref().and_then(|e| e.ssh_user.clone()))
+        .or_else(|| {
+            stored
+                .metadata
+                .env
+                .as_ref()
+                .and_then(|e| e.ssh_user.clone())
+        })
         .unwrap_or_else(|| DEFAULT_USER.into());
     staged.save_state(&MachineState {
         box_name: stored.name.clone(),
@@ -82,7 +91,8 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
         // Leftovers of a machine whose disk is gone: replace them.
         std::fs::remove_dir_all(&dir.root)?;
     }
-    std::fs::rename(staging.keep(), &dir.root).with_context(|| format!("cannot create {}", dir.root.display()))?;
+    std::fs::rename(staging.keep(), &dir.root)
+        .with_context(|| format!("cannot create {}", dir.root.display()))?;
     store.add_user(&stored, &dir.root)?;
     Ok(())
 }
@@ -92,7 +102,9 @@ fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<
     let backing = stored.root_disk();
     let box_gib = stored.metadata.virtual_size.unwrap_or(0);
     let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"]).arg(&backing).arg(disk);
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(&backing)
+        .arg(disk);
     if let Some(size) = machine.disk {
         if size.bytes() < box_gib * 1024 * 1024 * 1024 {
             bail!(
@@ -104,22 +116,46 @@ fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<
         }
         cmd.arg(format!("{}M", size.mib));
     }
-    let out = cmd.stdin(Stdio::null()).output().context("cannot run qemu-img (install qemu-utils)")?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run qemu-img (install qemu-utils)")?;
     if !out.status.success() {
-        bail!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "qemu-img create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 /// The boot plan of a machine (pure, apart from reading the box's metadata).
-pub fn vm_spec(dir: &MachineDir, machine: &Machine, state: &MachineState, accel: qemu::Accelerator, forwards: Vec<Forward>) -> Result<VmSpec> {
-    let meta = crate::boxes::metadata::Metadata::load(&state.box_dir)
-        .with_context(|| format!("the box of machine `{}` is gone from the store", machine.name))?;
+pub fn vm_spec(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &MachineState,
+    accel: qemu::Accelerator,
+    forwards: Vec<Forward>,
+) -> Result<VmSpec> {
+    let meta = crate::boxes::metadata::Metadata::load(&state.box_dir).with_context(|| {
+        format!(
+            "the box of machine `{}` is gone from the store",
+            machine.name
+        )
+    })?;
     let boot = match meta.env.as_ref().and_then(|e| e.kernel.as_ref()) {
         Some(kernel) => Boot::Kernel {
             kernel: state.box_dir.join(kernel),
-            initrd: meta.env.as_ref().and_then(|e| e.initrd.as_ref()).map(|i| state.box_dir.join(i)),
-            cmdline: meta.env.as_ref().and_then(|e| e.cmdline.clone()).unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
+            initrd: meta
+                .env
+                .as_ref()
+                .and_then(|e| e.initrd.as_ref())
+                .map(|i| state.box_dir.join(i)),
+            cmdline: meta
+                .env
+                .as_ref()
+                .and_then(|e| e.cmdline.clone())
+                .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
         },
         None => Boot::Disk,
     };
@@ -139,14 +175,24 @@ pub fn vm_spec(dir: &MachineDir, machine: &Machine, state: &MachineState, accel:
     })
 }
 
-fn boot(dir: &MachineDir, machine: &Machine, state: &mut MachineState, options: &UpOptions) -> Result<()> {
+fn boot(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &mut MachineState,
+    options: &UpOptions,
+) -> Result<()> {
     let requested = accel::requested(options.accel, machine.accel)?;
     let probe_kernel = crate::boxes::metadata::Metadata::load(&state.box_dir)
         .ok()
         .and_then(|m| m.env.and_then(|e| e.kernel))
         .map(|k| state.box_dir.join(k));
     let accel = accel::resolve(requested, probe_kernel.as_deref())?;
-    let forwards = ports::plan_forwards(&machine.name, &machine.ports, ports::is_free, ports::pick_free)?;
+    let forwards = ports::plan_forwards(
+        &machine.name,
+        &machine.ports,
+        ports::is_free,
+        ports::pick_free,
+    )?;
     let _ = std::fs::remove_file(dir.pidfile());
 
     let started = Instant::now();
@@ -159,7 +205,11 @@ fn boot(dir: &MachineDir, machine: &Machine, state: &mut MachineState, options: 
         match start_qemu(&spec) {
             Ok(()) => break,
             // Another process took the SSH port between our check and QEMU's bind.
-            Err(e) if attempt < 3 && format!("{e:#}").contains("host forwarding rule") && format!("{e:#}").contains(&ssh_forward.host_port.to_string()) => {
+            Err(e)
+                if attempt < 3
+                    && format!("{e:#}").contains("host forwarding rule")
+                    && format!("{e:#}").contains(&ssh_forward.host_port.to_string()) =>
+            {
                 attempt += 1;
                 ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
             }
@@ -172,7 +222,14 @@ fn boot(dir: &MachineDir, machine: &Machine, state: &mut MachineState, options: 
     state.running = true;
     dir.save_state(state)?;
 
-    let bar = ui::spinner(&machine.name, &format!("booting ({}, SSH on 127.0.0.1:{})", accel_name(accel), ssh_forward.host_port));
+    let bar = ui::spinner(
+        &machine.name,
+        &format!(
+            "booting ({}, SSH on 127.0.0.1:{})",
+            accel_name(accel),
+            ssh_forward.host_port
+        ),
+    );
     let deadline = started + machine.boot_timeout;
     let waited = ssh::wait_for_banner(ssh_forward.host_port, deadline, || {
         if dir.qemu_pid().is_none() {
@@ -192,12 +249,20 @@ fn boot(dir: &MachineDir, machine: &Machine, state: &mut MachineState, options: 
             dir.console_log().display()
         );
         if accel == qemu::Accelerator::Kvm {
-            message.push_str(". If KVM guests hang on this host, use --accel tcg (or ENV_ACCEL=tcg)");
+            message
+                .push_str(". If KVM guests hang on this host, use --accel tcg (or ENV_ACCEL=tcg)");
         }
         bail!(message);
     }
     connect(dir, machine, state, ssh_forward.host_port)?;
-    ui::step(&machine.name, &format!("up in {:.1} s (SSH on 127.0.0.1:{})", started.elapsed().as_secs_f64(), ssh_forward.host_port));
+    ui::step(
+        &machine.name,
+        &format!(
+            "up in {:.1} s (SSH on 127.0.0.1:{})",
+            started.elapsed().as_secs_f64(),
+            ssh_forward.host_port
+        ),
+    );
     Ok(())
 }
 
@@ -211,8 +276,19 @@ fn accel_name(accel: qemu::Accelerator) -> &'static str {
 /// The last lines of the console log, for error messages.
 fn console_hint(dir: &MachineDir) -> String {
     let text = std::fs::read_to_string(dir.console_log()).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("see {} (last lines: {})", dir.console_log().display(), tail.join(" | "))
+    let tail: Vec<&str> = text
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!(
+        "see {} (last lines: {})",
+        dir.console_log().display(),
+        tail.join(" | ")
+    )
 }
 
 /// Runs QEMU daemonized; its errors (before it detaches) become ours.
@@ -223,7 +299,10 @@ fn start_qemu(spec: &VmSpec) -> Result<()> {
         .output()
         .with_context(|| format!("cannot run {} (install qemu-system-x86)", qemu::QEMU_BINARY))?;
     if !out.status.success() {
-        bail!("QEMU failed to start: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "QEMU failed to start: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -236,7 +315,11 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
     ssh::close_master(&target.control_path);
     if !state.key_inserted {
         let identities = ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?;
-        let public = if machine.ssh_insert_key { Some(ssh::ensure_keypair(&dir.key())?) } else { None };
+        let public = if machine.ssh_insert_key {
+            Some(ssh::ensure_keypair(&dir.key())?)
+        } else {
+            None
+        };
         ssh::first_contact(&target, &identities, public.as_deref())?;
         if machine.ssh_insert_key {
             state.key_inserted = true;
@@ -245,14 +328,22 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
             target.identity = identities[0].clone();
         }
     } else if !machine.ssh_insert_key {
-        target.identity = ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?[0].clone();
+        target.identity =
+            ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?[0].clone();
     }
     crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
     if state.key_inserted || !machine.ssh_insert_key {
         // Opens the master connection now, checking the pinned host key.
-        let out = ssh::command(&dir.ssh_config(), &dir.name).arg("true").stdin(Stdio::null()).output()?;
+        let out = ssh::command(&dir.ssh_config(), &dir.name)
+            .arg("true")
+            .stdin(Stdio::null())
+            .output()?;
         if !out.status.success() {
-            bail!("SSH to `{}` failed: {}", machine.name, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "SSH to `{}` failed: {}",
+                machine.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
@@ -273,14 +364,18 @@ pub fn halt(project: &Project, name: &str, force: bool) -> Result<()> {
             ssh::close_master(&control);
         }
         let qmp_socket = dir.qmp_socket()?;
-        let graceful = !force && qmp::system_powerdown(&qmp_socket).is_ok() && wait_exit(pid, POWERDOWN_GRACE);
+        let graceful =
+            !force && qmp::system_powerdown(&qmp_socket).is_ok() && wait_exit(pid, POWERDOWN_GRACE);
         if !graceful {
             if !force {
                 ui::step(name, "the guest did not power off: stopping QEMU");
             }
             stop_qemu(&dir, pid);
         }
-        ui::step(name, &format!("halted in {:.1} s", started.elapsed().as_secs_f64()));
+        ui::step(
+            name,
+            &format!("halted in {:.1} s", started.elapsed().as_secs_f64()),
+        );
     } else {
         ui::step(name, "already halted");
     }
@@ -309,7 +404,8 @@ pub fn destroy(project: &Project, name: &str, store: &Store) -> Result<()> {
     let trash = tempfile::Builder::new()
         .prefix(&format!(".destroying-{name}-"))
         .tempdir_in(dir.root.parent().context("state folder has no parent")?)?;
-    std::fs::rename(&dir.root, trash.path().join("m")).with_context(|| format!("cannot remove {}", dir.root.display()))?;
+    std::fs::rename(&dir.root, trash.path().join("m"))
+        .with_context(|| format!("cannot remove {}", dir.root.display()))?;
     if let Some(state) = state {
         store.remove_user(&state.box_name, &state.box_version, &dir.root);
     }
@@ -330,7 +426,10 @@ fn kill_qemu(dir: &MachineDir) {
 }
 
 fn stop_qemu(dir: &MachineDir, pid: i32) {
-    let quit_sent = dir.qmp_socket().map(|s| qmp::quit(&s).is_ok()).unwrap_or(false);
+    let quit_sent = dir
+        .qmp_socket()
+        .map(|s| qmp::quit(&s).is_ok())
+        .unwrap_or(false);
     if !(quit_sent && wait_exit(pid, QUIT_GRACE)) {
         // SAFETY: kill(2) with a pid we checked is this machine's QEMU.
         unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -24,8 +24,12 @@ pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!("waiting for another env process using {what} ({})...", path.display());
-            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+            eprintln!(
+                "waiting for another env process using {what} ({})...",
+                path.display()
+            );
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
         }
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
@@ -44,7 +48,10 @@ mod tests {
         let path = dir.path().join("lock");
         let first = exclusive(&path, "test").unwrap();
         let other = File::open(&path).unwrap();
-        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
         drop(first);
         other.try_lock().unwrap();
     }

@@ -19,7 +19,10 @@ pub struct MachineDir {
 impl MachineDir {
     /// The folder of machine `name` under a project's state folder.
     pub fn new(project_state: &Path, name: &str) -> Self {
-        MachineDir { name: name.into(), root: project_state.join("machines").join(name) }
+        MachineDir {
+            name: name.into(),
+            root: project_state.join("machines").join(name),
+        }
     }
     /// The qcow2 overlay on the box image.
     pub fn disk(&self) -> PathBuf {
@@ -55,7 +58,8 @@ impl MachineDir {
     }
     /// Socket base name in the runtime folder: short and unique per machine.
     fn socket(&self, suffix: &str) -> Result<PathBuf> {
-        Ok(crate::paths::runtime_dir()?.join(format!("{}.{suffix}", crate::paths::short_hash(&self.root))))
+        Ok(crate::paths::runtime_dir()?
+            .join(format!("{}.{suffix}", crate::paths::short_hash(&self.root))))
     }
     /// QMP socket.
     pub fn qmp_socket(&self) -> Result<PathBuf> {
@@ -74,7 +78,11 @@ impl MachineDir {
     pub fn load_state(&self) -> Result<Option<MachineState>> {
         let path = self.state_file();
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?)),
+            Ok(text) => {
+                Ok(Some(serde_json::from_str(&text).with_context(|| {
+                    format!("{} is corrupt", path.display())
+                })?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -82,17 +90,27 @@ impl MachineDir {
 
     /// Writes the state atomically (a crash leaves the old or the new file).
     pub fn save_state(&self, state: &MachineState) -> Result<()> {
-        write_atomic(&self.state_file(), serde_json::to_string_pretty(state)?.as_bytes())
+        write_atomic(
+            &self.state_file(),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+        )
     }
 
     /// QEMU's pid when its process is alive and really this machine's QEMU
     /// (a recycled pid belongs to someone else).
     pub fn qemu_pid(&self) -> Option<i32> {
-        let pid: i32 = fs::read_to_string(self.pidfile()).ok()?.trim().parse().ok()?;
+        let pid: i32 = fs::read_to_string(self.pidfile())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let disk = self.disk();
         let needle = disk.as_os_str().as_encoded_bytes();
-        cmdline.windows(needle.len()).any(|w| w == needle).then_some(pid)
+        cmdline
+            .windows(needle.len())
+            .any(|w| w == needle)
+            .then_some(pid)
     }
 
     /// The machine's status, from its files and process table alone (fast:
@@ -172,10 +190,12 @@ pub struct MachineState {
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().context("path without folder")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -208,7 +228,11 @@ mod tests {
         dir.save_state(&state()).unwrap();
         assert_eq!(dir.status().unwrap(), Status::NotCreated, "no disk yet");
         fs::write(dir.disk(), "").unwrap();
-        assert_eq!(dir.status().unwrap(), Status::Died, "running per state, no QEMU");
+        assert_eq!(
+            dir.status().unwrap(),
+            Status::Died,
+            "running per state, no QEMU"
+        );
         let mut halted = state();
         halted.running = false;
         dir.save_state(&halted).unwrap();

@@ -11,8 +11,8 @@ mod envfile;
 mod lifecycle;
 mod lock;
 mod machine;
-mod paths;
 mod passthrough;
+mod paths;
 mod ports;
 mod project;
 mod qemu;
@@ -36,7 +36,11 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             // An invalid Envfile is a usage error (2), like clap's; the rest is 1.
-            let code = if err.downcast_ref::<envfile::EnvfileError>().is_some() { 2 } else { 1 };
+            let code = if err.downcast_ref::<envfile::EnvfileError>().is_some() {
+                2
+            } else {
+                1
+            };
             eprintln!("error: {err:#}");
             std::process::exit(code);
         }

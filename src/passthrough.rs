@@ -38,7 +38,9 @@ const SYSTEM_ENV_CANDIDATES: &[&str] = &["/usr/bin/env", "/bin/env"];
 /// Finds the system's `env`, skipping any candidate that is this very binary
 /// (installed over `/usr/bin/env`, exec'ing it would loop forever).
 pub fn system_env() -> Option<PathBuf> {
-    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
     SYSTEM_ENV_CANDIDATES
         .iter()
         .map(Path::new)

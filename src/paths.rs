@@ -43,11 +43,15 @@ pub fn private_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
-    let meta = fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     if !meta.is_dir() || meta.uid() != uid {
-        bail!("{} is not a folder owned by you: remove it or set XDG_RUNTIME_DIR", dir.display());
+        bail!(
+            "{} is not a folder owned by you: remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
     }
     if meta.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))

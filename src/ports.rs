@@ -28,7 +28,12 @@ pub fn pick_free(protocol: Protocol, ip: IpAddr) -> Result<u16> {
 /// The SSH forward: always a free port on the loopback address.
 pub fn ssh_forward(guest_port: u16) -> Result<Forward> {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    Ok(Forward { protocol: Protocol::Tcp, host_ip: ip, host_port: pick_free(Protocol::Tcp, ip)?, guest_port })
+    Ok(Forward {
+        protocol: Protocol::Tcp,
+        host_ip: ip,
+        host_port: pick_free(Protocol::Tcp, ip)?,
+        guest_port,
+    })
 }
 
 /// Plans the forwards of a machine's ports, given a test of which host ports
@@ -43,7 +48,9 @@ pub fn plan_forwards(
     let mut planned: Vec<Forward> = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         let taken_here = |port: u16, planned: &[Forward]| {
-            planned.iter().any(|f| f.host_port == port && f.protocol == p.protocol && f.host_ip == p.host_ip)
+            planned
+                .iter()
+                .any(|f| f.host_port == port && f.protocol == p.protocol && f.host_ip == p.host_ip)
         };
         let host_port = if free(p.protocol, p.host_ip, p.host) && !taken_here(p.host, &planned) {
             p.host
@@ -66,7 +73,12 @@ pub fn plan_forwards(
                 p.guest
             );
         };
-        planned.push(Forward { protocol: p.protocol, host_ip: p.host_ip, host_port, guest_port: p.guest });
+        planned.push(Forward {
+            protocol: p.protocol,
+            host_ip: p.host_ip,
+            host_port,
+            guest_port: p.guest,
+        });
     }
     Ok(planned)
 }
@@ -76,22 +88,49 @@ mod tests {
     use super::*;
 
     fn port(guest: u16, host: u16, auto_correct: bool) -> PortForward {
-        PortForward { guest, host, protocol: Protocol::Tcp, host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), auto_correct }
+        PortForward {
+            guest,
+            host,
+            protocol: Protocol::Tcp,
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            auto_correct,
+        }
     }
 
     #[test]
     fn free_ports_are_kept() {
-        let plan = plan_forwards("web", &[port(80, 8080, false)], |_, _, _| true, |_, _| unreachable!()).unwrap();
+        let plan = plan_forwards(
+            "web",
+            &[port(80, 8080, false)],
+            |_, _, _| true,
+            |_, _| unreachable!(),
+        )
+        .unwrap();
         assert_eq!(plan[0].host_port, 8080);
         assert_eq!(plan[0].guest_port, 80);
     }
 
     #[test]
     fn taken_ports_fail_or_move() {
-        let err = plan_forwards("web", &[port(80, 8080, false)], |_, _, _| false, |_, _| Ok(1)).unwrap_err();
+        let err = plan_forwards(
+            "web",
+            &[port(80, 8080, false)],
+            |_, _, _| false,
+            |_, _| Ok(1),
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("8080/tcp") && msg.contains("in use") && msg.contains("auto_correct"), "{msg}");
-        let plan = plan_forwards("web", &[port(80, 8080, true)], |_, _, _| false, |_, _| Ok(40000)).unwrap();
+        assert!(
+            msg.contains("8080/tcp") && msg.contains("in use") && msg.contains("auto_correct"),
+            "{msg}"
+        );
+        let plan = plan_forwards(
+            "web",
+            &[port(80, 8080, true)],
+            |_, _, _| false,
+            |_, _| Ok(40000),
+        )
+        .unwrap();
         assert_eq!(plan[0].host_port, 40000);
     }
 
@@ -99,9 +138,17 @@ mod tests {
     fn real_sockets() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = listener.local_addr().unwrap().port();
-        assert!(!is_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST), taken));
+        assert!(!is_free(
+            Protocol::Tcp,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            taken
+        ));
         let free = pick_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
-        assert!(is_free(Protocol::Tcp, IpAddr::V4(Ipv4Addr::LOCALHOST), free));
+        assert!(is_free(
+            Protocol::Tcp,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            free
+        ));
         assert_eq!(ssh_forward(22).unwrap().guest_port, 22);
     }
 }

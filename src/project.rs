@@ -54,7 +54,12 @@ impl Project {
             .iter()
             .map(|name| {
                 self.envfile.machine(name).ok_or_else(|| {
-                    let known: Vec<&str> = self.envfile.machines.iter().map(|m| m.name.as_str()).collect();
+                    let known: Vec<&str> = self
+                        .envfile
+                        .machines
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect();
                     anyhow::anyhow!(
                         "no machine `{name}` in {}: it has {}",
                         self.envfile.path.display(),
@@ -72,8 +77,16 @@ impl Project {
             Some(n) => Ok(self.select(&[n.to_string()])?[0]),
             None if self.envfile.machines.len() == 1 => Ok(&self.envfile.machines[0]),
             None => {
-                let known: Vec<&str> = self.envfile.machines.iter().map(|m| m.name.as_str()).collect();
-                bail!("this project has several machines ({}): name one", known.join(", "))
+                let known: Vec<&str> = self
+                    .envfile
+                    .machines
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect();
+                bail!(
+                    "this project has several machines ({}): name one",
+                    known.join(", ")
+                )
             }
         }
     }

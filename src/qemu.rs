@@ -87,7 +87,12 @@ pub fn machine_args(accel: Accelerator) -> Vec<String> {
 
 /// CPUs and memory.
 pub fn resource_args(cpus: u32, memory_mib: u64) -> Vec<String> {
-    vec!["-smp".into(), cpus.to_string(), "-m".into(), format!("{memory_mib}M")]
+    vec![
+        "-smp".into(),
+        cpus.to_string(),
+        "-m".into(),
+        format!("{memory_mib}M"),
+    ]
 }
 
 /// No default devices, no user config files, no display: every device is
@@ -107,7 +112,11 @@ pub fn base_args(name: &str) -> Vec<String> {
 pub fn boot_args(boot: &Boot) -> Vec<String> {
     match boot {
         Boot::Disk => Vec::new(),
-        Boot::Kernel { kernel, initrd, cmdline } => {
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
             let mut args = vec!["-kernel".into(), path(kernel)];
             if let Some(initrd) = initrd {
                 args.extend(["-initrd".into(), path(initrd)]);
@@ -122,7 +131,10 @@ pub fn boot_args(boot: &Boot) -> Vec<String> {
 pub fn drive_args(disk: &Path) -> Vec<String> {
     vec![
         "-drive".into(),
-        format!("file={},if=none,id=disk0,format=qcow2,discard=unmap", escape_commas(&path(disk))),
+        format!(
+            "file={},if=none,id=disk0,format=qcow2,discard=unmap",
+            escape_commas(&path(disk))
+        ),
         "-device".into(),
         "virtio-blk-pci,drive=disk0".into(),
     ]
@@ -134,7 +146,10 @@ pub fn hostfwd_rule(forward: &Forward) -> String {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    format!("hostfwd={}:{}:{}-:{}", forward.protocol, ip, forward.host_port, forward.guest_port)
+    format!(
+        "hostfwd={}:{}:{}-:{}",
+        forward.protocol, ip, forward.host_port, forward.guest_port
+    )
 }
 
 /// User-mode networking on virtio-net with every forwarded port. No option
@@ -146,19 +161,30 @@ pub fn network_args(forwards: &[Forward]) -> Vec<String> {
         netdev.push(',');
         netdev.push_str(&hostfwd_rule(forward));
     }
-    vec!["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=net0,romfile=".into()]
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,romfile=".into(),
+    ]
 }
 
 /// The QMP control socket, listening without waiting for a client.
 pub fn qmp_args(socket: &Path) -> Vec<String> {
-    vec!["-qmp".into(), format!("unix:{},server=on,wait=off", escape_commas(&path(socket)))]
+    vec![
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", escape_commas(&path(socket))),
+    ]
 }
 
 /// The guest agent's virtio-serial port (`org.qemu.guest_agent.0`).
 pub fn guest_agent_args(socket: &Path) -> Vec<String> {
     vec![
         "-chardev".into(),
-        format!("socket,id=qga0,path={},server=on,wait=off", escape_commas(&path(socket))),
+        format!(
+            "socket,id=qga0,path={},server=on,wait=off",
+            escape_commas(&path(socket))
+        ),
         "-device".into(),
         "virtio-serial-pci".into(),
         "-device".into(),
@@ -170,7 +196,10 @@ pub fn guest_agent_args(socket: &Path) -> Vec<String> {
 pub fn console_args(log: &Path) -> Vec<String> {
     vec![
         "-chardev".into(),
-        format!("file,id=console0,path={},append=on", escape_commas(&path(log))),
+        format!(
+            "file,id=console0,path={},append=on",
+            escape_commas(&path(log))
+        ),
         "-serial".into(),
         "chardev:console0".into(),
     ]
@@ -239,8 +268,18 @@ mod tests {
             console_log: "/p/.envstate/machines/web/console.log".into(),
             pidfile: "/p/.envstate/machines/web/qemu.pid".into(),
             forwards: vec![
-                Forward { protocol: Protocol::Tcp, host_ip: "127.0.0.1".parse().unwrap(), host_port: 2222, guest_port: 22 },
-                Forward { protocol: Protocol::Udp, host_ip: "::1".parse().unwrap(), host_port: 5353, guest_port: 53 },
+                Forward {
+                    protocol: Protocol::Tcp,
+                    host_ip: "127.0.0.1".parse().unwrap(),
+                    host_port: 2222,
+                    guest_port: 22,
+                },
+                Forward {
+                    protocol: Protocol::Udp,
+                    host_ip: "::1".parse().unwrap(),
+                    host_port: 5353,
+                    guest_port: 53,
+                },
             ],
             extra: vec!["-device".into(), "virtio-balloon".into()],
         }
@@ -258,7 +297,10 @@ mod tests {
     fn full_command_line() {
         let args = qemu_args(&spec());
         assert_eq!(window(&args, "-machine"), ["q35,accel=tcg"]);
-        assert!(!args.contains(&"-cpu".to_string()), "TCG keeps QEMU's default CPU");
+        assert!(
+            !args.contains(&"-cpu".to_string()),
+            "TCG keeps QEMU's default CPU"
+        );
         assert_eq!(window(&args, "-smp"), ["2"]);
         assert_eq!(window(&args, "-m"), ["1024M"]);
         assert_eq!(window(&args, "-kernel"), ["/b/vmlinuz"]);
@@ -268,12 +310,25 @@ mod tests {
             window(&args, "-netdev"),
             ["user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:[::1]:5353-:53"]
         );
-        assert_eq!(window(&args, "-qmp"), ["unix:/run/env/abc.qmp,server=on,wait=off"]);
-        assert_eq!(window(&args, "-pidfile"), ["/p/.envstate/machines/web/qemu.pid"]);
+        assert_eq!(
+            window(&args, "-qmp"),
+            ["unix:/run/env/abc.qmp,server=on,wait=off"]
+        );
+        assert_eq!(
+            window(&args, "-pidfile"),
+            ["/p/.envstate/machines/web/qemu.pid"]
+        );
         assert!(args.contains(&"-daemonize".to_string()));
         assert!(args.contains(&"-nodefaults".to_string()));
-        assert_eq!(args[args.len() - 2..], ["-device", "virtio-balloon"], "extra arguments come last");
-        assert!(window(&args, "-device").contains(&"virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".to_string()));
+        assert_eq!(
+            args[args.len() - 2..],
+            ["-device", "virtio-balloon"],
+            "extra arguments come last"
+        );
+        assert!(
+            window(&args, "-device")
+                .contains(&"virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".to_string())
+        );
     }
 
     #[test]
@@ -285,14 +340,25 @@ mod tests {
     #[test]
     fn firmware_boot_has_no_kernel() {
         assert!(boot_args(&Boot::Disk).is_empty());
-        let args = boot_args(&Boot::Kernel { kernel: "k".into(), initrd: None, cmdline: "c".into() });
+        let args = boot_args(&Boot::Kernel {
+            kernel: "k".into(),
+            initrd: None,
+            cmdline: "c".into(),
+        });
         assert_eq!(args, ["-kernel", "k", "-append", "c"]);
     }
 
     #[test]
     fn commas_in_paths_are_escaped() {
         let args = drive_args(Path::new("/a,b/disk.qcow2"));
-        assert!(args[1].starts_with("file=/a,,b/disk.qcow2,if=none"), "{}", args[1]);
-        assert_eq!(qmp_args(Path::new("/x,y"))[1], "unix:/x,,y,server=on,wait=off");
+        assert!(
+            args[1].starts_with("file=/a,,b/disk.qcow2,if=none"),
+            "{}",
+            args[1]
+        );
+        assert_eq!(
+            qmp_args(Path::new("/x,y"))[1],
+            "unix:/x,,y,server=on,wait=off"
+        );
     }
 }

@@ -13,7 +13,8 @@ type Client<'a> = qapi::Qmp<qapi::Stream<std::io::BufReader<&'a UnixStream>, &'a
 
 /// Connects, negotiates capabilities, runs `f`.
 fn with_qmp<T>(socket: &Path, f: impl FnOnce(&mut Client<'_>) -> Result<T>) -> Result<T> {
-    let stream = UnixStream::connect(socket).with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
     stream.set_read_timeout(Some(QMP_TIMEOUT))?;
     stream.set_write_timeout(Some(QMP_TIMEOUT))?;
     let mut qmp = qapi::Qmp::from_stream(&stream);
@@ -24,7 +25,9 @@ fn with_qmp<T>(socket: &Path, f: impl FnOnce(&mut Client<'_>) -> Result<T>) -> R
 /// The VM's run state (`running`, `paused`, `shutdown`...).
 pub fn query_status(socket: &Path) -> Result<String> {
     with_qmp(socket, |qmp| {
-        let status = qmp.execute(&qapi::qmp::query_status {}).context("query-status failed")?;
+        let status = qmp
+            .execute(&qapi::qmp::query_status {})
+            .context("query-status failed")?;
         Ok(format!("{:?}", status.status).to_lowercase())
     })
 }
@@ -33,7 +36,8 @@ pub fn query_status(socket: &Path) -> Result<String> {
 /// it listens (systemd-logind or acpid).
 pub fn system_powerdown(socket: &Path) -> Result<()> {
     with_qmp(socket, |qmp| {
-        qmp.execute(&qapi::qmp::system_powerdown {}).context("system_powerdown failed")?;
+        qmp.execute(&qapi::qmp::system_powerdown {})
+            .context("system_powerdown failed")?;
         Ok(())
     })
 }
@@ -43,7 +47,16 @@ pub fn system_powerdown(socket: &Path) -> Result<()> {
 pub fn quit(socket: &Path) -> Result<()> {
     with_qmp(socket, |qmp| match qmp.execute(&qapi::qmp::quit {}) {
         Ok(_) => Ok(()),
-        Err(qapi::ExecuteError::Io(e)) if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(qapi::ExecuteError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e).context("quit failed"),
     })
 }

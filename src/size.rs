@@ -24,7 +24,7 @@ impl Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.mib >= 1024 && self.mib % 1024 == 0 {
+        if self.mib >= 1024 && self.mib.is_multiple_of(1024) {
             write!(f, "{}G", self.mib / 1024)
         } else {
             write!(f, "{}M", self.mib)
@@ -33,7 +33,8 @@ impl fmt::Display for Size {
 }
 
 /// What a size may look like, for error messages.
-pub const SIZE_FORMS: &str = "a number of MiB (1024) or a string such as \"512M\", \"1G\", \"1.5G\", \"1T\"";
+pub const SIZE_FORMS: &str =
+    "a number of MiB (1024) or a string such as \"512M\", \"1G\", \"1.5G\", \"1T\"";
 
 /// Parses `1G`, `512M`, `512MiB`, `1.5G`, `2T`, `1024` (MiB).
 pub fn parse_size(text: &str) -> Result<Size, String> {
@@ -54,7 +55,9 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         .map_err(|_| format!("`{text}` is not a size: use {SIZE_FORMS}"))?;
     let mib = value * factor;
     if mib < 1.0 || mib.fract() != 0.0 {
-        return Err(format!("`{text}` is not a whole number of MiB (at least 1M)"));
+        return Err(format!(
+            "`{text}` is not a whole number of MiB (at least 1M)"
+        ));
     }
     Ok(Size::mib(mib as u64))
 }

@@ -83,7 +83,11 @@ pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf]) -> Vec<String> 
         args.push("-i".into());
         args.push(identity.display().to_string());
     }
-    args.extend(["-p".into(), t.port.to_string(), format!("{}@127.0.0.1", t.user)]);
+    args.extend([
+        "-p".into(),
+        t.port.to_string(),
+        format!("{}@127.0.0.1", t.user),
+    ]);
     args
 }
 
@@ -112,7 +116,11 @@ pub fn target_for(dir: &MachineDir, port: u16, user: &str) -> Result<SshTarget> 
 /// `still_booting` between tries so that a dead QEMU fails at once.
 /// QEMU's user networking accepts connections before the guest listens, so
 /// only the banner proves sshd is there.
-pub fn wait_for_banner(port: u16, deadline: Instant, mut still_booting: impl FnMut() -> Result<()>) -> Result<Duration> {
+pub fn wait_for_banner(
+    port: u16,
+    deadline: Instant,
+    mut still_booting: impl FnMut() -> Result<()>,
+) -> Result<Duration> {
     let started = Instant::now();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     loop {
@@ -135,13 +143,25 @@ pub fn wait_for_banner(port: u16, deadline: Instant, mut still_booting: impl FnM
 pub fn ensure_keypair(key: &Path) -> Result<String> {
     if !key.exists() {
         let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "env machine key", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "env machine key",
+                "-f",
+            ])
             .arg(key)
             .stdin(Stdio::null())
             .output()
             .context("cannot run ssh-keygen (install the OpenSSH client)")?;
         if !out.status.success() {
-            bail!("ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "ssh-keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     let public = key.with_extension("pub");
@@ -150,15 +170,27 @@ pub fn ensure_keypair(key: &Path) -> Result<String> {
 
 /// Keys to try on first contact: the Envfile's, else env's well-known key and
 /// any Vagrant insecure key installed on the host.
-pub fn first_contact_identities(dir: &MachineDir, configured: Option<&Path>) -> Result<Vec<PathBuf>> {
+pub fn first_contact_identities(
+    dir: &MachineDir,
+    configured: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
     if let Some(key) = configured {
-        anyhow::ensure!(key.is_file(), "the SSH key {} does not exist", key.display());
+        anyhow::ensure!(
+            key.is_file(),
+            "the SSH key {} does not exist",
+            key.display()
+        );
         return Ok(vec![key.to_path_buf()]);
     }
     let well_known = dir.first_contact_key();
     write_private(&well_known, WELL_KNOWN_KEY)?;
     let mut keys = vec![well_known];
-    keys.extend(VAGRANT_KEYS.iter().map(PathBuf::from).filter(|p| p.is_file()));
+    keys.extend(
+        VAGRANT_KEYS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_file()),
+    );
     Ok(keys)
 }
 
@@ -179,8 +211,14 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// First contact: pins the host key, starts the master connection and, when
 /// `insert_key`, makes the machine's own key the only authorized one.
-pub fn first_contact(t: &SshTarget, identities: &[PathBuf], new_public_key: Option<&str>) -> Result<()> {
-    let script = new_public_key.map(replace_key_script).unwrap_or_else(|| "true".into());
+pub fn first_contact(
+    t: &SshTarget,
+    identities: &[PathBuf],
+    new_public_key: Option<&str>,
+) -> Result<()> {
+    let script = new_public_key
+        .map(replace_key_script)
+        .unwrap_or_else(|| "true".into());
     let out = Command::new("ssh")
         .args(first_contact_args(t, identities))
         .arg(script)
@@ -278,7 +316,10 @@ mod tests {
     fn banner_wait_fails_fast_when_qemu_dies_and_times_out() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let err = wait_for_banner(port, Instant::now() + Duration::from_secs(5), || bail!("QEMU exited")).unwrap_err();
+        let err = wait_for_banner(port, Instant::now() + Duration::from_secs(5), || {
+            bail!("QEMU exited")
+        })
+        .unwrap_err();
         assert_eq!(err.to_string(), "QEMU exited");
         drop(listener);
         let err = wait_for_banner(port, Instant::now(), || Ok(())).unwrap_err();

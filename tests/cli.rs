@@ -19,11 +19,18 @@ fn foreign_arguments_go_to_the_system_env() {
     let out = env(&["-i", "PATH=/bin:/usr/bin", "sh", "-c", "echo $HOME-$PATH"]);
     assert_eq!(text(&out).0, "-/bin:/usr/bin\n");
 
-    let out = Command::new(env_bin()).arg("sort").stdin(std::process::Stdio::piped()).output().unwrap();
+    let out = Command::new(env_bin())
+        .arg("sort")
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "`env sort` runs sort");
 
     // A bare `env` prints the environment, as coreutils' does.
-    let out = Command::new(env_bin()).env("ENV_TEST_MARKER", "here").output().unwrap();
+    let out = Command::new(env_bin())
+        .env("ENV_TEST_MARKER", "here")
+        .output()
+        .unwrap();
     assert!(text(&out).0.contains("ENV_TEST_MARKER=here"));
 
     // The exit status of the command is kept.
@@ -34,8 +41,24 @@ fn foreign_arguments_go_to_the_system_env() {
 #[test]
 fn help_lists_subcommands_and_version_prints() {
     let (stdout, _) = text(&env(&["--help"]));
-    for sub in ["init", "validate", "up", "ssh", "ssh-config", "status", "port", "halt", "reload", "destroy", "box", "completions"] {
-        assert!(stdout.contains(&format!("  {sub}")), "--help lacks {sub}:\n{stdout}");
+    for sub in [
+        "init",
+        "validate",
+        "up",
+        "ssh",
+        "ssh-config",
+        "status",
+        "port",
+        "halt",
+        "reload",
+        "destroy",
+        "box",
+        "completions",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {sub}")),
+            "--help lacks {sub}:\n{stdout}"
+        );
     }
     let (stdout, _) = text(&env(&["--version"]));
     assert_eq!(stdout.trim(), format!("env {}", env!("CARGO_PKG_VERSION")));
@@ -48,29 +71,46 @@ fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let out = env(&["completions", shell]);
         assert!(out.status.success(), "{shell}");
-        assert!(text(&out).0.contains("ssh-config"), "{shell} completions name the subcommands");
+        assert!(
+            text(&out).0.contains("ssh-config"),
+            "{shell} completions name the subcommands"
+        );
     }
     assert!(!env(&["completions", "cmd.exe"]).status.success());
 }
 
 #[test]
 fn invalid_envfile_names_file_line_field_and_changes_nothing() {
-    let project = TestProject::new("[defaults]\nbox = \"debian-12\"\n\n[machines.web]\nmemroy = \"1G\"\n");
+    let project =
+        TestProject::new("[defaults]\nbox = \"debian-12\"\n\n[machines.web]\nmemroy = \"1G\"\n");
     for args in [&["validate"][..], &["up"][..], &["status"][..]] {
         let out = project.env(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let (_, stderr) = text(&out);
         let file = project.dir.path().join("Envfile");
-        assert!(stderr.contains(&format!("{}:5:1: machines.web", file.display())), "{stderr}");
-        assert!(stderr.contains("unknown field `memroy`") && stderr.contains("did you mean `memory`?"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{}:5:1: machines.web", file.display())),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("unknown field `memroy`") && stderr.contains("did you mean `memory`?"),
+            "{stderr}"
+        );
     }
-    assert!(!project.dir.path().join(".envstate").exists(), "a bad Envfile must not create state");
+    assert!(
+        !project.dir.path().join(".envstate").exists(),
+        "a bad Envfile must not create state"
+    );
 }
 
 #[test]
 fn missing_envfile_says_how_to_make_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env_bin()).arg("status").current_dir(dir.path()).output().unwrap();
+    let out = Command::new(env_bin())
+        .arg("status")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("env init"));
 }
@@ -78,7 +118,13 @@ fn missing_envfile_says_how_to_make_one() {
 #[test]
 fn init_writes_a_valid_envfile_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| Command::new(env_bin()).args(args).current_dir(dir.path()).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
     assert!(run(&["init", "debian-12"]).status.success());
     let (stdout, stderr) = text(&run(&["validate"]));
     assert!(stdout.contains("1 machine(s): default"), "{stdout}{stderr}");
@@ -100,16 +146,32 @@ fn the_example_envfile_validates() {
 #[test]
 fn status_of_machines_never_created() {
     let project = TestProject::new("[defaults]\nbox = \"debian-12\"\n[machines.a]\n[machines.b]\n");
-    let out = Command::new(env_bin()).args(["status", "--json"]).current_dir(project.dir.path()).output().unwrap();
+    let out = Command::new(env_bin())
+        .args(["status", "--json"])
+        .current_dir(project.dir.path())
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["name"], "a");
     assert_eq!(v[1]["state"], "not_created");
-    let out = Command::new(env_bin()).args(["ssh", "a", "--", "true"]).current_dir(project.dir.path()).output().unwrap();
+    let out = Command::new(env_bin())
+        .args(["ssh", "a", "--", "true"])
+        .current_dir(project.dir.path())
+        .output()
+        .unwrap();
     assert!(text(&out).1.contains("not running"));
-    let out = Command::new(env_bin()).args(["ssh", "--", "true"]).current_dir(project.dir.path()).output().unwrap();
+    let out = Command::new(env_bin())
+        .args(["ssh", "--", "true"])
+        .current_dir(project.dir.path())
+        .output()
+        .unwrap();
     assert!(text(&out).1.contains("several machines"));
     // Destroying what does not exist succeeds.
-    let out = Command::new(env_bin()).args(["destroy", "-f"]).current_dir(project.dir.path()).output().unwrap();
+    let out = Command::new(env_bin())
+        .args(["destroy", "-f"])
+        .current_dir(project.dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
 }
 
@@ -117,11 +179,23 @@ fn status_of_machines_never_created() {
 fn box_store_add_list_remove_with_a_hostile_archive_refused() {
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| Command::new(env_bin()).args(args).env("ENV_HOME", home.path()).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env_bin())
+            .args(args)
+            .env("ENV_HOME", home.path())
+            .output()
+            .unwrap()
+    };
 
     let good = work.path().join("tiny.box");
     let mut builder = tar::Builder::new(std::fs::File::create(&good).unwrap());
-    for (name, data) in [("metadata.json", &br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#[..]), ("box.img", b"x")] {
+    for (name, data) in [
+        (
+            "metadata.json",
+            &br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#[..],
+        ),
+        ("box.img", b"x"),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
@@ -134,8 +208,12 @@ fn box_store_add_list_remove_with_a_hostile_archive_refused() {
     let out = run(&["box", "add", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out).1);
     let (stdout, _) = text(&run(&["box", "list"]));
-    assert!(stdout.contains("tiny") && stdout.contains("libvirt"), "{stdout}");
-    let listed: serde_json::Value = serde_json::from_slice(&run(&["box", "list", "--json"]).stdout).unwrap();
+    assert!(
+        stdout.contains("tiny") && stdout.contains("libvirt"),
+        "{stdout}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(&["box", "list", "--json"]).stdout).unwrap();
     assert_eq!(listed[0]["name"], "tiny");
     assert_eq!(listed[0]["version"], "0");
 
@@ -157,7 +235,10 @@ fn box_store_add_list_remove_with_a_hostile_archive_refused() {
     let out = run(&["box", "add", evil.to_str().unwrap(), "--name", "evil"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains(".."), "{}", text(&out).1);
-    assert!(!home.path().join("escaped").exists() && !home.path().parent().unwrap().join("escaped").exists());
+    assert!(
+        !home.path().join("escaped").exists()
+            && !home.path().parent().unwrap().join("escaped").exists()
+    );
     let (stdout, _) = text(&run(&["box", "list"]));
     assert!(!stdout.contains("evil"));
 

@@ -12,30 +12,77 @@ use std::time::{Duration, Instant};
 fn the_box_boots_under_plain_qemu_and_answers_ssh() {
     let _slot = common::GuestSlot::take();
     let work = tempfile::tempdir().unwrap();
-    let status = Command::new("tar").arg("-C").arg(work.path()).arg("-xzf").arg(common::test_box()).status().unwrap();
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(work.path())
+        .arg("-xzf")
+        .arg(common::test_box())
+        .status()
+        .unwrap();
     assert!(status.success());
     let dir = work.path();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["provider"], "libvirt");
     assert_eq!(meta["format"], "qcow2");
     assert!(meta["virtual_size"].as_u64().unwrap() >= 1);
-    assert!(std::fs::read_to_string(dir.join("packages.txt")).unwrap().contains("openssh-server\t"));
+    assert!(
+        std::fs::read_to_string(dir.join("packages.txt"))
+            .unwrap()
+            .contains("openssh-server\t")
+    );
 
-    assert!(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "box.img", "disk.qcow2"])
-        .current_dir(dir)
-        .status()
+    assert!(
+        Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                "box.img",
+                "disk.qcow2"
+            ])
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        .local_addr()
+        .unwrap()
+        .port();
     let env = &meta["env"];
     let mut qemu = Command::new("qemu-system-x86_64")
         .current_dir(dir)
-        .args(["-nodefaults", "-display", "none", "-machine", "q35,accel=tcg", "-smp", "2", "-m", "1G"])
-        .args(["-kernel", env["kernel"].as_str().unwrap(), "-initrd", env["initrd"].as_str().unwrap()])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-machine",
+            "q35,accel=tcg",
+            "-smp",
+            "2",
+            "-m",
+            "1G",
+        ])
+        .args([
+            "-kernel",
+            env["kernel"].as_str().unwrap(),
+            "-initrd",
+            env["initrd"].as_str().unwrap(),
+        ])
         .args(["-append", env["cmdline"].as_str().unwrap()])
         .args(["-drive", "file=disk.qcow2,if=virtio,format=qcow2"])
-        .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"), "-device", "virtio-net-pci,netdev=n0"])
+        .args([
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
         .args(["-serial", "file:console.log"])
         .stdin(Stdio::null())
         .spawn()
@@ -44,7 +91,11 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         assert!(qemu.try_wait().unwrap().is_none(), "QEMU exited");
-        assert!(Instant::now() < deadline, "no SSH banner: {}", std::fs::read_to_string(dir.join("console.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "no SSH banner: {}",
+            std::fs::read_to_string(dir.join("console.log")).unwrap_or_default()
+        );
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut b = [0u8; 4];
@@ -59,15 +110,34 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-i"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-i",
+        ])
         .arg(&key)
-        .args(["-p", &port.to_string(), "vagrant@127.0.0.1", "sudo -n cat /etc/debian_version; uname -r; systemctl is-enabled ssh"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "vagrant@127.0.0.1",
+            "sudo -n cat /etc/debian_version; uname -r; sudo -n systemctl is-enabled ssh",
+        ])
         .output()
         .unwrap();
     let _ = qemu.kill();
     let _ = qemu.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("12."), "{stdout}");
     assert!(stdout.contains("enabled"), "{stdout}");
 }

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1 (for forwarded ports of test machines).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The shared machine: one boot for every test that only reads.
@@ -42,16 +46,24 @@ fn ssh_runs_commands_and_keeps_their_exit_status() {
     assert_eq!(s.project.ok(&["ssh", "--", "echo", "hi"]), "hi\n");
     let out = s.project.env(&["ssh", "shared", "--", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(s.project.ok(&["ssh", "--", "sudo -n id -u"]).trim(), "0", "password-less sudo");
+    assert_eq!(
+        s.project.ok(&["ssh", "--", "sudo -n id -u"]).trim(),
+        "0",
+        "password-less sudo"
+    );
 }
 
 #[test]
 fn the_well_known_key_is_replaced_and_the_host_key_pinned() {
     let s = shared();
     let keys = s.project.ok(&["ssh", "--", "cat ~/.ssh/authorized_keys"]);
-    let well_known = std::fs::read_to_string(common::repo().join("boxes/keys/insecure_ed25519.pub")).unwrap();
+    let well_known =
+        std::fs::read_to_string(common::repo().join("boxes/keys/insecure_ed25519.pub")).unwrap();
     let well_known_blob = well_known.split_whitespace().nth(1).unwrap();
-    assert!(!keys.contains(well_known_blob), "the well-known key must be gone: {keys}");
+    assert!(
+        !keys.contains(well_known_blob),
+        "the well-known key must be gone: {keys}"
+    );
     assert_eq!(keys.lines().count(), 1);
     assert!(keys.contains("env machine key"));
 
@@ -59,16 +71,35 @@ fn the_well_known_key_is_replaced_and_the_host_key_pinned() {
     let known_hosts = std::fs::read_to_string(state.join("known_hosts")).unwrap();
     assert!(known_hosts.contains("ssh-ed25519"), "{known_hosts}");
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(state.join("id_ed25519")).unwrap().mode() & 0o077, 0, "the key is private");
+    assert_eq!(
+        std::fs::metadata(state.join("id_ed25519")).unwrap().mode() & 0o077,
+        0,
+        "the key is private"
+    );
     assert!(!state.join("first_contact_key").exists());
 
     // The well-known key no longer logs in.
-    let port = s.project.status()[0]["ssh_port"].as_u64().unwrap().to_string();
+    let port = s.project.status()[0]["ssh_port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
     let key = common::repo().join("boxes/keys/insecure_ed25519");
     let tmpkey = tempfile::NamedTempFile::new().unwrap();
     std::fs::copy(&key, tmpkey.path()).unwrap();
     let out = std::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-i"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
         .arg(tmpkey.path())
         .args(["-p", &port, "vagrant@127.0.0.1", "true"])
         .output()
@@ -81,7 +112,12 @@ fn ssh_config_works_with_plain_ssh() {
     let s = shared();
     let config = s.project.dir.path().join("ssh_config.test");
     std::fs::write(&config, s.project.ok(&["ssh-config"])).unwrap();
-    let out = std::process::Command::new("ssh").arg("-F").arg(&config).args(["shared", "uname", "-s"]).output().unwrap();
+    let out = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .args(["shared", "uname", "-s"])
+        .output()
+        .unwrap();
     assert_eq!(text(&out).0, "Linux\n", "{}", text(&out).1);
 }
 
@@ -91,8 +127,12 @@ fn a_forwarded_port_is_reached_from_the_host() {
     let mut body = String::new();
     for _ in 0..50 {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", s.web_port)) {
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            stream.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+                .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+                .unwrap();
             body.clear();
             let _ = stream.read_to_string(&mut body);
             if body.contains("hello-from-guest") {
@@ -103,7 +143,13 @@ fn a_forwarded_port_is_reached_from_the_host() {
     }
     assert!(body.contains("hello-from-guest"), "{body}");
     let ports = s.project.ok(&["port"]);
-    assert!(ports.contains(&format!("8000/tcp (guest) => 127.0.0.1:{} (host)", s.web_port)), "{ports}");
+    assert!(
+        ports.contains(&format!(
+            "8000/tcp (guest) => 127.0.0.1:{} (host)",
+            s.web_port
+        )),
+        "{ports}"
+    );
     assert!(ports.contains("22/tcp (guest)"), "{ports}");
 }
 
@@ -115,7 +161,10 @@ fn status_reports_running_with_its_qemu() {
     assert_eq!(status[0]["vm_state"], "running", "asked over QMP");
     assert_eq!(status[0]["accel"], "tcg");
     let table = s.project.ok(&["status"]);
-    assert!(table.contains("shared") && table.contains("running"), "{table}");
+    assert!(
+        table.contains("shared") && table.contains("running"),
+        "{table}"
+    );
     // `up` of a running machine does nothing.
     let out = s.project.env(&["up"]);
     assert!(text(&out).1.contains("already running"));
@@ -129,21 +178,32 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     p.ok(&["ssh", "--", "echo kept > ~/marker && sync"]);
     // The overlay grew to the Envfile's size and the filesystem with it.
     let size = p.ok(&["ssh", "--", "df --output=size -BG / | tail -1"]);
-    assert!(size.trim().trim_end_matches('G').parse::<u32>().unwrap() >= 9, "{size}");
+    assert!(
+        size.trim().trim_end_matches('G').parse::<u32>().unwrap() >= 9,
+        "{size}"
+    );
 
     let out = p.env(&["halt"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(p.state_of("default"), "halted");
     assert!(text(&out).1.contains("halted in"));
     p.ok(&["up"]);
-    assert_eq!(p.ok(&["ssh", "--", "cat ~/marker"]), "kept\n", "halt + up keeps the disk");
+    assert_eq!(
+        p.ok(&["ssh", "--", "cat ~/marker"]),
+        "kept\n",
+        "halt + up keeps the disk"
+    );
 
     p.ok(&["destroy", "-f"]);
     assert_eq!(p.state_of("default"), "not_created");
     assert!(!p.dir.path().join(".envstate/machines/default").exists());
     p.ok(&["up"]);
     let out = p.env(&["ssh", "--", "test -e ~/marker"]);
-    assert_eq!(out.status.code(), Some(1), "destroy + up starts from the box");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "destroy + up starts from the box"
+    );
 }
 
 #[test]
@@ -152,10 +212,19 @@ fn a_killed_qemu_is_reported_and_destroy_still_works() {
     let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\n[machines.victim]\n");
     p.ok(&["up"]);
     let pid = p.status()[0]["pid"].as_i64().unwrap();
-    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(p.state_of("victim"), "died");
-    assert!(p.ok(&["status"]).contains("died (QEMU exited without env halt)"));
+    assert!(
+        p.ok(&["status"])
+            .contains("died (QEMU exited without env halt)")
+    );
     let out = p.env(&["ssh", "--", "true"]);
     assert!(text(&out).1.contains("not running"));
     p.ok(&["destroy", "-f"]);
@@ -166,11 +235,18 @@ fn a_killed_qemu_is_reported_and_destroy_still_works() {
 fn a_port_in_use_fails_before_boot_or_moves_with_auto_correct() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let p = TestProject::with_box(&format!("[defaults]\nbox = \"debian-12\"\nports = [{{ guest = 80, host = {port} }}]\n"));
+    let p = TestProject::with_box(&format!(
+        "[defaults]\nbox = \"debian-12\"\nports = [{{ guest = 80, host = {port} }}]\n"
+    ));
     let out = p.env(&["up"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out).1;
-    assert!(stderr.contains(&format!("host port {port}/tcp")) && stderr.contains("in use") && stderr.contains("auto_correct"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("host port {port}/tcp"))
+            && stderr.contains("in use")
+            && stderr.contains("auto_correct"),
+        "{stderr}"
+    );
     assert_ne!(p.state_of("default"), "running", "nothing booted");
     drop(p);
 
@@ -189,6 +265,9 @@ fn a_port_in_use_fails_before_boot_or_moves_with_auto_correct() {
     assert_eq!(p.ok(&["ssh", "one", "--", "echo one"]), "one\n");
     assert_eq!(p.ok(&["ssh", "two", "--", "echo two"]), "two\n");
     let ports = p.ok(&["port", "one"]);
-    assert!(!ports.contains(&format!("127.0.0.1:{port} (host)")), "{ports}");
+    assert!(
+        !ports.contains(&format!("127.0.0.1:{port} (host)")),
+        "{ports}"
+    );
     drop(taken);
 }

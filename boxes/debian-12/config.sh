@@ -7,7 +7,7 @@ BOX_VERSION="12.0.0"
 # Debian suite fetched with mmdebstrap from its default mirror.
 SUITE="bookworm"
 # Packages every env box carries (SSH, sudo, Ansible's python3, 9p-capable kernel...).
-BASE_PACKAGES="systemd-sysv dbus systemd-resolved openssh-server sudo qemu-guest-agent
+BASE_PACKAGES="systemd-sysv acpid openssh-server sudo qemu-guest-agent
   python3 rsync ca-certificates iproute2 iputils-ping procps e2fsprogs
   linux-image-amd64 initramfs-tools zstd busybox-static"
 # Extra packages for a variant.

@@ -25,17 +25,25 @@ rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id" "$root/var/lib/systemd/random-seed"
 
-in_root systemctl enable systemd-networkd.service systemd-resolved.service env-growfs.service ssh.service
-ln -sf ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
-# systemd-resolved orders itself before sysinit.target and network.target, so
-# sshd waits seconds for it under TCG. Nothing at boot needs names: the
-# override in /etc lets it start alongside everything else.
-sed -e '/^Before=/s/ *sysinit\.target//' -e '/^Before=/s/ *network\.target//' -e '/^Before=/s/=  */=/' \
-  "$root/lib/systemd/system/systemd-resolved.service" > "$root/etc/systemd/system/systemd-resolved.service"
-# sshd listens on every address and needs no configured network to start:
-# the same kind of override drops its wait for network.target.
+in_root systemctl enable systemd-networkd.service env-resolvconf.path env-growfs.service ssh.service acpid.service
+# DNS servers come from the DHCP lease (env-resolvconf), not systemd-resolved.
+printf 'nameserver 10.0.2.3\n' > "$root/etc/resolv.conf"
+# sshd listens on every address and needs no configured network, no udev
+# coldplug and no basic.target to start: the override in /etc starts it as
+# soon as the filesystems and /run are ready, seconds earlier under TCG.
 sed -e '/^After=/s/ *network\.target//' -e '/^After=/s/=  */=/' \
+  -e 's/^\[Unit\]$/[Unit]\nDefaultDependencies=no\nAfter=local-fs.target systemd-tmpfiles-setup.service systemd-journald.socket\nBefore=shutdown.target multi-user.target\nConflicts=shutdown.target/' \
   "$root/lib/systemd/system/ssh.service" > "$root/etc/systemd/system/ssh.service"
+
+# Generators run at every boot before any unit starts, each a process start
+# under TCG; these have nothing to find in a VM made from this box.
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in systemd-gpt-auto-generator systemd-sysv-generator systemd-rc-local-generator \
+  systemd-hibernate-resume-generator systemd-bless-boot-generator systemd-cryptsetup-generator \
+  systemd-veritysetup-generator systemd-integritysetup-generator systemd-system-update-generator \
+  systemd-debug-generator systemd-run-generator; do
+  ln -sf /dev/null "$root/etc/systemd/system-generators/$generator"
+done
 
 # Units a throw-away VM does not need, each costing boot time under TCG.
 in_root systemctl mask \
@@ -50,7 +58,8 @@ in_root systemctl mask \
   systemd-sysusers.service systemd-journal-flush.service kmod-static-nodes.service \
   systemd-update-utmp.service systemd-update-utmp-runlevel.service \
   systemd-network-generator.service systemd-tmpfiles-clean.timer dpkg-db-backup.timer \
-  systemd-hwdb-update.service ldconfig.service
+  systemd-hwdb-update.service ldconfig.service getty-static.service dev-mqueue.mount \
+  systemd-random-seed.service systemd-modules-load.service
 
 # Faster journald and no persistent journal growing in the image.
 mkdir -p "$root/etc/systemd/journald.conf.d"

@@ -39,7 +39,9 @@ pub fn safe_relative_path(path: &Path) -> Result<PathBuf> {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => bail!("`{}` leaves the box folder (`..`)", path.display()),
-            Component::RootDir | Component::Prefix(_) => bail!("`{}` is an absolute path", path.display()),
+            Component::RootDir | Component::Prefix(_) => {
+                bail!("`{}` is an absolute path", path.display())
+            }
         }
     }
     Ok(out)
@@ -49,7 +51,11 @@ pub fn safe_relative_path(path: &Path) -> Result<PathBuf> {
 /// `target` stays inside the box folder.
 pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
     if target.is_absolute() {
-        bail!("link `{}` points to the absolute path `{}`", link.display(), target.display());
+        bail!(
+            "link `{}` points to the absolute path `{}`",
+            link.display(),
+            target.display()
+        );
     }
     let mut depth: i64 = link.parent().map_or(0, |p| p.components().count() as i64);
     for component in target.components() {
@@ -59,7 +65,11 @@ pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
             _ => {}
         }
         if depth < 0 {
-            bail!("link `{}` points outside the box folder (`{}`)", link.display(), target.display());
+            bail!(
+                "link `{}` points outside the box folder (`{}`)",
+                link.display(),
+                target.display()
+            );
         }
     }
     Ok(())
@@ -69,15 +79,23 @@ pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
 /// calling `progress` with the bytes read so far. Rejects absolute paths,
 /// `..`, links leading outside, and device files, fifos and sockets.
 pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
-    let mut file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut file =
+        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let mut head = [0u8; 512];
     let n = read_up_to(&mut file, &mut head)?;
     let compression = detect(&head[..n]).with_context(|| format!("{}", archive.display()))?;
     let file = File::open(archive)?;
-    let counted = CountingReader { inner: BufReader::with_capacity(1 << 20, file), count: 0, progress };
+    let counted = CountingReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        count: 0,
+        progress,
+    };
     match compression {
         Compression::None => unpack_tar(tar::Archive::new(counted), dest),
-        Compression::Gzip => unpack_tar(tar::Archive::new(flate2::read::GzDecoder::new(counted)), dest),
+        Compression::Gzip => unpack_tar(
+            tar::Archive::new(flate2::read::GzDecoder::new(counted)),
+            dest,
+        ),
     }
     .with_context(|| format!("cannot unpack {}", archive.display()))
 }
@@ -108,20 +126,33 @@ fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> 
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
             tar::EntryType::Symlink => {
-                let target = entry.link_name()?.context("symlink without target")?.into_owned();
+                let target = entry
+                    .link_name()?
+                    .context("symlink without target")?
+                    .into_owned();
                 safe_link_target(&path, &target)?;
             }
             tar::EntryType::Link => {
-                let target = entry.link_name()?.context("hard link without target")?.into_owned();
+                let target = entry
+                    .link_name()?
+                    .context("hard link without target")?
+                    .into_owned();
                 safe_relative_path(&target)?;
             }
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
-            other => bail!("`{}` is a {:?} entry: boxes may hold only files, folders and links", raw_path.display(), other),
+            other => bail!(
+                "`{}` is a {:?} entry: boxes may hold only files, folders and links",
+                raw_path.display(),
+                other
+            ),
         }
         // unpack_in re-checks the path and refuses to write through links
         // that lead outside `dest`.
         if !entry.unpack_in(dest)? {
-            bail!("`{}` would be written outside the box folder", raw_path.display());
+            bail!(
+                "`{}` would be written outside the box folder",
+                raw_path.display()
+            );
         }
     }
     Ok(())
@@ -154,7 +185,11 @@ mod tests {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(*kind);
             header.set_mode(0o644);
-            let data: &[u8] = if *kind == tar::EntryType::Regular { b"hello" } else { b"" };
+            let data: &[u8] = if *kind == tar::EntryType::Regular {
+                b"hello"
+            } else {
+                b""
+            };
             header.set_size(data.len() as u64);
             // Write raw names so that hostile paths reach the archive as-is.
             let name = &mut header.as_old_mut().name;
@@ -169,7 +204,9 @@ mod tests {
         file
     }
 
-    fn unpack_entries(entries: &[(&str, tar::EntryType, Option<&str>)]) -> (tempfile::TempDir, Result<()>) {
+    fn unpack_entries(
+        entries: &[(&str, tar::EntryType, Option<&str>)],
+    ) -> (tempfile::TempDir, Result<()>) {
         let archive = tar_with(entries);
         let dest = tempfile::tempdir().unwrap();
         let result = unpack(archive.path(), dest.path(), &mut |_| {});
@@ -185,17 +222,27 @@ mod tests {
             ("dir/link", tar::EntryType::Symlink, Some("a.txt")),
         ]);
         result.unwrap();
-        assert_eq!(std::fs::read_to_string(dest.path().join("dir/a.txt")).unwrap(), "hello");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("dir/a.txt")).unwrap(),
+            "hello"
+        );
         assert!(dest.path().join("b.txt").exists());
     }
 
     #[test]
     fn hostile_entries_are_rejected() {
-        let cases: &[(&[(&str, tar::EntryType, Option<&str>)], &str)] = &[
+        type Entry<'a> = (&'a str, tar::EntryType, Option<&'a str>);
+        let cases: &[(&[Entry], &str)] = &[
             (&[("../evil", tar::EntryType::Regular, None)], ".."),
             (&[("/etc/evil", tar::EntryType::Regular, None)], "absolute"),
-            (&[("link", tar::EntryType::Symlink, Some("/etc/passwd"))], "absolute"),
-            (&[("a/link", tar::EntryType::Symlink, Some("../../x"))], "outside"),
+            (
+                &[("link", tar::EntryType::Symlink, Some("/etc/passwd"))],
+                "absolute",
+            ),
+            (
+                &[("a/link", tar::EntryType::Symlink, Some("../../x"))],
+                "outside",
+            ),
             (&[("hard", tar::EntryType::Link, Some("../x"))], ".."),
             (&[("dev", tar::EntryType::Char, None)], "Char"),
             (&[("fifo", tar::EntryType::Fifo, None)], "Fifo"),
@@ -225,14 +272,20 @@ mod tests {
         tar_head[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&tar_head).unwrap(), Compression::None);
         assert!(detect(b"hello").is_err());
-        assert!(detect(b"PK\x03\x04").unwrap_err().to_string().contains("zip"));
+        assert!(
+            detect(b"PK\x03\x04")
+                .unwrap_err()
+                .to_string()
+                .contains("zip")
+        );
     }
 
     #[test]
     fn gzip_archives_unpack() {
         let plain = tar_with(&[("a.txt", tar::EntryType::Regular, None)]);
         let gz = tempfile::NamedTempFile::new().unwrap();
-        let mut enc = flate2::write::GzEncoder::new(gz.reopen().unwrap(), flate2::Compression::fast());
+        let mut enc =
+            flate2::write::GzEncoder::new(gz.reopen().unwrap(), flate2::Compression::fast());
         std::io::copy(&mut File::open(plain.path()).unwrap(), &mut enc).unwrap();
         enc.finish().unwrap();
         let dest = tempfile::tempdir().unwrap();

@@ -7,12 +7,24 @@ use std::path::{Path, PathBuf};
 /// source tree this binary was built from.
 pub fn find_recipe(name: &str, start: &Path) -> Result<PathBuf> {
     super::check_name(name)?;
-    let mut candidates: Vec<PathBuf> = start.ancestors().map(|d| d.join("boxes").join(name)).collect();
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("boxes").join(name));
+    let mut candidates: Vec<PathBuf> = start
+        .ancestors()
+        .map(|d| d.join("boxes").join(name))
+        .collect();
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("boxes")
+            .join(name),
+    );
     candidates
         .into_iter()
         .find(|dir| dir.join("build").is_file())
-        .with_context(|| format!("no recipe `boxes/{name}/build` in {} or above it", start.display()))
+        .with_context(|| {
+            format!(
+                "no recipe `boxes/{name}/build` in {} or above it",
+                start.display()
+            )
+        })
 }
 
 /// Runs a recipe, writing the box to `output` (which appears only when the
@@ -26,7 +38,11 @@ pub fn run_recipe(recipe: &Path, output: &Path) -> Result<()> {
         bail!("the recipe {} failed ({status})", recipe.display());
     }
     if !output.is_file() {
-        bail!("the recipe {} wrote no box at {}", recipe.display(), output.display());
+        bail!(
+            "the recipe {} wrote no box at {}",
+            recipe.display(),
+            output.display()
+        );
     }
     Ok(())
 }

@@ -54,9 +54,11 @@ impl Metadata {
     /// Reads and checks `metadata.json` in a box folder.
     pub fn load(dir: &Path) -> Result<Metadata> {
         let path = dir.join("metadata.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("the box has no readable metadata.json ({})", path.display()))?;
-        let meta: Metadata = serde_json::from_str(&text).with_context(|| format!("{} is not valid box metadata", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("the box has no readable metadata.json ({})", path.display())
+        })?;
+        let meta: Metadata = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid box metadata", path.display()))?;
         meta.check(dir)?;
         Ok(meta)
     }
@@ -106,29 +108,44 @@ mod tests {
 
     #[test]
     fn v1_and_v2_forms() {
-        let v1: Metadata = serde_json::from_str(r#"{"provider":"libvirt","format":"qcow2","virtual_size":16}"#).unwrap();
+        let v1: Metadata =
+            serde_json::from_str(r#"{"provider":"libvirt","format":"qcow2","virtual_size":16}"#)
+                .unwrap();
         assert_eq!(v1.disk_files(), [PathBuf::from("box.img")]);
         assert_eq!(v1.virtual_size, Some(16));
         let v2: Metadata = serde_json::from_str(
             r#"{"provider":"libvirt","disks":[{"path":"disk1.img"},{"path":"disk2.img","name":"x"}]}"#,
         )
         .unwrap();
-        assert_eq!(v2.disk_files(), [PathBuf::from("disk1.img"), PathBuf::from("disk2.img")]);
+        assert_eq!(
+            v2.disk_files(),
+            [PathBuf::from("disk1.img"), PathBuf::from("disk2.img")]
+        );
     }
 
     #[test]
     fn check_rejects_other_providers_formats_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let meta = |json: &str| serde_json::from_str::<Metadata>(json).unwrap();
-        let err = meta(r#"{"provider":"virtualbox"}"#).check(dir.path()).unwrap_err();
+        let err = meta(r#"{"provider":"virtualbox"}"#)
+            .check(dir.path())
+            .unwrap_err();
         assert!(err.to_string().contains("virtualbox"));
-        let err = meta(r#"{"provider":"libvirt","format":"raw"}"#).check(dir.path()).unwrap_err();
+        let err = meta(r#"{"provider":"libvirt","format":"raw"}"#)
+            .check(dir.path())
+            .unwrap_err();
         assert!(err.to_string().contains("raw"));
-        let err = meta(r#"{"provider":"libvirt","format":"qcow2"}"#).check(dir.path()).unwrap_err();
+        let err = meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
+            .check(dir.path())
+            .unwrap_err();
         assert!(err.to_string().contains("box.img"));
         std::fs::write(dir.path().join("box.img"), "").unwrap();
-        meta(r#"{"provider":"libvirt","format":"qcow2"}"#).check(dir.path()).unwrap();
-        let err = meta(r#"{"provider":"libvirt","env":{"kernel":"vmlinuz"}}"#).check(dir.path()).unwrap_err();
+        meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
+            .check(dir.path())
+            .unwrap();
+        let err = meta(r#"{"provider":"libvirt","env":{"kernel":"vmlinuz"}}"#)
+            .check(dir.path())
+            .unwrap_err();
         assert!(err.to_string().contains("vmlinuz"));
     }
 }

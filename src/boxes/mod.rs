@@ -78,10 +78,14 @@ pub fn check_name(name: &str) -> Result<()> {
             !part.is_empty()
                 && part != "."
                 && part != ".."
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         });
     if !ok {
-        bail!("`{name}` is not a box name: use letters, digits, `.`, `_`, `-`, and at most one `/`");
+        bail!(
+            "`{name}` is not a box name: use letters, digits, `.`, `_`, `-`, and at most one `/`"
+        );
     }
     Ok(())
 }
@@ -109,7 +113,8 @@ impl Store {
     }
 
     fn lock(&self) -> Result<lock::Lock> {
-        fs::create_dir_all(&self.root).with_context(|| format!("cannot create {}", self.root.display()))?;
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
         lock::exclusive(&self.root.join(".lock"), "the box store")
     }
 
@@ -135,7 +140,11 @@ impl Store {
                 }
             }
         }
-        boxes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| compare_versions(&a.version, &b.version)));
+        boxes.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then_with(|| compare_versions(&a.version, &b.version))
+        });
         Ok(boxes)
     }
 
@@ -145,7 +154,14 @@ impl Store {
         let info = fs::read_to_string(dir.join("info.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        Ok(StoredBox { name: name.into(), version: version.into(), size: dir_size(&dir), dir, metadata, info })
+        Ok(StoredBox {
+            name: name.into(),
+            version: version.into(),
+            size: dir_size(&dir),
+            dir,
+            metadata,
+            info,
+        })
     }
 
     /// The newest version of `name`, or exactly `version` when given.
@@ -161,7 +177,11 @@ impl Store {
                 "box `{name}`{} is not in the store ({}): add it with `env box add FILE --name {name}`{}",
                 version.map(|v| format!(" version {v}")).unwrap_or_default(),
                 self.root.display(),
-                if name.starts_with("debian-") { " or build it with `env box build debian-12`" } else { "" }
+                if name.starts_with("debian-") {
+                    " or build it with `env box build debian-12`"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -184,12 +204,16 @@ impl Store {
             .tempdir_in(&self.root)
             .with_context(|| format!("cannot create a folder in {}", self.root.display()))?;
         archive::unpack(archive, staging.path(), progress)?;
-        Metadata::load(staging.path()).with_context(|| format!("{} is not a usable box", archive.display()))?;
+        Metadata::load(staging.path())
+            .with_context(|| format!("{} is not a usable box", archive.display()))?;
         let info_version = fs::read_to_string(staging.path().join("info.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(String::from));
-        let version = version.map(String::from).or(info_version).unwrap_or_else(|| UNVERSIONED.into());
+        let version = version
+            .map(String::from)
+            .or(info_version)
+            .unwrap_or_else(|| UNVERSIONED.into());
         if version.is_empty() || version.starts_with('.') || version.contains('/') {
             bail!("`{version}` is not a box version");
         }
@@ -197,14 +221,19 @@ impl Store {
         let target = parent.join(&version);
         if target.exists() {
             if !force {
-                bail!("box `{name}` version {version} is already in the store: pass --force to replace it");
+                bail!(
+                    "box `{name}` version {version} is already in the store: pass --force to replace it"
+                );
             }
             self.ensure_unused(name, &version)?;
-            let old = tempfile::Builder::new().prefix(".removing-").tempdir_in(&self.root)?;
+            let old = tempfile::Builder::new()
+                .prefix(".removing-")
+                .tempdir_in(&self.root)?;
             fs::rename(&target, old.path().join("box"))?;
         }
         fs::create_dir_all(&parent)?;
-        fs::rename(staging.keep(), &target).with_context(|| format!("cannot move the box into {}", target.display()))?;
+        fs::rename(staging.keep(), &target)
+            .with_context(|| format!("cannot move the box into {}", target.display()))?;
         self.load(name, &version)
     }
 
@@ -218,7 +247,10 @@ impl Store {
             .filter(|b| b.name == name && version.is_none_or(|v| v == b.version))
             .collect();
         if doomed.is_empty() {
-            bail!("box `{name}`{} is not in the store", version.map(|v| format!(" version {v}")).unwrap_or_default());
+            bail!(
+                "box `{name}`{} is not in the store",
+                version.map(|v| format!(" version {v}")).unwrap_or_default()
+            );
         }
         if !force {
             for b in &doomed {
@@ -227,7 +259,9 @@ impl Store {
         }
         for b in &doomed {
             // Rename first so a half-deleted box is never seen as a box.
-            let trash = tempfile::Builder::new().prefix(".removing-").tempdir_in(&self.root)?;
+            let trash = tempfile::Builder::new()
+                .prefix(".removing-")
+                .tempdir_in(&self.root)?;
             fs::rename(&b.dir, trash.path().join("box"))?;
         }
         let _ = fs::remove_dir(self.root.join(dir_name(name)));
@@ -242,13 +276,19 @@ impl Store {
     pub fn add_user(&self, b: &StoredBox, state_dir: &Path) -> Result<()> {
         let dir = self.users_dir(&b.name, &b.version);
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join(crate::paths::short_hash(state_dir)), state_dir.as_os_str().as_encoded_bytes())?;
+        fs::write(
+            dir.join(crate::paths::short_hash(state_dir)),
+            state_dir.as_os_str().as_encoded_bytes(),
+        )?;
         Ok(())
     }
 
     /// Forgets a machine's use of a box.
     pub fn remove_user(&self, name: &str, version: &str, state_dir: &Path) {
-        let _ = fs::remove_file(self.users_dir(name, version).join(crate::paths::short_hash(state_dir)));
+        let _ = fs::remove_file(
+            self.users_dir(name, version)
+                .join(crate::paths::short_hash(state_dir)),
+        );
     }
 
     /// Machines (state folders) that still use a box.
@@ -284,7 +324,11 @@ pub fn dir_size(dir: &Path) -> u64 {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if let Ok(meta) = entry.metadata() {
-                total += if meta.is_dir() { dir_size(&entry.path()) } else { meta.blocks() * 512 };
+                total += if meta.is_dir() {
+                    dir_size(&entry.path())
+                } else {
+                    meta.blocks() * 512
+                };
             }
         }
     }

@@ -11,7 +11,10 @@ pub(crate) fn fake_box(dir: &Path, version: Option<&str>) -> PathBuf {
         header.set_cksum();
         builder.append_data(&mut header, name, data).unwrap();
     };
-    add("metadata.json", br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#);
+    add(
+        "metadata.json",
+        br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#,
+    );
     add("box.img", b"not really qcow2");
     if let Some(v) = version {
         add("info.json", format!(r#"{{"version":"{v}"}}"#).as_bytes());
@@ -24,17 +27,55 @@ pub(crate) fn fake_box(dir: &Path, version: Option<&str>) -> PathBuf {
 fn add_list_find_remove() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::at(tmp.path().join("boxes"));
-    let b = store.add_archive(&fake_box(tmp.path(), Some("1.2.0")), "org/deb", None, false, &mut |_| {}).unwrap();
+    let b = store
+        .add_archive(
+            &fake_box(tmp.path(), Some("1.2.0")),
+            "org/deb",
+            None,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
     assert_eq!((b.name.as_str(), b.version.as_str()), ("org/deb", "1.2.0"));
     assert!(b.dir.ends_with("org-VAGRANTSLASH-deb/1.2.0"));
-    store.add_archive(&fake_box(tmp.path(), Some("1.10.0")), "org/deb", None, false, &mut |_| {}).unwrap();
-    store.add_archive(&fake_box(tmp.path(), None), "plain", None, false, &mut |_| {}).unwrap();
+    store
+        .add_archive(
+            &fake_box(tmp.path(), Some("1.10.0")),
+            "org/deb",
+            None,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
+    store
+        .add_archive(
+            &fake_box(tmp.path(), None),
+            "plain",
+            None,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
 
-    let listed: Vec<_> = store.list().unwrap().into_iter().map(|b| format!("{}@{}", b.name, b.version)).collect();
+    let listed: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|b| format!("{}@{}", b.name, b.version))
+        .collect();
     assert_eq!(listed, ["org/deb@1.2.0", "org/deb@1.10.0", "plain@0"]);
     assert_eq!(store.find("org/deb", None).unwrap().version, "1.10.0");
-    assert_eq!(store.find("org/deb", Some("1.2.0")).unwrap().version, "1.2.0");
-    assert!(store.find("nope", None).unwrap_err().to_string().contains("env box add"));
+    assert_eq!(
+        store.find("org/deb", Some("1.2.0")).unwrap().version,
+        "1.2.0"
+    );
+    assert!(
+        store
+            .find("nope", None)
+            .unwrap_err()
+            .to_string()
+            .contains("env box add")
+    );
 
     let removed = store.remove("org/deb", Some("1.2.0"), false).unwrap();
     assert_eq!(removed.len(), 1);
@@ -47,10 +88,16 @@ fn adding_twice_needs_force() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::at(tmp.path().join("boxes"));
     let archive = fake_box(tmp.path(), None);
-    store.add_archive(&archive, "a", None, false, &mut |_| {}).unwrap();
-    let err = store.add_archive(&archive, "a", None, false, &mut |_| {}).unwrap_err();
+    store
+        .add_archive(&archive, "a", None, false, &mut |_| {})
+        .unwrap();
+    let err = store
+        .add_archive(&archive, "a", None, false, &mut |_| {})
+        .unwrap_err();
     assert!(err.to_string().contains("--force"), "{err}");
-    store.add_archive(&archive, "a", None, true, &mut |_| {}).unwrap();
+    store
+        .add_archive(&archive, "a", None, true, &mut |_| {})
+        .unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
 }
 
@@ -60,7 +107,11 @@ fn a_bad_archive_leaves_nothing_behind() {
     let store = Store::at(tmp.path().join("boxes"));
     let bad = tmp.path().join("bad.box");
     fs::write(&bad, "garbage").unwrap();
-    assert!(store.add_archive(&bad, "a", None, false, &mut |_| {}).is_err());
+    assert!(
+        store
+            .add_archive(&bad, "a", None, false, &mut |_| {})
+            .is_err()
+    );
     let leftovers: Vec<_> = fs::read_dir(tmp.path().join("boxes"))
         .unwrap()
         .flatten()
@@ -68,19 +119,25 @@ fn a_bad_archive_leaves_nothing_behind() {
         .filter(|n| n != ".lock")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert!(store.add_archive(&bad, "../x", None, false, &mut |_| {}).is_err());
+    assert!(
+        store
+            .add_archive(&bad, "../x", None, false, &mut |_| {})
+            .is_err()
+    );
 }
 
 #[test]
 fn boxes_in_use_are_kept_unless_forced() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::at(tmp.path().join("boxes"));
-    let b = store.add_archive(&fake_box(tmp.path(), None), "a", None, false, &mut |_| {}).unwrap();
+    let b = store
+        .add_archive(&fake_box(tmp.path(), None), "a", None, false, &mut |_| {})
+        .unwrap();
     let machine = tmp.path().join("machine");
     fs::create_dir_all(&machine).unwrap();
     fs::write(machine.join("disk.qcow2"), "").unwrap();
     store.add_user(&b, &machine).unwrap();
-    assert_eq!(store.users("a", "0"), [machine.clone()]);
+    assert_eq!(store.users("a", "0"), std::slice::from_ref(&machine));
     let err = store.remove("a", None, false).unwrap_err();
     assert!(err.to_string().contains("used by 1 machine"), "{err}");
     store.remove_user("a", "0", &machine);

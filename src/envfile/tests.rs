@@ -51,12 +51,18 @@ qemu_args = ["-device", "virtio-rng-pci"]
     let names: Vec<_> = e.machines.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["web", "db"]);
     let web = e.machine("web").unwrap();
-    assert_eq!((web.cpus, web.memory, web.boxref.name.as_str()), (1, Size::mib(2048), "debian-12"));
+    assert_eq!(
+        (web.cpus, web.memory, web.boxref.name.as_str()),
+        (1, Size::mib(2048), "debian-12")
+    );
     assert_eq!(web.ports.len(), 1);
     assert_eq!(web.ports[0].host_ip.to_string(), "127.0.0.1");
     assert_eq!(web.ports[0].protocol, Protocol::Tcp);
     let db = e.machine("db").unwrap();
-    assert_eq!((db.cpus, db.memory, db.boxref.name.as_str()), (4, Size::mib(512), "other"));
+    assert_eq!(
+        (db.cpus, db.memory, db.boxref.name.as_str()),
+        (4, Size::mib(512), "other")
+    );
     assert_eq!(db.accel, Accel::Tcg);
     assert_eq!(db.boot_timeout, Duration::from_secs(120));
     assert!(db.ports.is_empty());
@@ -72,8 +78,16 @@ fn unknown_key_names_line_column_field_and_suggests() {
     let e = err("[defaults]\nbox = \"x\"\n\n[machines.web]\nmemroy = \"1G\"\n");
     assert_eq!((e.line, e.column), (5, 1));
     assert!(e.field.contains("machines.web"), "{}", e.field);
-    assert!(e.message.contains("unknown field `memroy`"), "{}", e.message);
-    assert!(e.message.contains("did you mean `memory`?"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown field `memroy`"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("did you mean `memory`?"),
+        "{}",
+        e.message
+    );
     let shown = e.to_string();
     assert!(shown.starts_with("/p/Envfile:5:1: "), "{shown}");
     assert!(shown.contains("5 | memroy = \"1G\""), "{shown}");
@@ -83,7 +97,11 @@ fn unknown_key_names_line_column_field_and_suggests() {
 fn unknown_top_level_table() {
     let e = err("[machine.web]\nbox = \"x\"\n");
     assert_eq!(e.line, 1);
-    assert!(e.message.contains("did you mean `machines`?"), "{}", e.message);
+    assert!(
+        e.message.contains("did you mean `machines`?"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -134,7 +152,10 @@ fn missing_box_is_reported_on_the_machine() {
 #[test]
 fn semantic_errors_point_at_the_value() {
     let e = err("[machines.web]\nbox = \"x\"\ncpus = 0\n");
-    assert_eq!((e.field.as_str(), e.line, e.column), ("machines.web.cpus", 3, 8));
+    assert_eq!(
+        (e.field.as_str(), e.line, e.column),
+        ("machines.web.cpus", 3, 8)
+    );
     let e = err("[defaults]\nbox = \"x\"\nmemory = \"64M\"\n[machines.a]\n");
     assert_eq!((e.field.as_str(), e.line), ("defaults.memory", 3));
     let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 0, host = 1 }]\n");
@@ -143,7 +164,9 @@ fn semantic_errors_point_at_the_value() {
 
 #[test]
 fn port_clashes_within_and_across_machines() {
-    let e = err("[machines.a]\nbox = \"x\"\nports = [\n { guest = 1, host = 8080 },\n { guest = 2, host = 8080 },\n]\n");
+    let e = err(
+        "[machines.a]\nbox = \"x\"\nports = [\n { guest = 1, host = 8080 },\n { guest = 2, host = 8080 },\n]\n",
+    );
     assert_eq!(e.field, "machines.a.ports[1].host");
     assert_eq!(e.line, 5);
     assert!(e.message.contains("ports[0]"), "{}", e.message);
@@ -166,9 +189,12 @@ fn port_clashes_within_and_across_machines() {
 fn bad_port_fields() {
     let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 70000, host = 1 }]\n");
     assert!(e.field.contains("ports[0].guest"), "{}", e.field);
-    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, protocol = \"sctp\" }]\n");
+    let e =
+        err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, protocol = \"sctp\" }]\n");
     assert!(e.message.contains("`tcp`"), "{}", e.message);
-    let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, host_ip = \"localhost\" }]\n");
+    let e = err(
+        "[machines.a]\nbox = \"x\"\nports = [{ guest = 1, host = 2, host_ip = \"localhost\" }]\n",
+    );
     assert!(e.field.contains("host_ip"), "{}", e.field);
     let e = err("[machines.a]\nbox = \"x\"\nports = [{ guest = 1, hots = 2 }]\n");
     assert!(e.message.contains("did you mean `host`?"), "{}", e.message);
@@ -178,7 +204,11 @@ fn bad_port_fields() {
 fn invalid_machine_names() {
     for name in ["\"1web\"", "\"we b\"", "\"web.x\"", "\"\""] {
         let e = err(&format!("[defaults]\nbox = \"x\"\n[machines.{name}]\n"));
-        assert!(e.message.contains("not a valid machine name"), "{name}: {}", e.message);
+        assert!(
+            e.message.contains("not a valid machine name"),
+            "{name}: {}",
+            e.message
+        );
         assert_eq!(e.line, 3);
     }
 }
@@ -211,7 +241,12 @@ fn find_walks_up() {
     assert_eq!(find(None, &deep).unwrap(), tmp.path().join("Envfile"));
     assert!(find(Some(&tmp.path().join("nope")), &deep).is_err());
     let empty = tempfile::tempdir().unwrap();
-    assert!(find(None, empty.path()).unwrap_err().to_string().contains("env init"));
+    assert!(
+        find(None, empty.path())
+            .unwrap_err()
+            .to_string()
+            .contains("env init")
+    );
 }
 
 #[test]
@@ -224,6 +259,12 @@ fn example_envfile_validates() {
 
 #[test]
 fn suggestion_only_for_close_names() {
-    assert_eq!(with_suggestion("unknown field `zzzzzz`, expected `box` or `cpus`"), "unknown field `zzzzzz`, expected `box` or `cpus`");
-    assert!(with_suggestion("unknown field `cpu`, expected `box` or `cpus`").ends_with("(did you mean `cpus`?)"));
+    assert_eq!(
+        with_suggestion("unknown field `zzzzzz`, expected `box` or `cpus`"),
+        "unknown field `zzzzzz`, expected `box` or `cpus`"
+    );
+    assert!(
+        with_suggestion("unknown field `cpu`, expected `box` or `cpus`")
+            .ends_with("(did you mean `cpus`?)")
+    );
 }

@@ -22,10 +22,18 @@ pub fn repo() -> PathBuf {
 pub fn recipe_hash() -> String {
     use sha2::{Digest, Sha256};
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         entries.sort();
         for p in entries {
-            if p.is_dir() { walk(&p, out) } else { out.push(p) }
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
         }
     }
     let mut files = Vec::new();
@@ -35,7 +43,11 @@ pub fn recipe_hash() -> String {
         h.update(f.strip_prefix(repo()).unwrap().to_string_lossy().as_bytes());
         h.update(std::fs::read(&f).unwrap());
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The test box: `$ENV_TEST_BOX`, else the cached build for this recipe in
@@ -46,7 +58,9 @@ pub fn test_box() -> PathBuf {
         if let Some(p) = std::env::var_os("ENV_TEST_BOX") {
             return PathBuf::from(p);
         }
-        let cache = PathBuf::from(std::env::var_os("ENV_TEST_BOX_CACHE").unwrap_or("/var/tmp/env-test-box".into()));
+        let cache = PathBuf::from(
+            std::env::var_os("ENV_TEST_BOX_CACHE").unwrap_or("/var/tmp/env-test-box".into()),
+        );
         std::fs::create_dir_all(&cache).unwrap();
         let path = cache.join(format!("debian-12-{}.box", recipe_hash()));
         // Test binaries run one after another, but a developer may run two
@@ -55,8 +69,14 @@ pub fn test_box() -> PathBuf {
         lock.lock().unwrap();
         if !path.exists() {
             eprintln!("building the test box {} (about 90 s)...", path.display());
-            let status = Command::new(repo().join("boxes/debian-12/build")).arg(&path).status().unwrap();
-            assert!(status.success(), "building the test box failed: needs root, mmdebstrap and the Debian mirror");
+            let status = Command::new(repo().join("boxes/debian-12/build"))
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "building the test box failed: needs root, mmdebstrap and the Debian mirror"
+            );
         }
         path
     })
@@ -68,7 +88,10 @@ pub fn test_box() -> PathBuf {
 pub fn home() -> &'static Path {
     static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
     HOME.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("env-test-home-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("env-test-home-")
+            .tempdir()
+            .unwrap();
         let out = Command::new(env_bin())
             .args(["box", "add"])
             .arg(test_box())
@@ -76,7 +99,11 @@ pub fn home() -> &'static Path {
             .env("ENV_HOME", dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "box add failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "box add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
     .path()
@@ -124,7 +151,10 @@ impl TestProject {
     /// A project with this Envfile text and an empty box store.
     pub fn new(envfile: &str) -> TestProject {
         static EMPTY: OnceLock<tempfile::TempDir> = OnceLock::new();
-        let empty = EMPTY.get_or_init(|| tempfile::tempdir().unwrap()).path().to_path_buf();
+        let empty = EMPTY
+            .get_or_init(|| tempfile::tempdir().unwrap())
+            .path()
+            .to_path_buf();
         TestProject::in_home(envfile, empty)
     }
 
@@ -134,7 +164,10 @@ impl TestProject {
     }
 
     fn in_home(envfile: &str, home: PathBuf) -> TestProject {
-        let dir = tempfile::Builder::new().prefix("env-test-project-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("env-test-project-")
+            .tempdir()
+            .unwrap();
         std::fs::write(dir.path().join("Envfile"), envfile).unwrap();
         TestProject { dir, home }
     }
@@ -177,7 +210,15 @@ impl TestProject {
     /// The state word of machine `name`.
     pub fn state_of(&self, name: &str) -> String {
         let status = self.status();
-        status.as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["state"].as_str().unwrap().to_string()
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -189,5 +230,8 @@ impl Drop for TestProject {
 
 /// Text of an output's stdout and stderr.
 pub fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

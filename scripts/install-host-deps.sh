@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the host packages env and its tests need on Debian/Ubuntu:
+# QEMU, qemu-img, the OpenSSH client, and what box recipes use.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+as_root apt-get update -qq
+# qemu-system-x86 pins its own qemu-utils version: installing it alone would
+# remove a newer qemu-img (from backports), so both come at the same version.
+qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
+as_root apt-get install -y -qq --allow-downgrades \
+  qemu-system-x86 "qemu-utils=$qemu_version" openssh-client \
+  mmdebstrap e2fsprogs xz-utils binutils gzip tar python3 bc >/dev/null
