@@ -394,7 +394,16 @@ pub fn destroy(project: &Project, name: &str, store: &Store) -> Result<()> {
         ui::step(name, "not created");
         return Ok(());
     }
-    kill_qemu(&dir);
+    // The disk is about to be deleted: no need for QEMU to flush it, and
+    // SIGKILL ends it at once (a QMP quit tears a 1 GiB guest down in ~1 s).
+    if let Ok(control) = dir.control_path() {
+        ssh::close_master(&control);
+    }
+    if let Some(pid) = dir.qemu_pid() {
+        // SAFETY: kill(2) with a pid we checked is this machine's QEMU.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_exit(pid, QUIT_GRACE);
+    }
     let state = dir.load_state().ok().flatten();
     for socket in [dir.qmp_socket(), dir.qga_socket()].into_iter().flatten() {
         let _ = std::fs::remove_file(socket);
@@ -437,15 +446,14 @@ fn stop_qemu(dir: &MachineDir, pid: i32) {
     }
 }
 
-/// Waits until process `pid` is gone; false on timeout.
+/// Waits until process `pid` has exited; false on timeout.
 fn wait_exit(pid: i32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        // QEMU is not our child (it daemonized), so no zombie lingers.
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return true;
+    while crate::machine::process_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    !Path::new(&format!("/proc/{pid}")).exists()
+    true
 }

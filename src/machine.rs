@@ -130,6 +130,19 @@ impl MachineDir {
     }
 }
 
+/// Whether process `pid` runs. A zombie has exited: daemonized QEMU is
+/// reaped by init, which may take its time (a second or more in containers).
+pub fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
 /// What `env status` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -241,6 +254,17 @@ mod tests {
         fs::write(dir.pidfile(), std::process::id().to_string()).unwrap();
         assert_eq!(dir.qemu_pid(), None);
         assert_eq!(dir.load_state().unwrap(), Some(halted));
+    }
+
+    #[test]
+    fn liveness_of_processes() {
+        assert!(process_alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!process_alive(pid), "an exited, unreaped child is a zombie");
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
     }
 
     #[test]
