@@ -213,6 +213,11 @@ fn boot(
                 attempt += 1;
                 ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
             }
+            Err(e) if accel == qemu::Accelerator::Kvm => {
+                return Err(e.context(
+                    "QEMU could not start under KVM: use --accel tcg (or ENV_ACCEL=tcg)",
+                ));
+            }
             Err(e) => return Err(e),
         }
     }

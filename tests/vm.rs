@@ -183,16 +183,18 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
         "{size}"
     );
 
-    let out = p.env(&["halt"]);
+    // reload = halt (ACPI power-off) + up.
+    let out = p.env(&["reload"]);
     assert!(out.status.success(), "{}", text(&out).1);
-    assert_eq!(p.state_of("default"), "halted");
-    assert!(text(&out).1.contains("halted in"));
-    p.ok(&["up"]);
+    assert!(text(&out).1.contains("halted in"), "{}", text(&out).1);
     assert_eq!(
         p.ok(&["ssh", "--", "cat ~/marker"]),
         "kept\n",
         "halt + up keeps the disk"
     );
+    p.ok(&["halt", "--force"]);
+    assert_eq!(p.state_of("default"), "halted");
+    assert!(p.ok(&["status"]).contains("halted"));
 
     p.ok(&["destroy", "-f"]);
     assert_eq!(p.state_of("default"), "not_created");
@@ -270,4 +272,72 @@ fn a_port_in_use_fails_before_boot_or_moves_with_auto_correct() {
         "{ports}"
     );
     drop(taken);
+}
+
+#[test]
+fn a_boot_that_never_reaches_ssh_times_out_with_advice() {
+    // KVM hangs on some hosts (nested virtualization): forcing it must end
+    // in a clear timeout, never a hang. Hosts without /dev/kvm refuse at once.
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\nboot_timeout = 5\n");
+    let started = std::time::Instant::now();
+    let out = p.env(&["up", "--accel", "kvm"]);
+    let stderr = text(&out).1;
+    if out.status.success() {
+        // KVM works here: nothing to time out.
+        return;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    if stderr.contains("/dev/kvm is not usable") || stderr.contains("could not start under KVM") {
+        // No KVM at all, or QEMU refused the host CPU (seen here: an MSR).
+        assert!(stderr.contains("--accel tcg"), "{stderr}");
+        return;
+    }
+    // KVM guests that hang: the boot timeout fires with advice.
+    assert!(
+        stderr.contains("did not answer SSH within 5 s (KVM)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("console.log")
+            && stderr.contains("--accel tcg")
+            && stderr.contains("ENV_ACCEL=tcg"),
+        "{stderr}"
+    );
+    assert_eq!(
+        p.state_of("default"),
+        "halted",
+        "QEMU is stopped after the timeout"
+    );
+}
+
+#[test]
+fn the_boot_timeout_stops_qemu_and_names_the_console_log() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\nboot_timeout = 2\n");
+    let out = p.env(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("did not answer SSH within 2 s (TCG)"),
+        "{stderr}"
+    );
+    let console = p.dir.path().join(".envstate/machines/default/console.log");
+    assert!(stderr.contains(&console.display().to_string()), "{stderr}");
+    assert_eq!(
+        p.state_of("default"),
+        "halted",
+        "QEMU is stopped after the timeout"
+    );
+    assert!(
+        p.status()[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer SSH")
+    );
 }

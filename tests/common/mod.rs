@@ -69,8 +69,10 @@ pub fn test_box() -> PathBuf {
         lock.lock().unwrap();
         if !path.exists() {
             eprintln!("building the test box {} (about 90 s)...", path.display());
-            let status = Command::new(repo().join("boxes/debian-12/build"))
+            let status = Command::new(env_bin())
+                .args(["box", "build", "debian-12", "--output"])
                 .arg(&path)
+                .current_dir(repo())
                 .status()
                 .unwrap();
             assert!(
