@@ -35,9 +35,23 @@ pub struct UpOptions {
 pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptions) -> Result<()> {
     let dir = project.machine_dir(&machine.name);
     match dir.status()? {
-        Status::Running { .. } => {
+        Status::Running { .. } if dir.ssh_config().exists() => {
             ui::step(&machine.name, "already running");
             return Ok(());
+        }
+        Status::Running { .. } => {
+            // An earlier `up` died between starting QEMU and SSH set-up.
+            ui::step(&machine.name, "running, finishing an interrupted `up`");
+            let mut state = dir.load_state()?.context("machine state vanished")?;
+            let port = state
+                .ssh_port
+                .context("no SSH port recorded: `env destroy` it and `env up` again")?;
+            let accel = state.accel.unwrap_or(qemu::Accelerator::Tcg);
+            let result = await_ssh(&dir, machine, &mut state, port, accel, Instant::now());
+            state.last_action = "up".into();
+            state.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
+            dir.save_state(&state)?;
+            return result;
         }
         Status::NotCreated => create(&dir, machine, store)?,
         Status::Halted | Status::Died => {}
@@ -227,16 +241,26 @@ fn boot(
     state.running = true;
     dir.save_state(state)?;
 
+    await_ssh(dir, machine, state, ssh_forward.host_port, accel, started)
+}
+
+/// Waits for the SSH banner until the boot timeout (counted from `started`),
+/// then sets up SSH. On timeout QEMU is stopped and the error names the
+/// console log.
+fn await_ssh(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &mut MachineState,
+    port: u16,
+    accel: qemu::Accelerator,
+    started: Instant,
+) -> Result<()> {
     let bar = ui::spinner(
         &machine.name,
-        &format!(
-            "booting ({}, SSH on 127.0.0.1:{})",
-            accel_name(accel),
-            ssh_forward.host_port
-        ),
+        &format!("booting ({}, SSH on 127.0.0.1:{port})", accel_name(accel)),
     );
     let deadline = started + machine.boot_timeout;
-    let waited = ssh::wait_for_banner(ssh_forward.host_port, deadline, || {
+    let waited = ssh::wait_for_banner(port, deadline, || {
         if dir.qemu_pid().is_none() {
             bail!("QEMU exited during boot: {}", console_hint(dir));
         }
@@ -259,13 +283,12 @@ fn boot(
         }
         bail!(message);
     }
-    connect(dir, machine, state, ssh_forward.host_port)?;
+    connect(dir, machine, state, port)?;
     ui::step(
         &machine.name,
         &format!(
-            "up in {:.1} s (SSH on 127.0.0.1:{})",
-            started.elapsed().as_secs_f64(),
-            ssh_forward.host_port
+            "up in {:.1} s (SSH on 127.0.0.1:{port})",
+            started.elapsed().as_secs_f64()
         ),
     );
     Ok(())

@@ -213,6 +213,11 @@ fn a_killed_qemu_is_reported_and_destroy_still_works() {
     let _slot = GuestSlot::take();
     let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\n[machines.victim]\n");
     p.ok(&["up"]);
+    // An `up` that died after starting QEMU is finished by the next `up`.
+    std::fs::remove_file(p.dir.path().join(".envstate/machines/victim/ssh_config")).unwrap();
+    let out = p.env(&["up"]);
+    assert!(text(&out).1.contains("finishing an interrupted"), "{}", text(&out).1);
+    assert_eq!(p.ok(&["ssh", "--", "echo back"]), "back\n");
     let pid = p.status()[0]["pid"].as_i64().unwrap();
     assert!(
         std::process::Command::new("kill")
