@@ -77,6 +77,14 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
         root: staging.path().to_path_buf(),
     };
     create_overlay(&stored, &staged.disk(), machine)?;
+    if stored
+        .metadata
+        .env
+        .as_ref()
+        .is_some_and(|e| e.ssh_host_key_fw_cfg)
+    {
+        ssh::ensure_keypair(&staged.host_key(), "env host key")?;
+    }
     let user = machine
         .ssh_user
         .clone()
@@ -143,6 +151,22 @@ fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<
     Ok(())
 }
 
+/// fw_cfg name of the SSH host key env makes for a machine.
+pub const HOST_KEY_FW_CFG: &str = "opt/org.env/ssh_host_ed25519_key";
+
+/// The host key entry, when the box installs keys passed this way.
+fn host_key_fw_cfg(
+    dir: &MachineDir,
+    meta: &crate::boxes::metadata::Metadata,
+) -> Vec<(String, std::path::PathBuf)> {
+    let supported = meta.env.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
+    if supported && dir.host_key().exists() {
+        vec![(HOST_KEY_FW_CFG.into(), dir.host_key())]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The boot plan of a machine (pure, apart from reading the box's metadata).
 pub fn vm_spec(
     dir: &MachineDir,
@@ -185,6 +209,7 @@ pub fn vm_spec(
         console_log: dir.console_log(),
         pidfile: dir.pidfile(),
         forwards,
+        fw_cfg: host_key_fw_cfg(dir, &meta),
         extra: machine.qemu_args.clone(),
     })
 }
@@ -344,11 +369,20 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
     if !state.key_inserted {
         let identities = ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?;
         let public = if machine.ssh_insert_key {
-            Some(ssh::ensure_keypair(&dir.key())?)
+            Some(ssh::ensure_keypair(&dir.key(), "env machine key")?)
         } else {
             None
         };
-        ssh::first_contact(&target, &identities, public.as_deref())?;
+        // A host key env made and passed in is pinned before the first
+        // connection; otherwise the first key seen is pinned.
+        let pinned = std::fs::read_to_string(dir.host_key().with_extension("pub")).ok();
+        if let Some(host_public) = &pinned {
+            crate::machine::write_atomic(
+                &dir.known_hosts(),
+                ssh::known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
+            )?;
+        }
+        ssh::first_contact(&target, &identities, public.as_deref(), pinned.is_some())?;
         if machine.ssh_insert_key {
             state.key_inserted = true;
             let _ = std::fs::remove_file(dir.first_contact_key());

@@ -48,6 +48,11 @@ impl MachineDir {
     pub fn first_contact_key(&self) -> PathBuf {
         self.root.join("first_contact_key")
     }
+    /// The guest's SSH host key, made by env and passed in through fw_cfg
+    /// (its `.pub` beside it).
+    pub fn host_key(&self) -> PathBuf {
+        self.root.join("ssh_host_ed25519_key")
+    }
     /// The pinned host key.
     pub fn known_hosts(&self) -> PathBuf {
         self.root.join("known_hosts")

@@ -54,20 +54,25 @@ impl Project {
             .iter()
             .map(|name| {
                 self.envfile.machine(name).ok_or_else(|| {
-                    let known: Vec<&str> = self
-                        .envfile
-                        .machines
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect();
                     anyhow::anyhow!(
                         "no machine `{name}` in {}: it has {}",
                         self.envfile.path.display(),
-                        known.join(", ")
+                        self.machine_names()
                     )
                 })
             })
             .collect()
+    }
+
+    /// The machines' names, comma-separated, for messages.
+    fn machine_names(&self) -> String {
+        let names: Vec<&str> = self
+            .envfile
+            .machines
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        names.join(", ")
     }
 
     /// The one machine meant by an optional name (`env ssh` without a name
@@ -76,18 +81,10 @@ impl Project {
         match name {
             Some(n) => Ok(self.select(&[n.to_string()])?[0]),
             None if self.envfile.machines.len() == 1 => Ok(&self.envfile.machines[0]),
-            None => {
-                let known: Vec<&str> = self
-                    .envfile
-                    .machines
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect();
-                bail!(
-                    "this project has several machines ({}): name one",
-                    known.join(", ")
-                )
-            }
+            None => bail!(
+                "this project has several machines ({}): name one",
+                self.machine_names()
+            ),
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct VmSpec {
     pub pidfile: PathBuf,
     /// Forwarded ports, SSH first.
     pub forwards: Vec<Forward>,
+    /// Files passed to the guest through fw_cfg (name under `opt/`, file).
+    pub fw_cfg: Vec<(String, PathBuf)>,
     /// Extra arguments appended last.
     pub extra: Vec<String>,
 }
@@ -210,6 +212,20 @@ pub fn rng_args() -> Vec<String> {
     strings(&["-device", "virtio-rng-pci"])
 }
 
+/// Files for the guest through QEMU's fw_cfg (read in the guest under
+/// `/sys/firmware/qemu_fw_cfg/by_name/NAME/raw`); names must start with `opt/`.
+pub fn fw_cfg_args(entries: &[(String, PathBuf)]) -> Vec<String> {
+    entries
+        .iter()
+        .flat_map(|(name, file)| {
+            [
+                "-fw_cfg".to_string(),
+                format!("name={name},file={}", escape_commas(&path(file))),
+            ]
+        })
+        .collect()
+}
+
 /// Detach once the guest is set up, leaving a pid file.
 pub fn daemon_args(pidfile: &Path) -> Vec<String> {
     vec!["-daemonize".into(), "-pidfile".into(), path(pidfile)]
@@ -228,6 +244,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         guest_agent_args(&spec.qga_socket),
         qmp_args(&spec.qmp_socket),
         console_args(&spec.console_log),
+        fw_cfg_args(&spec.fw_cfg),
         daemon_args(&spec.pidfile),
         spec.extra.clone(),
     ]
@@ -281,6 +298,7 @@ mod tests {
                     guest_port: 53,
                 },
             ],
+            fw_cfg: vec![("opt/org.env/k".into(), "/s/k".into())],
             extra: vec!["-device".into(), "virtio-balloon".into()],
         }
     }
@@ -319,6 +337,7 @@ mod tests {
             ["/p/.envstate/machines/web/qemu.pid"]
         );
         assert!(args.contains(&"-daemonize".to_string()));
+        assert_eq!(window(&args, "-fw_cfg"), ["name=opt/org.env/k,file=/s/k"]);
         assert!(args.contains(&"-nodefaults".to_string()));
         assert_eq!(
             args[args.len() - 2..],

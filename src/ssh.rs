@@ -59,13 +59,26 @@ pub fn render_config(t: &SshTarget) -> String {
     )
 }
 
+/// A known_hosts line pinning `public_key` (`ssh-ed25519 AAAA... comment`)
+/// under `alias`.
+pub fn known_hosts_line(alias: &str, public_key: &str) -> String {
+    let mut parts = public_key.split_whitespace();
+    let kind = parts.next().unwrap_or_default();
+    let blob = parts.next().unwrap_or_default();
+    format!("{alias} {kind} {blob}\n")
+}
+
 /// Arguments for a first connection with keys that are not yet the
-/// machine's own: the host key is pinned on first sight (accept-new).
-pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf]) -> Vec<String> {
+/// machine's own. With `pinned`, the host key must match known_hosts
+/// already; without, it is pinned on first sight (accept-new).
+pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -> Vec<String> {
     let mut args = vec!["-F".into(), "/dev/null".into()];
     for (k, v) in [
         ("UserKnownHostsFile", t.known_hosts.display().to_string()),
-        ("StrictHostKeyChecking", "accept-new".into()),
+        (
+            "StrictHostKeyChecking",
+            if pinned { "yes" } else { "accept-new" }.into(),
+        ),
         ("HostKeyAlias", t.host_key_alias.clone()),
         ("IdentitiesOnly", "yes".into()),
         ("BatchMode", "yes".into()),
@@ -139,20 +152,11 @@ pub fn wait_for_banner(
     }
 }
 
-/// Creates the machine's own ed25519 key pair if it has none.
-pub fn ensure_keypair(key: &Path) -> Result<String> {
+/// Creates an ed25519 key pair at `key` if there is none; returns the public key.
+pub fn ensure_keypair(key: &Path, comment: &str) -> Result<String> {
     if !key.exists() {
         let out = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "env machine key",
-                "-f",
-            ])
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
             .arg(key)
             .stdin(Stdio::null())
             .output()
@@ -209,18 +213,19 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-/// First contact: pins the host key, starts the master connection and, when
-/// `insert_key`, makes the machine's own key the only authorized one.
+/// First contact: checks or pins the host key, starts the master connection
+/// and, with `new_public_key`, makes it the only authorized key.
 pub fn first_contact(
     t: &SshTarget,
     identities: &[PathBuf],
     new_public_key: Option<&str>,
+    pinned: bool,
 ) -> Result<()> {
     let script = new_public_key
         .map(replace_key_script)
         .unwrap_or_else(|| "true".into());
     let out = Command::new("ssh")
-        .args(first_contact_args(t, identities))
+        .args(first_contact_args(t, identities, pinned))
         .arg(script)
         .stdin(Stdio::null())
         .output()
@@ -294,13 +299,21 @@ mod tests {
 
     #[test]
     fn first_contact_pins_on_first_sight_only() {
-        let args = first_contact_args(&target(), &["/k1".into(), "/k2".into()]);
+        let args = first_contact_args(&target(), &["/k1".into(), "/k2".into()], false);
         let joined = args.join(" ");
         assert!(joined.starts_with("-F /dev/null "));
         assert!(joined.contains("-o StrictHostKeyChecking=accept-new"));
+        let strict = first_contact_args(&target(), &["/k1".into()], true).join(" ");
+        assert!(strict.contains("-o StrictHostKeyChecking=yes"));
         assert!(joined.contains("-o HostKeyAlias=env-abc-web"));
         assert!(joined.contains("-i /k1 -i /k2"));
         assert!(joined.ends_with("-p 2222 vagrant@127.0.0.1"));
+    }
+
+    #[test]
+    fn known_hosts_lines_drop_the_comment() {
+        let line = known_hosts_line("env-x-web", "ssh-ed25519 AAAA env host key\n");
+        assert_eq!(line, "env-x-web ssh-ed25519 AAAA\n");
     }
 
     #[test]

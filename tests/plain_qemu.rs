@@ -105,31 +105,10 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let key = dir.join("key");
-    std::fs::copy(common::repo().join("boxes/keys/insecure_ed25519"), &key).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-i",
-        ])
-        .arg(&key)
-        .args([
-            "-p",
-            &port.to_string(),
-            "vagrant@127.0.0.1",
-            "sudo -n cat /etc/debian_version; uname -r; sudo -n systemctl is-enabled ssh",
-        ])
-        .output()
-        .unwrap();
+    let out = common::ssh_with_well_known_key(
+        port,
+        "sudo -n cat /etc/debian_version; uname -r; sudo -n systemctl is-enabled ssh",
+    );
     let _ = qemu.kill();
     let _ = qemu.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);

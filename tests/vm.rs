@@ -70,6 +70,11 @@ fn the_well_known_key_is_replaced_and_the_host_key_pinned() {
     let state = s.project.dir.path().join(".envstate/machines/shared");
     let known_hosts = std::fs::read_to_string(state.join("known_hosts")).unwrap();
     assert!(known_hosts.contains("ssh-ed25519"), "{known_hosts}");
+    // The guest uses the host key env made and pinned before first contact.
+    let host_public = std::fs::read_to_string(state.join("ssh_host_ed25519_key.pub")).unwrap();
+    let blob = host_public.split_whitespace().nth(1).unwrap();
+    assert_eq!(known_hosts.lines().count(), 1, "{known_hosts}");
+    assert!(known_hosts.contains(blob), "{known_hosts}");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         std::fs::metadata(state.join("id_ed25519")).unwrap().mode() & 0o077,
@@ -79,31 +84,8 @@ fn the_well_known_key_is_replaced_and_the_host_key_pinned() {
     assert!(!state.join("first_contact_key").exists());
 
     // The well-known key no longer logs in.
-    let port = s.project.status()[0]["ssh_port"]
-        .as_u64()
-        .unwrap()
-        .to_string();
-    let key = common::repo().join("boxes/keys/insecure_ed25519");
-    let tmpkey = tempfile::NamedTempFile::new().unwrap();
-    std::fs::copy(&key, tmpkey.path()).unwrap();
-    let out = std::process::Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-        ])
-        .arg(tmpkey.path())
-        .args(["-p", &port, "vagrant@127.0.0.1", "true"])
-        .output()
-        .unwrap();
+    let port = s.project.status()[0]["ssh_port"].as_u64().unwrap() as u16;
+    let out = common::ssh_with_well_known_key(port, "true");
     assert!(!out.status.success(), "the well-known key still works");
 }
 
@@ -216,7 +198,11 @@ fn a_killed_qemu_is_reported_and_destroy_still_works() {
     // An `up` that died after starting QEMU is finished by the next `up`.
     std::fs::remove_file(p.dir.path().join(".envstate/machines/victim/ssh_config")).unwrap();
     let out = p.env(&["up"]);
-    assert!(text(&out).1.contains("finishing an interrupted"), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("finishing an interrupted"),
+        "{}",
+        text(&out).1
+    );
     assert_eq!(p.ok(&["ssh", "--", "echo back"]), "back\n");
     let pid = p.status()[0]["pid"].as_i64().unwrap();
     assert!(

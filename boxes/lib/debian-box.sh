@@ -102,7 +102,8 @@ cat > "$work/box/metadata.json" <<JSON
     "kernel": "$boot_kernel",
     "initrd": "initrd.img",
     "cmdline": "$CMDLINE",
-    "ssh_user": "vagrant"
+    "ssh_user": "vagrant",
+    "ssh_host_key_fw_cfg": true
   }
 }
 JSON

@@ -29,6 +29,11 @@ pub struct EnvBoot {
     pub cmdline: Option<String>,
     /// Login user of the box.
     pub ssh_user: Option<String>,
+    /// The box installs the SSH host key env passes through QEMU's fw_cfg
+    /// (`opt/org.env/ssh_host_ed25519_key`), so env can pin it before the
+    /// first connection.
+    #[serde(default)]
+    pub ssh_host_key_fw_cfg: bool,
 }
 
 /// `metadata.json` of a box.

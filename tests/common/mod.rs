@@ -237,3 +237,33 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `command` as vagrant on 127.0.0.1:`port` with plain ssh and the
+/// box's well-known first-contact key (host key not checked).
+pub fn ssh_with_well_known_key(port: u16, command: &str) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(repo().join("boxes/keys/insecure_ed25519"), key.path()).unwrap();
+    std::fs::set_permissions(key.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+        ])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(key.path())
+        .args(["-p", &port.to_string(), "vagrant@127.0.0.1", command])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
