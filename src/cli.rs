@@ -36,13 +36,23 @@ pub enum Commands {
     },
     /// Check the Envfile and report every problem with file, line and field.
     Validate,
-    /// Create and boot machines, then wait until SSH works.
+    /// Create and boot machines, wait until SSH works, and provision them.
     Up {
         /// Machines (default: all).
         names: Vec<String>,
         /// Accelerator for this boot (overrides ENV_ACCEL and the Envfile).
         #[arg(long, value_parser = parse_accel)]
         accel: Option<Accel>,
+        #[command(flatten)]
+        provision: ProvisionFlags,
+    },
+    /// Run the provisioners of running machines again.
+    Provision {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// Only these provisioners (by name, comma-separated), even `run = "never"` ones.
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        with: Vec<String>,
     },
     /// Open a shell on a machine, or run a command there (exit status kept).
     Ssh {
@@ -86,6 +96,8 @@ pub enum Commands {
         /// Accelerator for the new boot.
         #[arg(long, value_parser = parse_accel)]
         accel: Option<Accel>,
+        #[command(flatten)]
+        provision: ProvisionFlags,
     },
     /// Stop machines and delete their disks and state.
     Destroy {
@@ -144,6 +156,30 @@ pub enum BoxCommand {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+/// `--provision` / `--no-provision` of `up` and `reload`.
+#[derive(Debug, Args)]
+pub struct ProvisionFlags {
+    /// Run the provisioners even if they ran before.
+    #[arg(long, conflicts_with = "no_provision")]
+    pub provision: bool,
+    /// Do not run any provisioner.
+    #[arg(long)]
+    pub no_provision: bool,
+}
+
+impl ProvisionFlags {
+    /// As [`UpOptions::provision`].
+    fn choice(&self) -> Option<bool> {
+        if self.provision {
+            Some(true)
+        } else if self.no_provision {
+            Some(false)
+        } else {
+            None
+        }
+    }
 }
 
 /// `env box build`.
@@ -207,12 +243,37 @@ pub fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Commands::Up { names, accel } => {
+        Commands::Up {
+            names,
+            accel,
+            provision,
+        } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let store = Store::open()?;
             for machine in project.select(&names)? {
-                lifecycle::up(&project, machine, &store, &UpOptions { accel })?;
+                lifecycle::up(
+                    &project,
+                    machine,
+                    &store,
+                    &UpOptions {
+                        accel,
+                        provision: provision.choice(),
+                    },
+                )?;
+            }
+            Ok(0)
+        }
+        Commands::Provision { names, with } => {
+            let project = Project::load(envfile)?;
+            let _lock = project.lock()?;
+            let selection = if with.is_empty() {
+                crate::provision::Selection::Normal
+            } else {
+                crate::provision::Selection::Named(with)
+            };
+            for machine in project.select(&names)? {
+                lifecycle::provision_machine(&project, machine, &selection)?;
             }
             Ok(0)
         }
@@ -250,13 +311,25 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Commands::Reload { names, accel } => {
+        Commands::Reload {
+            names,
+            accel,
+            provision,
+        } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let store = Store::open()?;
             for machine in project.select(&names)? {
                 lifecycle::halt(&project, &machine.name, false)?;
-                lifecycle::up(&project, machine, &store, &UpOptions { accel })?;
+                lifecycle::up(
+                    &project,
+                    machine,
+                    &store,
+                    &UpOptions {
+                        accel,
+                        provision: provision.choice(),
+                    },
+                )?;
             }
             Ok(0)
         }

@@ -3,6 +3,8 @@
 //! Parsing is pure: text in, a validated [`Envfile`] or an [`EnvfileError`]
 //! that names the file, line, column and field out. Nothing on disk changes.
 
+pub mod provisioners;
+
 use crate::size::Size;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -191,6 +193,8 @@ pub struct Settings {
     pub ssh: Option<SshSettings>,
     /// Extra QEMU arguments appended last: the escape hatch.
     pub qemu_args: Option<Vec<String>>,
+    /// Provisioners (the defaults' run before the machine's).
+    pub provision: Option<Vec<provisioners::RawProvisioner>>,
 }
 
 /// The Envfile as written.
@@ -254,6 +258,8 @@ pub struct Machine {
     pub ssh_guest_port: u16,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
+    /// Provisioners in run order: the defaults', then the machine's.
+    pub provisioners: Vec<provisioners::Provisioner>,
 }
 
 /// A parsed, validated Envfile.
@@ -624,6 +630,27 @@ fn resolve(
             format!("`{u}` is not a user name"),
         ));
     }
+    let defaults_provisioners = provisioners::resolve(
+        file,
+        text,
+        dir,
+        defaults.provision.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("provision".into())],
+        0,
+    )?;
+    let mut own_at = at.to_vec();
+    own_at.push(Step::Key("provision".into()));
+    let mut provisioners = defaults_provisioners.clone();
+    if at.first() == Some(&Step::Key("machines".into())) {
+        provisioners.extend(provisioners::resolve(
+            file,
+            text,
+            dir,
+            own.provision.as_deref().unwrap_or_default(),
+            &own_at,
+            defaults_provisioners.len(),
+        )?);
+    }
     Ok(Machine {
         name,
         boxref: BoxRef {
@@ -648,6 +675,7 @@ fn resolve(
             .qemu_args
             .or_else(|| defaults.qemu_args.clone())
             .unwrap_or_default(),
+        provisioners,
     })
 }
 

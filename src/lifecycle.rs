@@ -7,6 +7,7 @@ use crate::envfile::{Accel, Machine};
 use crate::machine::{MachineDir, MachineState, Status};
 use crate::ports;
 use crate::project::Project;
+use crate::provision;
 use crate::qemu::{self, Boot, Forward, VmSpec};
 use crate::qmp;
 use crate::ssh;
@@ -28,37 +29,89 @@ pub const DEFAULT_USER: &str = "vagrant";
 pub struct UpOptions {
     /// `--accel`, overriding `ENV_ACCEL` and the Envfile.
     pub accel: Option<Accel>,
+    /// `--provision` (Some(true)) or `--no-provision` (Some(false)); by
+    /// default provisioners run at the first boot, `always` ones at every boot.
+    pub provision: Option<bool>,
 }
 
-/// Brings a machine up: creates it if needed, boots it if not running, and
-/// waits until SSH works with the machine's own key.
+/// Brings a machine up: creates it if needed, boots it if not running, waits
+/// until SSH works with the machine's own key, and provisions it.
 pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptions) -> Result<()> {
     let dir = project.machine_dir(&machine.name);
-    match dir.status()? {
+    let booted = match dir.status()? {
         Status::Running { .. } if dir.ssh_config().exists() => {
             ui::step(&machine.name, "already running");
-            return Ok(());
+            false
         }
         Status::Running { .. } => {
             // An earlier `up` died between starting QEMU and SSH set-up.
             ui::step(&machine.name, "running, finishing an interrupted `up`");
-            let mut state = dir.load_state()?.context("machine state vanished")?;
-            let port = state
-                .ssh_port
-                .context("no SSH port recorded: `env destroy` it and `env up` again")?;
-            let accel = state.accel.unwrap_or(qemu::Accelerator::Tcg);
-            let result = await_ssh(&dir, machine, &mut state, port, accel, Instant::now());
-            state.last_action = "up".into();
-            state.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
-            dir.save_state(&state)?;
-            return result;
+            record(&dir, "up", |state| {
+                let port = state
+                    .ssh_port
+                    .context("no SSH port recorded: `env destroy` it and `env up` again")?;
+                let accel = state.accel.unwrap_or(qemu::Accelerator::Tcg);
+                await_ssh(&dir, machine, state, port, accel, Instant::now())
+            })?;
+            true
         }
-        Status::NotCreated => create(&dir, machine, store)?,
-        Status::Halted | Status::Died => {}
+        status => {
+            if status == Status::NotCreated {
+                create(&dir, machine, store)?;
+            }
+            record(&dir, "up", |state| boot(&dir, machine, state, options))?;
+            true
+        }
+    };
+    let state = dir.load_state()?.context("machine state vanished")?;
+    let selection = match options.provision {
+        Some(false) => None,
+        Some(true) => Some(provision::Selection::Normal),
+        None if !state.provisioned => Some(provision::Selection::Normal),
+        None if booted => Some(provision::Selection::AlwaysOnly),
+        None => None,
+    };
+    match selection {
+        Some(selection) => provision_machine(project, machine, &selection),
+        None => Ok(()),
     }
+}
+
+/// Runs a machine's provisioners (`env provision`, and `up`), recording the
+/// outcome in its state.
+pub fn provision_machine(
+    project: &Project,
+    machine: &Machine,
+    selection: &provision::Selection,
+) -> Result<()> {
+    let dir = project.machine_dir(&machine.name);
+    if !matches!(dir.status()?, Status::Running { .. }) {
+        bail!(
+            "machine `{}` is not running: `env up {}` first",
+            machine.name,
+            machine.name
+        );
+    }
+    let chosen = provision::select(&machine.provisioners, selection)?;
+    record(&dir, "provision", |state| {
+        provision::run(&dir, &chosen)?;
+        if *selection == provision::Selection::Normal {
+            state.provisioned = true;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `action` on the machine's state and saves the state with the action's
+/// name and outcome, whether it failed or not.
+fn record(
+    dir: &MachineDir,
+    action: &str,
+    f: impl FnOnce(&mut MachineState) -> Result<()>,
+) -> Result<()> {
     let mut state = dir.load_state()?.context("machine state vanished")?;
-    let result = boot(&dir, machine, &mut state, options);
-    state.last_action = "up".into();
+    let result = f(&mut state);
+    state.last_action = action.into();
     state.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
     dir.save_state(&state)?;
     result
@@ -105,6 +158,7 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
         ssh_port: None,
         forwards: Vec::new(),
         key_inserted: false,
+        provisioned: false,
         running: false,
         last_action: "create".into(),
         last_error: None,

@@ -57,6 +57,10 @@ impl MachineDir {
     pub fn known_hosts(&self) -> PathBuf {
         self.root.join("known_hosts")
     }
+    /// The provisioning log.
+    pub fn provision_log(&self) -> PathBuf {
+        self.root.join("provision.log")
+    }
     /// The generated ssh_config (what `env ssh-config` prints).
     pub fn ssh_config(&self) -> PathBuf {
         self.root.join("ssh_config")
@@ -196,6 +200,9 @@ pub struct MachineState {
     pub forwards: Vec<Forward>,
     /// The first-contact key was replaced by the per-machine key.
     pub key_inserted: bool,
+    /// The provisioners ran successfully once (later boots run only `always`).
+    #[serde(default)]
+    pub provisioned: bool,
     /// env booted QEMU and has not halted it since.
     pub running: bool,
     /// Last action (`up`, `halt`, ...).
@@ -231,6 +238,7 @@ mod tests {
             ssh_port: Some(2222),
             forwards: vec![],
             key_inserted: true,
+            provisioned: false,
             running: true,
             last_action: "up".into(),
             last_error: None,

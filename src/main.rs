@@ -15,6 +15,7 @@ mod passthrough;
 mod paths;
 mod ports;
 mod project;
+mod provision;
 mod qemu;
 mod qmp;
 mod size;

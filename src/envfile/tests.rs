@@ -268,3 +268,116 @@ fn suggestion_only_for_close_names() {
             .ends_with("(did you mean `cpus`?)")
     );
 }
+
+fn with_files(text: &str) -> (tempfile::TempDir, Result<Envfile, EnvfileError>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("scripts/setup.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+    let path = dir.path().join("Envfile");
+    let parsed = parse(&path, text);
+    (dir, parsed)
+}
+
+#[test]
+fn provisioners_run_defaults_first_and_are_validated() {
+    use provisioners::{Action, RunWhen, Script};
+    let (dir, parsed) = with_files(
+        r#"
+[defaults]
+box = "b"
+provision = [{ type = "shell", inline = "echo hi" }]
+[machines.web]
+provision = [
+  { type = "shell", name = "setup", path = "scripts/setup.sh", args = ["a"], env = { X = "1" }, run = "always" },
+  { type = "file", source = "app.conf", destination = "/etc/app.conf", privileged = true },
+]
+"#,
+    );
+    let e = parsed.unwrap();
+    let p = &e.machines[0].provisioners;
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].name, "shell #1");
+    assert_eq!(
+        p[0].action,
+        Action::Shell {
+            script: Script::Inline("echo hi".into()),
+            args: vec![],
+            env: vec![],
+            privileged: true
+        }
+    );
+    assert_eq!(p[1].name, "setup");
+    assert_eq!(p[1].run, RunWhen::Always);
+    assert!(
+        matches!(&p[1].action, Action::Shell { script: Script::File(f), .. } if f == &dir.path().join("scripts/setup.sh"))
+    );
+    assert_eq!(p[2].name, "file #3");
+    assert!(
+        matches!(&p[2].action, Action::File { privileged: true, destination, .. } if destination == "/etc/app.conf")
+    );
+}
+
+#[test]
+fn provisioner_errors_are_located() {
+    let cases = [
+        (
+            "{ type = \"shell\" }",
+            "machines.web.provision[0]",
+            "needs `inline` or `path`",
+        ),
+        (
+            "{ type = \"shell\", path = \"nope.sh\" }",
+            "machines.web.provision[0].path",
+            "no script at",
+        ),
+        (
+            "{ type = \"shell\", inline = \"x\", source = \"app.conf\" }",
+            "machines.web.provision[0].source",
+            "for file provisioners",
+        ),
+        (
+            "{ type = \"file\", source = \"app.conf\" }",
+            "machines.web.provision[0]",
+            "needs `destination`",
+        ),
+        (
+            "{ type = \"file\", source = \"missing\", destination = \"/x\" }",
+            "machines.web.provision[0].source",
+            "does not exist",
+        ),
+        (
+            "{ type = \"file\", source = \"app.conf\", destination = \"rel\" }",
+            "machines.web.provision[0].destination",
+            "must be absolute",
+        ),
+        (
+            "{ type = \"shell\", inline = \"x\", env = { \"1A\" = \"v\" } }",
+            "machines.web.provision[0].env",
+            "not a variable name",
+        ),
+        (
+            "{ type = \"shell\", inline = \"x\", run = \"sometimes\" }",
+            "machines.web.provision",
+            "`always`",
+        ),
+        (
+            "{ type = \"ansibel\", inline = \"x\" }",
+            "machines.web.provision",
+            "`shell`",
+        ),
+    ];
+    for (entry, field, needle) in cases {
+        let (_dir, parsed) = with_files(&format!(
+            "[defaults]\nbox = \"b\"\n[machines.web]\nprovision = [\n  {entry},\n]\n"
+        ));
+        let e = parsed.expect_err(entry);
+        assert!(
+            e.field.starts_with(field),
+            "{entry}: field {} (want {field})",
+            e.field
+        );
+        assert!(e.message.contains(needle), "{entry}: {}", e.message);
+        assert_eq!(e.line, 5, "{entry}: {e}");
+    }
+}

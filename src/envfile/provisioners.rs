@@ -1,0 +1,235 @@
+//! Provisioners in the Envfile: what turns a box into the machine, run in
+//! order at the first `up` (and on request).
+
+use super::{EnvfileError, Step, error_at};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Kinds of provisioner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A shell script run in the guest.
+    Shell,
+    /// A file or folder uploaded from the project.
+    File,
+}
+
+/// When a provisioner runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunWhen {
+    /// At the first `up`, and with `env provision` / `up --provision`.
+    #[default]
+    Once,
+    /// At every boot too.
+    Always,
+    /// Only when named with `env provision --with NAME`.
+    Never,
+}
+
+/// A provisioner as written: one table of `provision = [...]`, every field of
+/// every kind optional so that errors can say which field does not belong.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvisioner {
+    /// `shell` or `file`.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Name shown in output and used by `--with`.
+    pub name: Option<String>,
+    /// `once` (default), `always` or `never`.
+    pub run: Option<RunWhen>,
+    /// shell: the script text.
+    pub inline: Option<String>,
+    /// shell: a script file of the project.
+    pub path: Option<PathBuf>,
+    /// shell: arguments.
+    pub args: Option<Vec<String>>,
+    /// shell: environment variables.
+    pub env: Option<IndexMap<String, String>>,
+    /// shell: run as root (default true); file: write as root (default false).
+    pub privileged: Option<bool>,
+    /// file: the project file or folder to upload.
+    pub source: Option<PathBuf>,
+    /// file: where it goes in the guest.
+    pub destination: Option<String>,
+}
+
+/// Where a shell provisioner's script comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    /// Text from the Envfile.
+    Inline(String),
+    /// A file of the project (absolute path).
+    File(PathBuf),
+}
+
+/// What a provisioner does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run a script.
+    Shell {
+        /// The script.
+        script: Script,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Environment variables.
+        env: Vec<(String, String)>,
+        /// As root (sudo) or as the SSH user.
+        privileged: bool,
+    },
+    /// Upload a file or folder.
+    File {
+        /// Absolute host path.
+        source: PathBuf,
+        /// Guest path.
+        destination: String,
+        /// Write as root.
+        privileged: bool,
+    },
+}
+
+/// A validated provisioner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioner {
+    /// Name (given, or `shell #1` style).
+    pub name: String,
+    /// When it runs.
+    pub run: RunWhen,
+    /// What it does.
+    pub action: Action,
+}
+
+/// Validates the provisioners written at `at` (`machines.web.provision`).
+pub fn resolve(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+    raw: &[RawProvisioner],
+    at: &[Step],
+    number_from: usize,
+) -> Result<Vec<Provisioner>, EnvfileError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut here = at.to_vec();
+            here.push(Step::Index(i));
+            let fail = |field: &str, message: String| {
+                let mut path = here.clone();
+                path.push(Step::Key(field.into()));
+                error_at(file, text, &path, message)
+            };
+            let kind_name = match p.kind {
+                Kind::Shell => "shell",
+                Kind::File => "file",
+            };
+            let only_for = |field: &str, set: bool, kinds: &str| -> Result<(), EnvfileError> {
+                if set {
+                    return Err(fail(
+                        field,
+                        format!("`{field}` is for {kinds} provisioners, not {kind_name}"),
+                    ));
+                }
+                Ok(())
+            };
+            let action = match p.kind {
+                Kind::Shell => {
+                    only_for("source", p.source.is_some(), "file")?;
+                    only_for("destination", p.destination.is_some(), "file")?;
+                    let script = match (&p.inline, &p.path) {
+                        (Some(text), None) => Script::Inline(text.clone()),
+                        (None, Some(path)) => {
+                            let full = dir.join(path);
+                            if !full.is_file() {
+                                return Err(fail(
+                                    "path",
+                                    format!("no script at {}", full.display()),
+                                ));
+                            }
+                            Script::File(full)
+                        }
+                        (Some(_), Some(_)) => {
+                            return Err(fail("path", "give `inline` or `path`, not both".into()));
+                        }
+                        (None, None) => {
+                            return Err(error_at(
+                                file,
+                                text,
+                                &here,
+                                "a shell provisioner needs `inline` or `path`".into(),
+                            ));
+                        }
+                    };
+                    let env = p.env.clone().unwrap_or_default();
+                    if let Some(bad) = env.keys().find(|k| !valid_variable(k)) {
+                        return Err(fail("env", format!("`{bad}` is not a variable name")));
+                    }
+                    Action::Shell {
+                        script,
+                        args: p.args.clone().unwrap_or_default(),
+                        env: env.into_iter().collect(),
+                        privileged: p.privileged.unwrap_or(true),
+                    }
+                }
+                Kind::File => {
+                    for (field, set) in [
+                        ("inline", p.inline.is_some()),
+                        ("path", p.path.is_some()),
+                        ("args", p.args.is_some()),
+                        ("env", p.env.is_some()),
+                    ] {
+                        only_for(field, set, "shell")?;
+                    }
+                    let source = p.source.as_ref().ok_or_else(|| {
+                        error_at(
+                            file,
+                            text,
+                            &here,
+                            "a file provisioner needs `source`".into(),
+                        )
+                    })?;
+                    let full = dir.join(source);
+                    if !full.exists() {
+                        return Err(fail("source", format!("{} does not exist", full.display())));
+                    }
+                    let destination = p.destination.clone().ok_or_else(|| {
+                        error_at(
+                            file,
+                            text,
+                            &here,
+                            "a file provisioner needs `destination`".into(),
+                        )
+                    })?;
+                    if !destination.starts_with('/') && !destination.starts_with("~/") {
+                        return Err(fail(
+                            "destination",
+                            format!("`{destination}` must be absolute (or start with ~/)"),
+                        ));
+                    }
+                    Action::File {
+                        source: full,
+                        destination,
+                        privileged: p.privileged.unwrap_or(false),
+                    }
+                }
+            };
+            Ok(Provisioner {
+                name: p
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{kind_name} #{}", number_from + i + 1)),
+                run: p.run.unwrap_or_default(),
+                action,
+            })
+        })
+        .collect()
+}
+
+/// Shell variable names: letters, digits and `_`, not starting with a digit.
+fn valid_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,123 @@
+//! Provisioners on a real guest: shell (inline, script file, arguments,
+//! environment, as root or not), file uploads (file and folder, modes kept),
+//! a failing step, `run = "always"`, `env provision --with`, the log.
+
+mod common;
+
+use common::{GuestSlot, TestProject, text};
+use std::os::unix::fs::PermissionsExt;
+
+const ENVFILE: &str = r#"
+[defaults]
+box = "debian-12"
+provision = [
+  { type = "shell", name = "once", inline = "echo x >> /var/tmp/once; echo provisioned-$GREETING", env = { GREETING = "hi there" } },
+]
+
+[machines.p]
+provision = [
+  { type = "shell", name = "as-user", inline = "id -un > /tmp/who-user", privileged = false },
+  { type = "shell", name = "script", path = "scripts/setup.sh", args = ["one", "two words"] },
+  { type = "file", name = "conf", source = "files/app.conf", destination = "/etc/app.conf", privileged = true },
+  { type = "file", name = "site", source = "site", destination = "~/site" },
+  { type = "shell", name = "boots", run = "always", inline = "echo boot >> /var/tmp/boots" },
+  { type = "shell", name = "broken", run = "never", inline = "echo about to fail; exit 7" },
+]
+"#;
+
+#[test]
+fn provisioners_run_in_order_stream_log_and_fail_clearly() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box(ENVFILE);
+    let root = p.dir.path();
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::write(
+        root.join("scripts/setup.sh"),
+        "#!/bin/bash\nprintf '%s|' \"$@\" > /tmp/args\nid -un > /tmp/who\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("files")).unwrap();
+    std::fs::write(root.join("files/app.conf"), "setting = 1\n").unwrap();
+    std::fs::set_permissions(
+        root.join("files/app.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("site/bin")).unwrap();
+    std::fs::write(root.join("site/index.html"), "<h1>site</h1>\n").unwrap();
+    std::fs::write(root.join("site/bin/run"), "#!/bin/sh\necho run\n").unwrap();
+    std::fs::set_permissions(
+        root.join("site/bin/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let out = p.env(&["up"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("p: provisioned-hi there"),
+        "output streams with the machine's name: {stderr}"
+    );
+    assert!(
+        stderr.find("provisioning: once").unwrap() < stderr.find("provisioning: as-user").unwrap(),
+        "defaults first"
+    );
+    assert!(
+        !stderr.contains("provisioning: broken"),
+        "run = never is skipped"
+    );
+
+    let check = |cmd: &str| p.ok(&["ssh", "--", cmd]);
+    assert_eq!(check("cat /tmp/who"), "root\n", "privileged by default");
+    assert_eq!(check("cat /tmp/who-user"), "vagrant\n");
+    assert_eq!(check("cat /tmp/args"), "one|two words|");
+    assert_eq!(check("sudo cat /etc/app.conf"), "setting = 1\n");
+    assert_eq!(
+        check("stat -c '%a %U' /etc/app.conf"),
+        "640 root\n",
+        "modes kept, owned by root"
+    );
+    assert_eq!(check("cat ~/site/index.html"), "<h1>site</h1>\n");
+    assert_eq!(check("~/site/bin/run"), "run\n", "executable bit kept");
+    assert_eq!(check("stat -c %U ~/site/index.html"), "vagrant\n");
+    assert_eq!(check("wc -l < /var/tmp/boots"), "1\n");
+
+    let log = std::fs::read_to_string(root.join(".envstate/machines/p/provision.log")).unwrap();
+    assert!(
+        log.contains("==> script (\"shell\")") || log.contains("==> script"),
+        "{log}"
+    );
+    assert!(log.contains("provisioned-hi there"));
+    assert!(
+        log.lines().all(|l| l.starts_with("20")),
+        "every line is timestamped: {log}"
+    );
+
+    // A failing step: its name, exit status and last output lines.
+    let out = p.env(&["provision", "--with", "broken"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("provisioner `broken` (shell) failed on `p` with exit status 7"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("about to fail"), "{stderr}");
+    assert!(
+        p.status()[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("broken")
+    );
+    let out = p.env(&["provision", "--with", "nope"]);
+    assert!(text(&out).1.contains("no provisioner named `nope`"));
+
+    // A reboot runs only `always` provisioners; --provision runs them all again.
+    p.ok(&["reload"]);
+    assert_eq!(check("wc -l < /var/tmp/boots"), "2\n");
+    assert_eq!(check("wc -l < /var/tmp/once"), "1\n");
+    p.ok(&["up", "--provision"]);
+    assert_eq!(check("wc -l < /var/tmp/once"), "2\n");
+    p.ok(&["up", "--no-provision"]);
+    assert_eq!(check("wc -l < /var/tmp/once"), "2\n");
+}
