@@ -45,6 +45,12 @@ pub enum Commands {
         accel: Option<Accel>,
         #[command(flatten)]
         provision: ProvisionFlags,
+        /// Machines booting at once (default: all of them).
+        #[arg(long, value_name = "N", conflicts_with = "no_parallel")]
+        parallel: Option<usize>,
+        /// One machine after another.
+        #[arg(long)]
+        no_parallel: bool,
     },
     /// Run the provisioners of running machines again.
     Provision {
@@ -247,21 +253,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             names,
             accel,
             provision,
+            parallel,
+            no_parallel,
         } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let store = Store::open()?;
-            for machine in project.select(&names)? {
-                lifecycle::up(
-                    &project,
-                    machine,
-                    &store,
-                    &UpOptions {
-                        accel,
-                        provision: provision.choice(),
-                    },
-                )?;
-            }
+            let machines = project.select(&names)?;
+            let parallel = if no_parallel {
+                1
+            } else {
+                parallel.unwrap_or(machines.len())
+            };
+            let options = UpOptions {
+                accel,
+                provision: provision.choice(),
+            };
+            crate::parallel::up_all(&project, &machines, &store, &options, parallel)?;
             Ok(0)
         }
         Commands::Provision { names, with } => {

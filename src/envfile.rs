@@ -195,6 +195,12 @@ pub struct Settings {
     pub qemu_args: Option<Vec<String>>,
     /// Provisioners (the defaults' run before the machine's).
     pub provision: Option<Vec<provisioners::RawProvisioner>>,
+    /// The machine's address on the project's private network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The private network's /24 (in `[defaults]`): `"192.168.56.0"`.
+    pub private_subnet: Option<std::net::Ipv4Addr>,
+    /// Machines that must be up (and provisioned) before this one provisions.
+    pub depends_on: Option<Vec<String>>,
 }
 
 /// The Envfile as written.
@@ -260,6 +266,10 @@ pub struct Machine {
     pub qemu_args: Vec<String>,
     /// Provisioners in run order: the defaults', then the machine's.
     pub provisioners: Vec<provisioners::Provisioner>,
+    /// Address on the private network (None: assigned).
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Machines to wait for before provisioning.
+    pub depends_on: Vec<String>,
 }
 
 /// A parsed, validated Envfile.
@@ -271,6 +281,8 @@ pub struct Envfile {
     pub dir: PathBuf,
     /// Machines in file order.
     pub machines: Vec<Machine>,
+    /// The private network's /24, when set.
+    pub private_subnet: Option<std::net::Ipv4Addr>,
 }
 
 impl Envfile {
@@ -444,6 +456,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     let raw = deserialize(path, text)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut machines = Vec::new();
+    // Fields that mean something in one place only.
+    if raw.defaults.depends_on.is_some() {
+        let at = [Step::Key("defaults".into()), Step::Key("depends_on".into())];
+        return Err(error_at(
+            path,
+            text,
+            &at,
+            "`depends_on` belongs to a machine: set it in [machines.NAME]".into(),
+        ));
+    }
+    if let Some((name, _)) = raw
+        .machines
+        .iter()
+        .find(|(_, m)| m.private_subnet.is_some())
+    {
+        let at = [
+            Step::Key("machines".into()),
+            Step::Key(name.clone()),
+            Step::Key("private_subnet".into()),
+        ];
+        return Err(error_at(
+            path,
+            text,
+            &at,
+            "`private_subnet` is project-wide: set it in [defaults]".into(),
+        ));
+    }
     let named: Vec<(String, Settings, Vec<Step>)> = if raw.machines.is_empty() {
         vec![(
             DEFAULT_MACHINE.to_string(),
@@ -475,10 +514,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         machines.push(resolve(path, text, &dir, name, &raw.defaults, own, &at)?);
     }
     check_host_ports(path, text, &machines)?;
+    check_private_network(path, text, &raw.defaults, &machines)?;
+    check_dependencies(path, text, &machines)?;
     Ok(Envfile {
         path: path.to_path_buf(),
         dir,
         machines,
+        private_subnet: raw.defaults.private_subnet,
     })
 }
 
@@ -676,7 +718,150 @@ fn resolve(
             .or_else(|| defaults.qemu_args.clone())
             .unwrap_or_default(),
         provisioners,
+        depends_on: own.depends_on.clone().unwrap_or_default(),
+        ip: own
+            .ip
+            .or(if at.first() == Some(&Step::Key("defaults".into())) {
+                defaults.ip
+            } else {
+                None
+            }),
     })
+}
+
+/// Private addresses: `ip` only on machines, unique, inside the subnet;
+/// the subnet only in `[defaults]`, a /24 written with its .0 address.
+fn check_private_network(
+    file: &Path,
+    text: &str,
+    defaults: &Settings,
+    machines: &[Machine],
+) -> Result<(), EnvfileError> {
+    let single = machines.len() == 1 && machines[0].name == DEFAULT_MACHINE;
+    let at = |name: Option<&str>, field: &str| -> Vec<Step> {
+        match name {
+            Some(n) if !single => vec![
+                Step::Key("machines".into()),
+                Step::Key(n.into()),
+                Step::Key(field.into()),
+            ],
+            _ => vec![Step::Key("defaults".into()), Step::Key(field.into())],
+        }
+    };
+    if defaults.ip.is_some() && !single {
+        return Err(error_at(
+            file,
+            text,
+            &at(None, "ip"),
+            "`ip` belongs to a machine: set it in [machines.NAME]".into(),
+        ));
+    }
+    if let Some(subnet) = defaults.private_subnet
+        && subnet.octets()[3] != 0
+    {
+        return Err(error_at(
+            file,
+            text,
+            &at(None, "private_subnet"),
+            format!("{subnet} is not a /24 network address: write it as x.y.z.0"),
+        ));
+    }
+    for (i, m) in machines.iter().enumerate() {
+        let Some(ip) = m.ip else { continue };
+        let field = at(Some(&m.name), "ip");
+        let last = ip.octets()[3];
+        if last == 0 || last == 255 {
+            return Err(error_at(
+                file,
+                text,
+                &field,
+                format!("{ip} is a network or broadcast address"),
+            ));
+        }
+        if let Some(subnet) = defaults.private_subnet
+            && ip.octets()[..3] != subnet.octets()[..3]
+        {
+            return Err(error_at(
+                file,
+                text,
+                &field,
+                format!("{ip} is outside the private subnet {subnet}/24"),
+            ));
+        }
+        if let Some(other) = machines[..i].iter().find(|o| o.ip == Some(ip)) {
+            return Err(error_at(
+                file,
+                text,
+                &field,
+                format!("{ip} is already the address of machine `{}`", other.name),
+            ));
+        }
+        if let Some(first) = machines[..i].iter().find_map(|o| o.ip)
+            && first.octets()[..3] != ip.octets()[..3]
+        {
+            return Err(error_at(
+                file,
+                text,
+                &field,
+                format!("{ip} is not in the same /24 as {first}: the private network is one /24"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `depends_on` names other machines of the Envfile, without cycles.
+fn check_dependencies(file: &Path, text: &str, machines: &[Machine]) -> Result<(), EnvfileError> {
+    let at = |m: &Machine| {
+        vec![
+            Step::Key("machines".into()),
+            Step::Key(m.name.clone()),
+            Step::Key("depends_on".into()),
+        ]
+    };
+    for m in machines {
+        for dep in &m.depends_on {
+            if dep == &m.name {
+                return Err(error_at(
+                    file,
+                    text,
+                    &at(m),
+                    format!("machine `{dep}` cannot depend on itself"),
+                ));
+            }
+            if !machines.iter().any(|o| &o.name == dep) {
+                let names: Vec<&str> = machines.iter().map(|o| o.name.as_str()).collect();
+                return Err(error_at(
+                    file,
+                    text,
+                    &at(m),
+                    format!("no machine `{dep}`: the machines are {}", names.join(", ")),
+                ));
+            }
+        }
+    }
+    // A cycle: some machine reaches itself through depends_on.
+    for m in machines {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> = m.depends_on.iter().map(String::as_str).collect();
+        while let Some(name) = todo.pop() {
+            if name == m.name {
+                return Err(error_at(
+                    file,
+                    text,
+                    &at(m),
+                    format!("`depends_on` makes a cycle through machine `{}`", m.name),
+                ));
+            }
+            if !seen.contains(&name) {
+                seen.push(name);
+                if let Some(o) = machines.iter().find(|o| o.name == name) {
+                    todo.extend(o.depends_on.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Two machines of one project cannot forward the same host port.

@@ -5,6 +5,7 @@ use crate::accel;
 use crate::boxes::{Store, StoredBox};
 use crate::envfile::{Accel, Machine};
 use crate::machine::{MachineDir, MachineState, Status};
+use crate::network;
 use crate::ports;
 use crate::project::Project;
 use crate::provision;
@@ -37,7 +38,25 @@ pub struct UpOptions {
 /// Brings a machine up: creates it if needed, boots it if not running, waits
 /// until SSH works with the machine's own key, and provisions it.
 pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptions) -> Result<()> {
+    let booted = up_boot(project, machine, store, options)?;
+    up_provision(project, machine, options, booted)
+}
+
+/// The boot half of `up`: create, boot, wait for SSH, set name and network.
+/// Returns whether the machine was booted (false: it was running already).
+pub fn up_boot(
+    project: &Project,
+    machine: &Machine,
+    store: &Store,
+    options: &UpOptions,
+) -> Result<bool> {
     let dir = project.machine_dir(&machine.name);
+    let plan = network::plan(&project.envfile, &project.state_dir)?;
+    let me = plan
+        .machines
+        .iter()
+        .find(|m| m.name == machine.name)
+        .context("machine missing from the network plan")?;
     let booted = match dir.status()? {
         Status::Running { .. } if dir.ssh_config().exists() => {
             ui::step(&machine.name, "already running");
@@ -59,10 +78,33 @@ pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptio
             if status == Status::NotCreated {
                 create(&dir, machine, store)?;
             }
-            record(&dir, "up", |state| boot(&dir, machine, state, options))?;
+            let nic = plan
+                .segment
+                .zip(me.ip)
+                .map(|(segment, _)| qemu::PrivateNic {
+                    group: segment.group,
+                    port: segment.port,
+                    mac: me.mac.clone(),
+                });
+            record(&dir, "up", |state| boot(&dir, machine, state, options, nic))?;
             true
         }
     };
+    if booted {
+        record(&dir, "up", |_| configure_guest(&dir, me, &plan))?;
+    }
+    Ok(booted)
+}
+
+/// The provisioning half of `up`: the first boot runs the provisioners, later
+/// boots the `always` ones, as `--provision`/`--no-provision` say.
+pub fn up_provision(
+    project: &Project,
+    machine: &Machine,
+    options: &UpOptions,
+    booted: bool,
+) -> Result<()> {
+    let dir = project.machine_dir(&machine.name);
     let state = dir.load_state()?.context("machine state vanished")?;
     let selection = match options.provision {
         Some(false) => None,
@@ -75,6 +117,33 @@ pub fn up(project: &Project, machine: &Machine, store: &Store, options: &UpOptio
         Some(selection) => provision_machine(project, machine, &selection),
         None => Ok(()),
     }
+}
+
+/// Names the guest, sets its private address and writes every machine's
+/// name into its `/etc/hosts`: one SSH round trip, as root.
+fn configure_guest(dir: &MachineDir, me: &network::MachineNet, plan: &network::Plan) -> Result<()> {
+    use std::io::Write;
+    let mut child = ssh::command(&dir.ssh_config(), &dir.name)
+        .arg("sudo -n sh -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ssh")?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(network::guest_script(me, plan).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "cannot set the name and network of `{}`: {}",
+            me.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Runs a machine's provisioners (`env provision`, and `up`), recording the
@@ -228,6 +297,7 @@ pub fn vm_spec(
     state: &MachineState,
     accel: qemu::Accelerator,
     forwards: Vec<Forward>,
+    private_nic: Option<qemu::PrivateNic>,
 ) -> Result<VmSpec> {
     let meta = crate::boxes::metadata::Metadata::load(&state.box_dir).with_context(|| {
         format!(
@@ -263,6 +333,7 @@ pub fn vm_spec(
         console_log: dir.console_log(),
         pidfile: dir.pidfile(),
         forwards,
+        private_nic,
         fw_cfg: host_key_fw_cfg(dir, &meta),
         extra: machine.qemu_args.clone(),
     })
@@ -273,6 +344,7 @@ fn boot(
     machine: &Machine,
     state: &mut MachineState,
     options: &UpOptions,
+    private_nic: Option<qemu::PrivateNic>,
 ) -> Result<()> {
     let requested = accel::requested(options.accel, machine.accel)?;
     let probe_kernel = crate::boxes::metadata::Metadata::load(&state.box_dir)
@@ -294,7 +366,7 @@ fn boot(
     loop {
         let mut all = vec![ssh_forward.clone()];
         all.extend(forwards.iter().cloned());
-        let spec = vm_spec(dir, machine, state, accel, all)?;
+        let spec = vm_spec(dir, machine, state, accel, all, private_nic.clone())?;
         match start_qemu(&spec) {
             Ok(()) => break,
             // Another process took the SSH port between our check and QEMU's bind.

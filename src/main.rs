@@ -11,6 +11,8 @@ mod envfile;
 mod lifecycle;
 mod lock;
 mod machine;
+mod network;
+mod parallel;
 mod passthrough;
 mod paths;
 mod ports;

@@ -59,10 +59,10 @@ pub fn plan_forwards(
             while taken_here(port, &planned) {
                 port = pick(p.protocol, p.host_ip)?;
             }
-            eprintln!(
+            crate::ui::line(&format!(
                 "{machine}: host port {}/{} on {} is in use; forwarding guest port {} from {port} instead (auto_correct)",
                 p.host, p.protocol, p.host_ip, p.guest
-            );
+            ));
             port
         } else {
             bail!(

@@ -249,7 +249,7 @@ fn stream(
         let (tail, log, machine) = (tail.clone(), log.clone(), machine.to_string());
         std::thread::spawn(move || {
             for line in BufReader::new(source).lines().map_while(Result::ok) {
-                eprintln!("    {machine}: {line}");
+                crate::ui::line(&format!("    {machine}: {line}"));
                 log.line(&format!("    {line}"));
                 if let Ok(mut t) = tail.lock() {
                     if t.len() == TAIL_LINES {

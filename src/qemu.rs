@@ -47,6 +47,17 @@ pub enum Boot {
     Disk,
 }
 
+/// The second NIC, on the project's private multicast segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateNic {
+    /// Multicast group.
+    pub group: std::net::Ipv4Addr,
+    /// UDP port.
+    pub port: u16,
+    /// MAC address.
+    pub mac: String,
+}
+
 /// Everything QEMU needs for one boot of a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -72,6 +83,8 @@ pub struct VmSpec {
     pub pidfile: PathBuf,
     /// Forwarded ports, SSH first.
     pub forwards: Vec<Forward>,
+    /// The private network's NIC, if the project has one.
+    pub private_nic: Option<PrivateNic>,
     /// Files passed to the guest through fw_cfg (name under `opt/`, file).
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// Extra arguments appended last.
@@ -171,6 +184,21 @@ pub fn network_args(forwards: &[Forward]) -> Vec<String> {
     ]
 }
 
+/// The private NIC: QEMU's socket networking on a multicast group, bound to
+/// the loopback address so the segment never leaves the host (no root, no
+/// bridge). Every machine of a project joins the same group.
+pub fn private_network_args(nic: &PrivateNic) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!(
+            "socket,id=net1,mcast={}:{},localaddr=127.0.0.1",
+            nic.group, nic.port
+        ),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=net1,mac={},romfile=", nic.mac),
+    ]
+}
+
 /// The QMP control socket, listening without waiting for a client.
 pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec![
@@ -240,6 +268,10 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         boot_args(&spec.boot),
         drive_args(&spec.disk),
         network_args(&spec.forwards),
+        spec.private_nic
+            .as_ref()
+            .map(private_network_args)
+            .unwrap_or_default(),
         rng_args(),
         guest_agent_args(&spec.qga_socket),
         qmp_args(&spec.qmp_socket),
@@ -298,6 +330,7 @@ mod tests {
                     guest_port: 53,
                 },
             ],
+            private_nic: None,
             fw_cfg: vec![("opt/org.env/k".into(), "/s/k".into())],
             extra: vec!["-device".into(), "virtio-balloon".into()],
         }

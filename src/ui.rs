@@ -1,8 +1,9 @@
 //! Output for people and scripts: progress on a terminal, plain lines in
 //! logs, no colour when `NO_COLOR` is set or output is not a terminal.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Whether stderr is a terminal (progress bars are drawn only then).
@@ -24,9 +25,25 @@ pub fn paint(text: &str, code: &str) -> String {
     }
 }
 
+/// One set of progress lines for the whole process, so that machines
+/// booting in parallel each keep their own line on a terminal.
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(MultiProgress::new)
+}
+
+/// Prints a line on stderr, above any progress lines.
+pub fn line(text: &str) {
+    if interactive() {
+        let _ = multi().println(text);
+    } else {
+        eprintln!("{text}");
+    }
+}
+
 /// Prints a step of the work on stderr: `==> web: booting`.
 pub fn step(machine: &str, message: &str) {
-    eprintln!("==> {machine}: {message}");
+    line(&format!("==> {machine}: {message}"));
 }
 
 /// A spinner with elapsed time on a terminal; a single line otherwise.
@@ -35,7 +52,7 @@ pub fn spinner(machine: &str, message: &str) -> ProgressBar {
         step(machine, message);
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    let bar = multi().add(ProgressBar::new_spinner());
     bar.set_style(
         ProgressStyle::with_template("==> {prefix}: {msg} {spinner} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),

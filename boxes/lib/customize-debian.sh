@@ -16,7 +16,9 @@ install -d -m 0700 -o 1000 -g 1000 "$root/home/vagrant/.ssh"
 install -m 0600 -o 1000 -g 1000 "$pubkey" "$root/home/vagrant/.ssh/authorized_keys"
 
 echo debian > "$root/etc/hostname"
-printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+# The 127.0.1.1 line sits in env's block, which env rewrites with the
+# machine's name and its neighbours on the private network.
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n# BEGIN env hosts (managed by env: edits here are replaced)\n127.0.1.1\tdebian\n# END env hosts\n' > "$root/etc/hosts"
 # Root on the whole virtio disk: no partition table, so growing is one resize2fs.
 printf '/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n' > "$root/etc/fstab"
 

@@ -381,3 +381,75 @@ fn provisioner_errors_are_located() {
         assert_eq!(e.line, 5, "{entry}: {e}");
     }
 }
+
+#[test]
+fn depends_on_is_checked() {
+    let e = parse_text(
+        "[defaults]\nbox = \"b\"\n[machines.db]\n[machines.web]\ndepends_on = [\"db\"]\n",
+    )
+    .unwrap();
+    assert_eq!(e.machine("web").unwrap().depends_on, ["db"]);
+    let e = err("[defaults]\nbox = \"b\"\n[machines.web]\ndepends_on = [\"dbb\"]\n");
+    assert_eq!((e.field.as_str(), e.line), ("machines.web.depends_on", 4));
+    assert!(e.message.contains("no machine `dbb`"), "{}", e.message);
+    let e = err(
+        "[defaults]\nbox = \"b\"\n[machines.a]\ndepends_on = [\"b\"]\n[machines.b]\ndepends_on = [\"a\"]\n",
+    );
+    assert!(e.message.contains("cycle"), "{}", e.message);
+    let e = err("[defaults]\nbox = \"b\"\n[machines.a]\ndepends_on = [\"a\"]\n");
+    assert!(e.message.contains("itself"), "{}", e.message);
+}
+
+#[test]
+fn private_network_fields_are_checked() {
+    let e = parse_text("[defaults]\nbox = \"b\"\nprivate_subnet = \"192.168.56.0\"\n[machines.a]\nip = \"192.168.56.10\"\n[machines.b]\n").unwrap();
+    assert_eq!(
+        e.machine("a").unwrap().ip,
+        Some("192.168.56.10".parse().unwrap())
+    );
+    let cases = [
+        (
+            "[defaults]\nbox = \"b\"\nprivate_subnet = \"192.168.56.1\"\n[machines.a]\n",
+            "defaults.private_subnet",
+            "not a /24",
+        ),
+        (
+            "[defaults]\nbox = \"b\"\nprivate_subnet = \"192.168.56.0\"\n[machines.a]\nip = \"10.0.0.5\"\n",
+            "machines.a.ip",
+            "outside",
+        ),
+        (
+            "[defaults]\nbox = \"b\"\n[machines.a]\nip = \"10.1.1.5\"\n[machines.b]\nip = \"10.1.1.5\"\n",
+            "machines.b.ip",
+            "already the address",
+        ),
+        (
+            "[defaults]\nbox = \"b\"\n[machines.a]\nip = \"10.1.1.255\"\n",
+            "machines.a.ip",
+            "broadcast",
+        ),
+        (
+            "[defaults]\nbox = \"b\"\n[machines.a]\nip = \"10.1.1.5\"\n[machines.b]\nip = \"10.1.2.5\"\n",
+            "machines.b.ip",
+            "same /24",
+        ),
+        (
+            "[defaults]\nbox = \"b\"\nip = \"10.1.1.5\"\n[machines.a]\n[machines.b]\n",
+            "defaults.ip",
+            "belongs to a machine",
+        ),
+    ];
+    for (text, field, needle) in cases {
+        let e = err(text);
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.message.contains(needle), "{text}: {}", e.message);
+    }
+}
+
+#[test]
+fn fields_in_the_wrong_table() {
+    let e = err("[defaults]\nbox = \"b\"\ndepends_on = [\"x\"]\n");
+    assert_eq!(e.field, "defaults.depends_on");
+    let e = err("[defaults]\nbox = \"b\"\n[machines.a]\nprivate_subnet = \"10.0.0.0\"\n");
+    assert_eq!(e.field, "machines.a.private_subnet");
+}
