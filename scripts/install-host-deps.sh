@@ -11,4 +11,4 @@ as_root apt-get update -qq
 qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
 as_root apt-get install -y -qq --allow-downgrades \
   qemu-system-x86 "qemu-utils=$qemu_version" openssh-client \
-  mmdebstrap e2fsprogs xz-utils binutils gzip tar python3 bc >/dev/null
+  mmdebstrap e2fsprogs xz-utils binutils gzip tar python3 bc rsync >/dev/null

@@ -60,6 +60,11 @@ pub enum Commands {
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         with: Vec<String>,
     },
+    /// Copy the rsync folders to running machines again.
+    Rsync {
+        /// Machines (default: all running).
+        names: Vec<String>,
+    },
     /// Open a shell on a machine, or run a command there (exit status kept).
     Ssh {
         /// Machine (may be left out when there is one).
@@ -282,6 +287,26 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             for machine in project.select(&names)? {
                 lifecycle::provision_machine(&project, machine, &selection)?;
+            }
+            Ok(0)
+        }
+        Commands::Rsync { names } => {
+            let project = Project::load(envfile)?;
+            let _lock = project.lock()?;
+            for machine in project.select(&names)? {
+                let dir = project.machine_dir(&machine.name);
+                let running = matches!(dir.status()?, Status::Running { .. });
+                match dir.load_state()? {
+                    Some(state) if running => {
+                        lifecycle::sync_folders(&dir, machine, &state.ssh_user)?
+                    }
+                    _ if names.is_empty() => {}
+                    _ => bail!(
+                        "machine `{}` is not running: `env up {}` first",
+                        machine.name,
+                        machine.name
+                    ),
+                }
             }
             Ok(0)
         }

@@ -3,6 +3,7 @@
 //! Parsing is pure: text in, a validated [`Envfile`] or an [`EnvfileError`]
 //! that names the file, line, column and field out. Nothing on disk changes.
 
+pub mod folders;
 pub mod provisioners;
 
 use crate::size::Size;
@@ -201,6 +202,8 @@ pub struct Settings {
     pub private_subnet: Option<std::net::Ipv4Addr>,
     /// Machines that must be up (and provisioned) before this one provisions.
     pub depends_on: Option<Vec<String>>,
+    /// Shared folders (the defaults' and the machine's).
+    pub folders: Option<Vec<folders::RawFolder>>,
 }
 
 /// The Envfile as written.
@@ -270,6 +273,8 @@ pub struct Machine {
     pub ip: Option<std::net::Ipv4Addr>,
     /// Machines to wait for before provisioning.
     pub depends_on: Vec<String>,
+    /// Shared folders.
+    pub folders: Vec<folders::Folder>,
 }
 
 /// A parsed, validated Envfile.
@@ -672,6 +677,35 @@ fn resolve(
             format!("`{u}` is not a user name"),
         ));
     }
+    let mut machine_folders = folders::resolve(
+        file,
+        text,
+        dir,
+        defaults.folders.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("folders".into())],
+    )?;
+    if at.first() == Some(&Step::Key("machines".into())) {
+        let mut own_folders_at = at.to_vec();
+        own_folders_at.push(Step::Key("folders".into()));
+        for f in folders::resolve(
+            file,
+            text,
+            dir,
+            own.folders.as_deref().unwrap_or_default(),
+            &own_folders_at,
+        )? {
+            if machine_folders.iter().any(|d| d.guest == f.guest) {
+                own_folders_at.push(Step::Key("guest".into()));
+                return Err(error_at(
+                    file,
+                    text,
+                    &own_folders_at,
+                    format!("`{}` is a folder of [defaults] already", f.guest),
+                ));
+            }
+            machine_folders.push(f);
+        }
+    }
     let defaults_provisioners = provisioners::resolve(
         file,
         text,
@@ -719,6 +753,7 @@ fn resolve(
             .unwrap_or_default(),
         provisioners,
         depends_on: own.depends_on.clone().unwrap_or_default(),
+        folders: machine_folders,
         ip: own
             .ip
             .or(if at.first() == Some(&Step::Key("defaults".into())) {

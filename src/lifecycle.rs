@@ -3,6 +3,7 @@
 
 use crate::accel;
 use crate::boxes::{Store, StoredBox};
+use crate::envfile::folders::FolderKind;
 use crate::envfile::{Accel, Machine};
 use crate::machine::{MachineDir, MachineState, Status};
 use crate::network;
@@ -91,7 +92,10 @@ pub fn up_boot(
         }
     };
     if booted {
-        record(&dir, "up", |_| configure_guest(&dir, me, &plan))?;
+        record(&dir, "up", |state| {
+            configure_guest(&dir, me, &plan, &machine.folders)?;
+            sync_folders(&dir, machine, &state.ssh_user)
+        })?;
     }
     Ok(booted)
 }
@@ -121,7 +125,12 @@ pub fn up_provision(
 
 /// Names the guest, sets its private address and writes every machine's
 /// name into its `/etc/hosts`: one SSH round trip, as root.
-fn configure_guest(dir: &MachineDir, me: &network::MachineNet, plan: &network::Plan) -> Result<()> {
+fn configure_guest(
+    dir: &MachineDir,
+    me: &network::MachineNet,
+    plan: &network::Plan,
+    folders: &[crate::envfile::folders::Folder],
+) -> Result<()> {
     use std::io::Write;
     let mut child = ssh::command(&dir.ssh_config(), &dir.name)
         .arg("sudo -n sh -s")
@@ -134,13 +143,86 @@ fn configure_guest(dir: &MachineDir, me: &network::MachineNet, plan: &network::P
         .stdin
         .take()
         .context("no stdin")?
-        .write_all(network::guest_script(me, plan).as_bytes())?;
+        .write_all((network::guest_script(me, plan) + &mount_script(folders)).as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
             "cannot set the name and network of `{}`: {}",
             me.name,
             String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// msize of 9p mounts: large requests make reads and writes fast.
+const NINEP_MSIZE: u32 = 512 * 1024;
+
+/// Guest commands mounting the 9p folders (tags by position, as in `vm_spec`).
+pub fn mount_script(folders: &[crate::envfile::folders::Folder]) -> String {
+    let mut s = String::new();
+    for (i, f) in folders
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind == FolderKind::NineP)
+    {
+        let guest = provision::shell_quote(&f.guest);
+        s.push_str(&format!(
+            "modprobe -a 9pnet_virtio 9p 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t 9p -o trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none{ro} {tag} {guest}\n",
+            ro = if f.readonly { ",ro" } else { "" },
+            tag = qemu::share_tag(i)
+        ));
+    }
+    s
+}
+
+/// Copies the machine's rsync folders into the guest (host to guest; files
+/// gone from the host go from the guest too), owned by the SSH user.
+pub fn sync_folders(dir: &MachineDir, machine: &Machine, user: &str) -> Result<()> {
+    for f in machine
+        .folders
+        .iter()
+        .filter(|f| f.kind == FolderKind::Rsync)
+    {
+        let started = Instant::now();
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "--delete", "--exclude", "/.envstate/"])
+            .arg(format!("--chown={user}:{user}"))
+            .arg("-e")
+            .arg(format!(
+                "ssh -F {}",
+                provision::shell_quote(&dir.ssh_config().to_string_lossy())
+            ))
+            .arg(format!(
+                "--rsync-path=sudo mkdir -p {} && sudo rsync",
+                provision::shell_quote(&f.guest)
+            ));
+        for pattern in &f.exclude {
+            cmd.arg("--exclude").arg(pattern);
+        }
+        cmd.arg(format!("{}/", f.host.display()))
+            .arg(format!("{}:{}/", dir.name, f.guest));
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run rsync (install rsync)")?;
+        if !out.status.success() {
+            bail!(
+                "rsync of {} to {}:{} failed: {}",
+                f.host.display(),
+                dir.name,
+                f.guest,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        ui::step(
+            &machine.name,
+            &format!(
+                "rsynced {} to {} in {:.1} s",
+                f.host.display(),
+                f.guest,
+                started.elapsed().as_secs_f64()
+            ),
         );
     }
     Ok(())
@@ -334,6 +416,17 @@ pub fn vm_spec(
         pidfile: dir.pidfile(),
         forwards,
         private_nic,
+        shares: machine
+            .folders
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == FolderKind::NineP)
+            .map(|(i, f)| qemu::Share {
+                tag: qemu::share_tag(i),
+                path: f.host.clone(),
+                readonly: f.readonly,
+            })
+            .collect(),
         fw_cfg: host_key_fw_cfg(dir, &meta),
         extra: machine.qemu_args.clone(),
     })

@@ -58,6 +58,22 @@ pub struct PrivateNic {
     pub mac: String,
 }
 
+/// A host folder shared with the guest over 9p (virtio).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Mount tag the guest mounts (`env0`, `env1`, ...).
+    pub tag: String,
+    /// Host folder.
+    pub path: PathBuf,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+/// The mount tag of the `index`-th shared folder.
+pub fn share_tag(index: usize) -> String {
+    format!("env{index}")
+}
+
 /// Everything QEMU needs for one boot of a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
@@ -83,6 +99,8 @@ pub struct VmSpec {
     pub pidfile: PathBuf,
     /// Forwarded ports, SSH first.
     pub forwards: Vec<Forward>,
+    /// Host folders shared over 9p.
+    pub shares: Vec<Share>,
     /// The private network's NIC, if the project has one.
     pub private_nic: Option<PrivateNic>,
     /// Files passed to the guest through fw_cfg (name under `opt/`, file).
@@ -199,6 +217,25 @@ pub fn private_network_args(nic: &PrivateNic) -> Vec<String> {
     ]
 }
 
+/// 9p shares. `security_model=none`: QEMU reads and writes as the user who
+/// runs it, so files the guest writes belong to the host user, not root.
+pub fn virtfs_args(shares: &[Share]) -> Vec<String> {
+    shares
+        .iter()
+        .flat_map(|s| {
+            let mut opt = format!(
+                "local,path={},mount_tag={tag},security_model=none,id={tag}",
+                escape_commas(&path(&s.path)),
+                tag = s.tag
+            );
+            if s.readonly {
+                opt.push_str(",readonly=on");
+            }
+            ["-virtfs".to_string(), opt]
+        })
+        .collect()
+}
+
 /// The QMP control socket, listening without waiting for a client.
 pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec![
@@ -272,6 +309,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
             .as_ref()
             .map(private_network_args)
             .unwrap_or_default(),
+        virtfs_args(&spec.shares),
         rng_args(),
         guest_agent_args(&spec.qga_socket),
         qmp_args(&spec.qmp_socket),
@@ -331,6 +369,11 @@ mod tests {
                 },
             ],
             private_nic: None,
+            shares: vec![Share {
+                tag: share_tag(0),
+                path: "/p/src".into(),
+                readonly: true,
+            }],
             fw_cfg: vec![("opt/org.env/k".into(), "/s/k".into())],
             extra: vec!["-device".into(), "virtio-balloon".into()],
         }
@@ -370,6 +413,10 @@ mod tests {
             ["/p/.envstate/machines/web/qemu.pid"]
         );
         assert!(args.contains(&"-daemonize".to_string()));
+        assert_eq!(
+            window(&args, "-virtfs"),
+            ["local,path=/p/src,mount_tag=env0,security_model=none,id=env0,readonly=on"]
+        );
         assert_eq!(window(&args, "-fw_cfg"), ["name=opt/org.env/k,file=/s/k"]);
         assert!(args.contains(&"-nodefaults".to_string()));
         assert_eq!(

@@ -1,0 +1,107 @@
+//! Shared folders in the Envfile: project folders seen in the guest, through
+//! 9p (live, both ways) or rsync (one-way copies at each `up` and `env rsync`).
+
+use super::{EnvfileError, Step, error_at};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// How a folder reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum FolderKind {
+    /// QEMU's virtfs (9p over virtio): live, both ways.
+    #[default]
+    #[serde(rename = "9p")]
+    NineP,
+    /// rsync over SSH: host to guest copies, for guests without 9p.
+    #[serde(rename = "rsync")]
+    Rsync,
+}
+
+/// A folder as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFolder {
+    /// Project folder (relative to the Envfile).
+    pub host: PathBuf,
+    /// Guest path (absolute).
+    pub guest: String,
+    /// `9p` (default) or `rsync`.
+    #[serde(rename = "type")]
+    pub kind: Option<FolderKind>,
+    /// 9p: mount read-only.
+    pub readonly: Option<bool>,
+    /// rsync: patterns left out of the copy.
+    pub exclude: Option<Vec<String>>,
+}
+
+/// A validated folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Absolute guest path.
+    pub guest: String,
+    /// 9p or rsync.
+    pub kind: FolderKind,
+    /// Read-only (9p).
+    pub readonly: bool,
+    /// Excluded patterns (rsync).
+    pub exclude: Vec<String>,
+}
+
+/// Validates the folders written at `at`.
+pub fn resolve(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+    raw: &[RawFolder],
+    at: &[Step],
+) -> Result<Vec<Folder>, EnvfileError> {
+    let mut out: Vec<Folder> = Vec::new();
+    for (i, f) in raw.iter().enumerate() {
+        let fail = |field: &str, message: String| {
+            let mut path = at.to_vec();
+            path.push(Step::Index(i));
+            path.push(Step::Key(field.into()));
+            error_at(file, text, &path, message)
+        };
+        let host = dir.join(&f.host);
+        if !host.is_dir() {
+            return Err(fail("host", format!("{} is not a folder", host.display())));
+        }
+        if !f.guest.starts_with('/') || f.guest.split('/').any(|part| part == "..") {
+            return Err(fail(
+                "guest",
+                format!("`{}` must be an absolute guest path without `..`", f.guest),
+            ));
+        }
+        let kind = f.kind.unwrap_or_default();
+        if kind == FolderKind::NineP && f.exclude.is_some() {
+            return Err(fail(
+                "exclude",
+                "`exclude` is for rsync folders (9p shares the whole folder)".into(),
+            ));
+        }
+        if kind == FolderKind::Rsync && f.readonly.is_some() {
+            return Err(fail(
+                "readonly",
+                "`readonly` is for 9p folders (rsync copies one way anyway)".into(),
+            ));
+        }
+        let guest = f.guest.trim_end_matches('/').to_string();
+        if out.iter().any(|o| o.guest == guest) {
+            return Err(fail(
+                "guest",
+                format!("two folders are mounted at `{guest}`"),
+            ));
+        }
+        out.push(Folder {
+            host: std::fs::canonicalize(&host).unwrap_or(host),
+            guest: if guest.is_empty() { "/".into() } else { guest },
+            kind,
+            readonly: f.readonly.unwrap_or(false),
+            exclude: f.exclude.clone().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}

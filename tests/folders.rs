@@ -1,0 +1,82 @@
+//! Shared folders on a real guest: 9p both ways (files the guest writes
+//! belong to the host user), read-only 9p, rsync with excludes and `env rsync`.
+
+mod common;
+
+use common::{GuestSlot, TestProject, text};
+use std::os::unix::fs::MetadataExt;
+
+#[test]
+fn ninep_and_rsync_folders() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box(
+        r#"
+[defaults]
+box = "debian-12"
+folders = [
+  { host = "shared", guest = "/srv/shared" },
+  { host = "docs", guest = "/srv/docs", readonly = true },
+  { host = "app", guest = "/opt/app", type = "rsync", exclude = ["*.log", "tmp/"] },
+]
+"#,
+    );
+    let root = p.dir.path();
+    for dir in ["shared", "docs", "app/tmp", "app/lib"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("shared/from-host.txt"), "host says hi\n").unwrap();
+    std::fs::write(root.join("docs/readme.txt"), "read me\n").unwrap();
+    std::fs::write(root.join("app/main.py"), "print('app')\n").unwrap();
+    std::fs::write(root.join("app/lib/util.py"), "X = 1\n").unwrap();
+    std::fs::write(root.join("app/debug.log"), "noise\n").unwrap();
+    std::fs::write(root.join("app/tmp/scratch"), "noise\n").unwrap();
+
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).1.contains("rsynced"), "{}", text(&out).1);
+    let check = |cmd: &str| p.ok(&["ssh", "--", cmd]);
+
+    // 9p: host to guest, live.
+    assert_eq!(check("cat /srv/shared/from-host.txt"), "host says hi\n");
+    std::fs::write(root.join("shared/later.txt"), "written after boot\n").unwrap();
+    assert_eq!(check("cat /srv/shared/later.txt"), "written after boot\n");
+    // Guest to host; the file belongs to the host user, whoever wrote it in the guest.
+    check("echo from guest | sudo tee /srv/shared/from-guest.txt >/dev/null");
+    let written = root.join("shared/from-guest.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "from guest\n");
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), host_uid());
+    assert!(check("mount").contains("/srv/shared type 9p"));
+
+    // Read-only 9p.
+    assert_eq!(check("cat /srv/docs/readme.txt"), "read me\n");
+    let out = p.env(&["ssh", "--", "sudo touch /srv/docs/nope"]);
+    assert!(!out.status.success(), "a read-only folder was written");
+    assert!(!root.join("docs/nope").exists());
+
+    // rsync: copied with excludes, owned by the SSH user; `env rsync` updates.
+    assert_eq!(check("cat /opt/app/main.py"), "print('app')\n");
+    assert_eq!(check("cat /opt/app/lib/util.py"), "X = 1\n");
+    assert_eq!(check("stat -c %U /opt/app/main.py"), "vagrant\n");
+    let out = p.env(&[
+        "ssh",
+        "--",
+        "test -e /opt/app/debug.log || test -e /opt/app/tmp/scratch",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "excluded files were copied");
+    std::fs::write(root.join("app/main.py"), "print('v2')\n").unwrap();
+    std::fs::remove_file(root.join("app/lib/util.py")).unwrap();
+    p.ok(&["rsync"]);
+    assert_eq!(check("cat /opt/app/main.py"), "print('v2')\n");
+    assert_eq!(
+        p.env(&["ssh", "--", "test -e /opt/app/lib/util.py"])
+            .status
+            .code(),
+        Some(1),
+        "deleted on the host, deleted in the guest"
+    );
+}
+
+fn host_uid() -> u32 {
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
