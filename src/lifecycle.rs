@@ -244,13 +244,55 @@ pub fn provision_machine(
         );
     }
     let chosen = provision::select(&machine.provisioners, selection)?;
+    let inventory = if chosen.iter().any(|p| p.action_kind() == "ansible") {
+        Some(write_inventory(project, machine)?)
+    } else {
+        None
+    };
     record(&dir, "provision", |state| {
-        provision::run(&dir, &chosen)?;
+        provision::run(&dir, &chosen, inventory.as_deref())?;
         if *selection == provision::Selection::Normal {
             state.provisioned = true;
         }
         Ok(())
     })
+}
+
+/// Writes the Ansible inventory of the project's running machines (with the
+/// groups of `machine`'s ansible provisioners) to `.envstate/ansible/`.
+fn write_inventory(project: &Project, machine: &Machine) -> Result<std::path::PathBuf> {
+    let mut hosts = Vec::new();
+    for m in &project.envfile.machines {
+        let dir = project.machine_dir(&m.name);
+        if let (Status::Running { .. }, Some(state)) = (dir.status()?, dir.load_state()?)
+            && dir.ssh_config().exists()
+        {
+            hosts.push(crate::ansible::Host {
+                name: m.name.clone(),
+                user: state.ssh_user,
+                ssh_config: dir.ssh_config(),
+            });
+        }
+    }
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for p in &machine.provisioners {
+        if let crate::envfile::provisioners::Action::Ansible { groups: g, .. } = &p.action {
+            for (name, members) in g {
+                if !groups.iter().any(|(n, _)| n == name) {
+                    groups.push((name.clone(), members.clone()));
+                }
+            }
+        }
+    }
+    let folder = project.state_dir.join("ansible");
+    std::fs::create_dir_all(&folder)?;
+    // One file per machine: machines provisioning in parallel do not race.
+    let path = folder.join(format!("{}.ini", machine.name));
+    crate::machine::write_atomic(
+        &path,
+        crate::ansible::render_inventory(&hosts, &groups).as_bytes(),
+    )?;
+    Ok(path)
 }
 
 /// Runs `action` on the machine's state and saves the state with the action's

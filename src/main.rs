@@ -5,6 +5,7 @@
 //! reach the outside world only at the edges (QEMU, QMP, ssh).
 
 mod accel;
+mod ansible;
 mod boxes;
 mod cli;
 mod envfile;

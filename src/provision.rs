@@ -138,7 +138,11 @@ impl Log {
 
 /// Runs the selected provisioners of a running machine, in order; stops at
 /// the first failure with the step's name, exit status and last lines.
-pub fn run(dir: &MachineDir, provisioners: &[&Provisioner]) -> Result<()> {
+pub fn run(
+    dir: &MachineDir,
+    provisioners: &[&Provisioner],
+    inventory: Option<&Path>,
+) -> Result<()> {
     if provisioners.is_empty() {
         return Ok(());
     }
@@ -147,7 +151,7 @@ pub fn run(dir: &MachineDir, provisioners: &[&Provisioner]) -> Result<()> {
         let started = Instant::now();
         crate::ui::step(&dir.name, &format!("provisioning: {}", p.name));
         log.line(&format!("==> {} ({:?})", p.name, p.action_kind()));
-        let result = run_one(dir, p, &log);
+        let result = run_one(dir, p, &log, inventory);
         match &result {
             Ok(()) => log.line(&format!(
                 "<== {} done in {:.1} s",
@@ -167,13 +171,45 @@ impl Provisioner {
         match self.action {
             Action::Shell { .. } => "shell",
             Action::File { .. } => "file",
+            Action::Ansible { .. } => "ansible",
         }
     }
 }
 
-fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log) -> Result<()> {
+fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log, inventory: Option<&Path>) -> Result<()> {
     let mut cmd = crate::ssh::command(&dir.ssh_config(), &dir.name);
     match &p.action {
+        Action::Ansible {
+            playbook,
+            extra_vars,
+            tags,
+            skip_tags,
+            limit,
+            ..
+        } => {
+            let inventory = inventory.context("no inventory for the ansible provisioner")?;
+            if crate::accel::which("ansible-playbook").is_none() {
+                bail!(
+                    "provisioner `{}` needs ansible-playbook on this host: install it (`apt-get install ansible-core`, or `pipx install ansible-core`)",
+                    p.name
+                );
+            }
+            let mut cmd = Command::new("ansible-playbook");
+            cmd.args(crate::ansible::playbook_args(
+                inventory,
+                playbook,
+                &dir.name,
+                extra_vars.as_deref(),
+                tags,
+                skip_tags,
+                limit.as_deref(),
+            ))
+            .envs(crate::ansible::ANSIBLE_ENV.iter().copied());
+            if let Some(folder) = playbook.parent() {
+                cmd.current_dir(folder);
+            }
+            stream(cmd, &dir.name, p, log, |_| Ok(()))
+        }
         Action::Shell {
             script,
             args,

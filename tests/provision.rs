@@ -121,3 +121,47 @@ fn provisioners_run_in_order_stream_log_and_fail_clearly() {
     p.ok(&["up", "--no-provision"]);
     assert_eq!(check("wc -l < /var/tmp/once"), "2\n");
 }
+
+#[test]
+fn an_ansible_playbook_provisions_a_machine() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box(
+        r#"
+[defaults]
+box = "debian-12"
+[machines.web]
+provision = [
+  { type = "ansible", playbook = "ansible/site.yml", extra_vars = { greeting = "from ansible", port = 8080 }, groups = { app = ["web"] } },
+]
+"#,
+    );
+    std::fs::create_dir_all(p.dir.path().join("ansible")).unwrap();
+    std::fs::write(
+        p.dir.path().join("ansible/site.yml"),
+        r#"- hosts: app
+  become: true
+  gather_facts: false
+  tasks:
+    - name: write a file
+      copy:
+        dest: /etc/env-ansible
+        content: "{{ greeting }} on {{ port }} in {{ group_names | join(',') }}\n"
+        mode: "0644"
+"#,
+    )
+    .unwrap();
+    let out = p.env(&["up"]);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("web: TASK [write a file]"),
+        "ansible's output streams: {stderr}"
+    );
+    assert_eq!(
+        p.ok(&["ssh", "--", "cat /etc/env-ansible"]),
+        "from ansible on 8080 in app\n"
+    );
+    let inventory =
+        std::fs::read_to_string(p.dir.path().join(".envstate/ansible/web.ini")).unwrap();
+    assert!(inventory.contains("[app]\nweb\n"), "{inventory}");
+}

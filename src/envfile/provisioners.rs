@@ -14,6 +14,8 @@ pub enum Kind {
     Shell,
     /// A file or folder uploaded from the project.
     File,
+    /// An Ansible playbook run from the host against the machine.
+    Ansible,
 }
 
 /// When a provisioner runs.
@@ -55,6 +57,18 @@ pub struct RawProvisioner {
     pub source: Option<PathBuf>,
     /// file: where it goes in the guest.
     pub destination: Option<String>,
+    /// ansible: the playbook, relative to the Envfile.
+    pub playbook: Option<PathBuf>,
+    /// ansible: extra variables (`-e`).
+    pub extra_vars: Option<IndexMap<String, toml::Value>>,
+    /// ansible: only tasks with these tags.
+    pub tags: Option<Vec<String>>,
+    /// ansible: skip tasks with these tags.
+    pub skip_tags: Option<Vec<String>>,
+    /// ansible: `--limit` pattern (default: the machine).
+    pub limit: Option<String>,
+    /// ansible: inventory groups, `{ web = ["web1", "web2"] }`.
+    pub groups: Option<IndexMap<String, Vec<String>>>,
 }
 
 /// Where a shell provisioner's script comes from.
@@ -79,6 +93,21 @@ pub enum Action {
         env: Vec<(String, String)>,
         /// As root (sudo) or as the SSH user.
         privileged: bool,
+    },
+    /// Run an Ansible playbook from the host.
+    Ansible {
+        /// Absolute path of the playbook.
+        playbook: PathBuf,
+        /// Extra variables, as JSON.
+        extra_vars: Option<String>,
+        /// `--tags`.
+        tags: Vec<String>,
+        /// `--skip-tags`.
+        skip_tags: Vec<String>,
+        /// `--limit` (None: the machine itself).
+        limit: Option<String>,
+        /// Inventory groups.
+        groups: Vec<(String, Vec<String>)>,
     },
     /// Upload a file or folder.
     File {
@@ -124,7 +153,16 @@ pub fn resolve(
             let kind_name = match p.kind {
                 Kind::Shell => "shell",
                 Kind::File => "file",
+                Kind::Ansible => "ansible",
             };
+            let ansible_fields = [
+                ("playbook", p.playbook.is_some()),
+                ("extra_vars", p.extra_vars.is_some()),
+                ("tags", p.tags.is_some()),
+                ("skip_tags", p.skip_tags.is_some()),
+                ("limit", p.limit.is_some()),
+                ("groups", p.groups.is_some()),
+            ];
             let only_for = |field: &str, set: bool, kinds: &str| -> Result<(), EnvfileError> {
                 if set {
                     return Err(fail(
@@ -135,7 +173,53 @@ pub fn resolve(
                 Ok(())
             };
             let action = match p.kind {
+                Kind::Ansible => {
+                    for (field, set) in [
+                        ("inline", p.inline.is_some()),
+                        ("path", p.path.is_some()),
+                        ("args", p.args.is_some()),
+                        ("env", p.env.is_some()),
+                        ("privileged", p.privileged.is_some()),
+                    ] {
+                        only_for(field, set, "shell")?;
+                    }
+                    only_for("source", p.source.is_some(), "file")?;
+                    only_for("destination", p.destination.is_some(), "file")?;
+                    let playbook = p.playbook.as_ref().ok_or_else(|| {
+                        error_at(
+                            file,
+                            text,
+                            &here,
+                            "an ansible provisioner needs `playbook`".into(),
+                        )
+                    })?;
+                    let full = dir.join(playbook);
+                    if !full.is_file() {
+                        return Err(fail(
+                            "playbook",
+                            format!("no playbook at {}", full.display()),
+                        ));
+                    }
+                    let extra_vars = match &p.extra_vars {
+                        Some(vars) => Some(
+                            serde_json::to_string(vars)
+                                .map_err(|e| fail("extra_vars", e.to_string()))?,
+                        ),
+                        None => None,
+                    };
+                    Action::Ansible {
+                        playbook: full,
+                        extra_vars,
+                        tags: p.tags.clone().unwrap_or_default(),
+                        skip_tags: p.skip_tags.clone().unwrap_or_default(),
+                        limit: p.limit.clone(),
+                        groups: p.groups.clone().unwrap_or_default().into_iter().collect(),
+                    }
+                }
                 Kind::Shell => {
+                    for (field, set) in ansible_fields {
+                        only_for(field, set, "ansible")?;
+                    }
                     only_for("source", p.source.is_some(), "file")?;
                     only_for("destination", p.destination.is_some(), "file")?;
                     let script = match (&p.inline, &p.path) {
@@ -174,6 +258,9 @@ pub fn resolve(
                     }
                 }
                 Kind::File => {
+                    for (field, set) in ansible_fields {
+                        only_for(field, set, "ansible")?;
+                    }
                     for (field, set) in [
                         ("inline", p.inline.is_some()),
                         ("path", p.path.is_some()),
