@@ -1,0 +1,36 @@
+//! examples/multi-machine keeps working: two machines, provisioners, a shared
+//! folder, the private network and names.
+
+mod common;
+
+use common::{GuestSlot, TestProject, text};
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_multi_machine_example_comes_up() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("");
+    copy_dir(&common::repo().join("examples/multi-machine"), p.dir.path());
+    let out = p.env(&["up"]);
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("db: database appdb ready on db"), "{stderr}");
+    assert!(stderr.contains("web: db is reachable"), "{stderr}");
+    let hosts = p.ok(&["ssh", "web", "--", "getent hosts db"]);
+    assert!(hosts.trim_end().ends_with("db"), "{hosts}");
+    p.ok(&["ssh", "web", "--", "ping -c1 -W5 db"]);
+    assert!(p.ok(&["ssh", "web", "--", "cat /etc/motd"]).contains("examples/multi-machine"));
+    let page = p.ok(&["ssh", "web", "--", "for i in 1 2 3 4 5 6 7 8 9 10; do python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://localhost:8000/\").read().decode())' 2>/dev/null && break; sleep 0.5; done"]);
+    assert!(page.contains("Served by web"), "{page}");
+}
