@@ -25,12 +25,18 @@ fn the_multi_machine_example_comes_up() {
     let out = p.env(&["up"]);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("db: database appdb ready on db"), "{stderr}");
+    assert!(
+        stderr.contains("db: database appdb ready on db"),
+        "{stderr}"
+    );
     assert!(stderr.contains("web: db is reachable"), "{stderr}");
     let hosts = p.ok(&["ssh", "web", "--", "getent hosts db"]);
     assert!(hosts.trim_end().ends_with("db"), "{hosts}");
     p.ok(&["ssh", "web", "--", "ping -c1 -W5 db"]);
-    assert!(p.ok(&["ssh", "web", "--", "cat /etc/motd"]).contains("examples/multi-machine"));
+    assert!(
+        p.ok(&["ssh", "web", "--", "cat /etc/motd"])
+            .contains("examples/multi-machine")
+    );
     let page = p.ok(&["ssh", "web", "--", "for i in 1 2 3 4 5 6 7 8 9 10; do python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://localhost:8000/\").read().decode())' 2>/dev/null && break; sleep 0.5; done"]);
     assert!(page.contains("Served by web"), "{page}");
 }

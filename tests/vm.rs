@@ -36,6 +36,7 @@ fn shared() -> &'static Shared {
         project.ok(&["up"]);
         // Serve HTTP in the guest for the forwarding test.
         project.ok(&["ssh", "--", "mkdir -p /tmp/www && echo hello-from-guest > /tmp/www/index.html && cd /tmp/www && (setsid nohup python3 -m http.server 8000 >/dev/null 2>&1 &)"]);
+        project.destroy_at_exit();
         Shared { project, web_port }
     })
 }

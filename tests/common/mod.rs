@@ -106,6 +106,10 @@ pub fn home() -> &'static Path {
             "box add failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let path = dir.path().to_path_buf();
+        at_exit(move || {
+            let _ = std::fs::remove_dir_all(path);
+        });
         dir
     })
     .path()
@@ -224,6 +228,23 @@ impl TestProject {
     }
 }
 
+impl TestProject {
+    /// Destroys the machines (and the folder) when the test process exits:
+    /// for projects kept in statics, which are never dropped.
+    pub fn destroy_at_exit(&self) {
+        let (dir, home) = (self.dir.path().to_path_buf(), self.home.clone());
+        at_exit(move || {
+            let _ = Command::new(env_bin())
+                .args(["destroy", "-f"])
+                .current_dir(&dir)
+                .env("ENV_HOME", &home)
+                .stdin(Stdio::null())
+                .output();
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
+}
+
 impl Drop for TestProject {
     fn drop(&mut self) {
         let _ = self.env(&["destroy", "-f"]);
@@ -266,4 +287,29 @@ pub fn ssh_with_well_known_key(port: u16, command: &str) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+type ExitHook = Box<dyn FnOnce() + Send>;
+
+static EXIT_HOOKS: Mutex<Vec<ExitHook>> = Mutex::new(Vec::new());
+
+extern "C" fn run_exit_hooks() {
+    let hooks = std::mem::take(&mut *EXIT_HOOKS.lock().unwrap_or_else(|e| e.into_inner()));
+    for hook in hooks.into_iter().rev() {
+        hook();
+    }
+}
+
+/// Runs `hook` when the test process exits. Statics are never dropped, so
+/// fixtures kept in them (the shared machine, the box store) clean up here.
+pub fn at_exit(hook: impl FnOnce() + Send + 'static) {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" function with atexit(3).
+        unsafe { libc::atexit(run_exit_hooks) };
+    });
+    EXIT_HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(hook));
 }
