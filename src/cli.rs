@@ -118,6 +118,27 @@ pub enum Commands {
         #[arg(short, long)]
         force: bool,
     },
+    /// Show a machine's console and provisioning logs (the newest archived
+    /// run when the machine was destroyed).
+    Logs {
+        /// Machine (may be left out when there is one).
+        name: Option<String>,
+        /// Only the serial console.
+        #[arg(long, conflicts_with = "provision")]
+        console: bool,
+        /// Only the provisioning log.
+        #[arg(long)]
+        provision: bool,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Check the host: QEMU, KVM, SSH, disk space, 9p, optional tools.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage base boxes.
     #[command(name = "box", subcommand)]
     Box(BoxCommand),
@@ -387,6 +408,66 @@ pub fn run(cli: Cli) -> Result<i32> {
                 lifecycle::destroy(&project, &machine.name, &store)?;
             }
             Ok(0)
+        }
+        Commands::Logs {
+            name,
+            console,
+            provision,
+            follow,
+        } => {
+            let project = Project::load(envfile)?;
+            let machine = project.one(name.as_deref())?;
+            let dir = project.machine_dir(&machine.name);
+            let folder = if dir.root.exists() {
+                dir.root.clone()
+            } else {
+                let runs =
+                    crate::logs::runs(&crate::logs::archive_dir(&project.state_dir, &machine.name));
+                let newest = runs
+                    .last()
+                    .with_context(|| format!("machine `{}` has no logs yet", machine.name))?;
+                eprintln!(
+                    "machine `{}` is destroyed: showing its newest archived run, {}",
+                    machine.name,
+                    newest.display()
+                );
+                newest.clone()
+            };
+            let mut paths = Vec::new();
+            if !provision {
+                paths.push(folder.join("console.log"));
+            }
+            if !console {
+                paths.push(folder.join("provision.log"));
+            }
+            paths.retain(|p| p.exists());
+            if paths.is_empty() {
+                bail!("machine `{}` has no such log yet", machine.name);
+            }
+            crate::logs::show(&paths, follow)?;
+            Ok(0)
+        }
+        Commands::Doctor { json } => {
+            let probe_kernel = Store::open()?.list()?.into_iter().find_map(|b| {
+                b.metadata
+                    .env
+                    .as_ref()
+                    .and_then(|e| e.kernel.as_ref())
+                    .map(|k| b.dir.join(k))
+            });
+            let checks = crate::doctor::run(probe_kernel.as_deref());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", crate::doctor::render(&checks));
+            }
+            Ok(
+                if checks.iter().any(|c| c.level == crate::doctor::Level::Fail) {
+                    1
+                } else {
+                    0
+                },
+            )
         }
         Commands::Box(command) => box_command(command),
         Commands::Completions { shell } => {

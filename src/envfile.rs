@@ -214,6 +214,16 @@ struct RawEnvfile {
     defaults: Settings,
     #[serde(default)]
     machines: IndexMap<String, Settings>,
+    #[serde(default)]
+    logs: LogSettings,
+}
+
+/// The `[logs]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSettings {
+    /// Archived runs kept per machine after `destroy`.
+    keep: Option<usize>,
 }
 
 /// Default number of virtual CPUs.
@@ -288,6 +298,8 @@ pub struct Envfile {
     pub machines: Vec<Machine>,
     /// The private network's /24, when set.
     pub private_subnet: Option<std::net::Ipv4Addr>,
+    /// Archived log runs kept per machine.
+    pub logs_keep: usize,
 }
 
 impl Envfile {
@@ -461,6 +473,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     let raw = deserialize(path, text)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut machines = Vec::new();
+    if raw.logs.keep == Some(0) {
+        let at = [Step::Key("logs".into()), Step::Key("keep".into())];
+        return Err(error_at(
+            path,
+            text,
+            &at,
+            "keep at least 1 run of logs".into(),
+        ));
+    }
     // Fields that mean something in one place only.
     if raw.defaults.depends_on.is_some() {
         let at = [Step::Key("defaults".into()), Step::Key("depends_on".into())];
@@ -526,6 +547,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         dir,
         machines,
         private_subnet: raw.defaults.private_subnet,
+        logs_keep: raw.logs.keep.unwrap_or(crate::logs::DEFAULT_KEEP),
     })
 }
 

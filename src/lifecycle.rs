@@ -728,6 +728,9 @@ pub fn destroy(project: &Project, name: &str, store: &Store) -> Result<()> {
         wait_exit(pid, QUIT_GRACE);
     }
     let state = dir.load_state().ok().flatten();
+    if let Some(run) = crate::logs::archive(&project.state_dir, &dir, project.envfile.logs_keep)? {
+        ui::step(name, &format!("logs kept in {}", run.display()));
+    }
     for socket in [dir.qmp_socket(), dir.qga_socket()].into_iter().flatten() {
         let _ = std::fs::remove_file(socket);
     }

@@ -56,41 +56,43 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
         .unwrap()
         .port();
     let env = &meta["env"];
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .current_dir(dir)
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-machine",
-            "q35,accel=tcg",
-            "-smp",
-            "2",
-            "-m",
-            "1G",
-        ])
-        .args([
-            "-kernel",
-            env["kernel"].as_str().unwrap(),
-            "-initrd",
-            env["initrd"].as_str().unwrap(),
-        ])
-        .args(["-append", env["cmdline"].as_str().unwrap()])
-        .args(["-drive", "file=disk.qcow2,if=virtio,format=qcow2"])
-        .args([
-            "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .args(["-serial", "file:console.log"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut qemu = KillOnDrop(
+        Command::new("qemu-system-x86_64")
+            .current_dir(dir)
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-machine",
+                "q35,accel=tcg",
+                "-smp",
+                "2",
+                "-m",
+                "1G",
+            ])
+            .args([
+                "-kernel",
+                env["kernel"].as_str().unwrap(),
+                "-initrd",
+                env["initrd"].as_str().unwrap(),
+            ])
+            .args(["-append", env["cmdline"].as_str().unwrap()])
+            .args(["-drive", "file=disk.qcow2,if=virtio,format=qcow2"])
+            .args([
+                "-netdev",
+                &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ])
+            .args(["-serial", "file:console.log"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        assert!(qemu.try_wait().unwrap().is_none(), "QEMU exited");
+        assert!(qemu.0.try_wait().unwrap().is_none(), "QEMU exited");
         assert!(
             Instant::now() < deadline,
             "no SSH banner: {}",
@@ -109,8 +111,7 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
         port,
         "sudo -n cat /etc/debian_version; uname -r; sudo -n systemctl is-enabled ssh",
     );
-    let _ = qemu.kill();
-    let _ = qemu.wait();
+    drop(qemu);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -119,4 +120,14 @@ fn the_box_boots_under_plain_qemu_and_answers_ssh() {
     );
     assert!(stdout.starts_with("12."), "{stdout}");
     assert!(stdout.contains("enabled"), "{stdout}");
+}
+
+/// Kills QEMU however the test ends (a failed assertion must not leak it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
