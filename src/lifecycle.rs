@@ -313,7 +313,16 @@ fn record(
 /// Creates the machine's state folder and its disk: a qcow2 overlay on the
 /// box image (instant, whatever the box's size). Leaves nothing on failure.
 fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
-    let stored = store.find(&machine.boxref.name, machine.boxref.version.as_deref())?;
+    let stored = store
+        .find(&machine.boxref.name, machine.boxref.version.as_deref())
+        .map_err(|e| match &machine.boxref.url {
+            // Fetching is not there yet: say so rather than ignore the URL.
+            Some(url) => e.context(format!(
+                "machine `{}` names box_url {url}, but env does not fetch boxes from URLs yet: download it and `env box add FILE --name {}`",
+                machine.name, machine.boxref.name
+            )),
+            None => e,
+        })?;
     std::fs::create_dir_all(dir.root.parent().context("state folder has no parent")?)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{}-", machine.name))

@@ -108,13 +108,15 @@ pub fn show(paths: &[PathBuf], follow: bool) -> Result<()> {
         }
         *offset = print_from(path, 0)?;
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(Duration::from_millis(250));
         for (path, offset) in paths.iter().zip(offsets.iter_mut()) {
             *offset = print_from(path, *offset)?;
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
