@@ -423,6 +423,16 @@ fn host_key_fw_cfg(
     }
 }
 
+/// The first NIC's address under QEMU user networking (always this one).
+pub const USER_NET_GUEST_ADDRESS: &str = "10.0.2.15/24";
+
+/// Adds `env.ip=` to a kernel command line: env's initrd sets that address
+/// before systemd starts, so SSH answers without waiting for DHCP. Kernels
+/// and initrds that do not know it ignore it.
+pub fn with_user_net_address(cmdline: String) -> String {
+    format!("{cmdline} env.ip={USER_NET_GUEST_ADDRESS}")
+}
+
 /// The boot plan of a machine (pure, apart from reading the box's metadata).
 pub fn vm_spec(
     dir: &MachineDir,
@@ -446,11 +456,12 @@ pub fn vm_spec(
                 .as_ref()
                 .and_then(|e| e.initrd.as_ref())
                 .map(|i| state.box_dir.join(i)),
-            cmdline: meta
-                .env
-                .as_ref()
-                .and_then(|e| e.cmdline.clone())
-                .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
+            cmdline: with_user_net_address(
+                meta.env
+                    .as_ref()
+                    .and_then(|e| e.cmdline.clone())
+                    .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
+            ),
         },
         None => Boot::Disk,
     };

@@ -14,7 +14,8 @@ BASE_PACKAGES="systemd-sysv acpid openssh-server sudo qemu-guest-agent
 EXTRA_PACKAGES=""
 # Virtual size of the root disk in GiB; machines may grow it, never shrink it.
 DISK_GIB=8
-# Drivers loaded by env's minimal initrd: the root disk's, and fw_cfg (host key from env).
-INITRD_MODULES="virtio_pci virtio_blk crc32c_generic ext4 qemu_fw_cfg"
+# Drivers loaded by env's minimal initrd: the root disk's, fw_cfg (host key
+# from env) and virtio_net (the address env passes as env.ip=).
+INITRD_MODULES="virtio_pci virtio_blk crc32c_generic ext4 qemu_fw_cfg virtio_net"
 # Kernel command line for direct kernel boot.
 CMDLINE="root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet cryptomgr.notests"
