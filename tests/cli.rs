@@ -247,3 +247,56 @@ fn box_store_add_list_remove_with_a_hostile_archive_refused() {
     assert!(stdout.contains("no boxes"), "{stdout}");
     assert!(!run(&["box", "remove", "tiny"]).status.success());
 }
+
+#[test]
+fn doctor_reports_every_check() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env_bin())
+        .args(["doctor", "--json"])
+        .env("ENV_HOME", home.path())
+        .output()
+        .unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "qemu",
+        "qemu-img",
+        "kvm",
+        "ssh client",
+        "disk space",
+        "9p folders",
+        "ansible",
+    ] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    let qemu = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "qemu")
+        .unwrap();
+    assert_eq!(
+        qemu["level"], "ok",
+        "QEMU is installed for the tests: {qemu}"
+    );
+    // No box yet: KVM is not probed, and doctor says so instead of hanging.
+    let kvm = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kvm")
+        .unwrap();
+    assert_ne!(kvm["level"], "fail", "{kvm}");
+    let out = Command::new(env_bin())
+        .arg("doctor")
+        .env("ENV_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(text(&out).0.starts_with("CHECK"), "{}", text(&out).0);
+}

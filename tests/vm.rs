@@ -182,6 +182,21 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     p.ok(&["destroy", "-f"]);
     assert_eq!(p.state_of("default"), "not_created");
     assert!(!p.dir.path().join(".envstate/machines/default").exists());
+    // The logs outlive the machine.
+    let runs: Vec<_> = std::fs::read_dir(p.dir.path().join(".envstate/logs/default"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].path().join("console.log").exists());
+    assert!(runs[0].path().join("state.json").exists());
+    let out = p.env(&["logs", "--console"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out).1.contains("newest archived run"),
+        "{}",
+        text(&out).1
+    );
     p.ok(&["up"]);
     let out = p.env(&["ssh", "--", "test -e ~/marker"]);
     assert_eq!(
