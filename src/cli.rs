@@ -117,6 +117,15 @@ pub enum Commands {
         /// Do not ask for confirmation.
         #[arg(short, long)]
         force: bool,
+        /// Also delete the machines' kept data disks.
+        #[arg(long)]
+        purge_disks: bool,
+    },
+    /// List the machines' data disks.
+    Disks {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show a machine's console and provisioning logs (the newest archived
     /// run when the machine was destroyed).
@@ -387,12 +396,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Commands::Destroy { names, force } => {
+        Commands::Destroy {
+            names,
+            force,
+            purge_disks,
+        } => {
             let project = Project::load(envfile)?;
             let machines = project.select(&names)?;
             if !force
                 && !confirm(&format!(
-                    "Destroy {}? Their disks are deleted. [y/N] ",
+                    "Destroy {}? Their disks are deleted{}. [y/N] ",
+                    if purge_disks {
+                        ", kept data disks too"
+                    } else {
+                        ""
+                    },
                     machines
                         .iter()
                         .map(|m| m.name.as_str())
@@ -405,7 +423,50 @@ pub fn run(cli: Cli) -> Result<i32> {
             let _lock = project.lock()?;
             let store = Store::open()?;
             for machine in machines {
-                lifecycle::destroy(&project, &machine.name, &store)?;
+                lifecycle::destroy(&project, &machine.name, &store, purge_disks)?;
+            }
+            Ok(0)
+        }
+        Commands::Disks { json } => {
+            let project = Project::load(envfile)?;
+            let mut rows = vec![vec![
+                "MACHINE".to_string(),
+                "DISK".into(),
+                "KEPT".into(),
+                "SIZE".into(),
+                "USED".into(),
+                "MOUNT".into(),
+                "FILE".into(),
+            ]];
+            let mut items = Vec::new();
+            for m in &project.envfile.machines {
+                let dir = project.machine_dir(&m.name);
+                for d in &m.disks {
+                    let path = dir.data_disk(d);
+                    let used = std::fs::metadata(&path).ok().map(|meta| {
+                        use std::os::unix::fs::MetadataExt;
+                        meta.blocks() * 512
+                    });
+                    items.push(serde_json::json!({
+                        "machine": m.name, "name": d.name, "keep": d.keep, "size_mib": d.size.mib,
+                        "used_bytes": used, "mount": d.mount, "file": path, "exists": used.is_some(),
+                    }));
+                    rows.push(vec![
+                        m.name.clone(),
+                        d.name.clone(),
+                        if d.keep { "yes".into() } else { "no".into() },
+                        d.size.to_string(),
+                        used.map(ui::human_bytes)
+                            .unwrap_or_else(|| "not created".into()),
+                        d.mount.clone().unwrap_or_else(|| "-".into()),
+                        path.display().to_string(),
+                    ]);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                print!("{}", ui::table(&rows));
             }
             Ok(0)
         }

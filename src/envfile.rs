@@ -3,6 +3,7 @@
 //! Parsing is pure: text in, a validated [`Envfile`] or an [`EnvfileError`]
 //! that names the file, line, column and field out. Nothing on disk changes.
 
+pub mod disks;
 pub mod folders;
 pub mod provisioners;
 
@@ -204,6 +205,8 @@ pub struct Settings {
     pub depends_on: Option<Vec<String>>,
     /// Shared folders (the defaults' and the machine's).
     pub folders: Option<Vec<folders::RawFolder>>,
+    /// Data disks (the defaults' and the machine's; each machine its own).
+    pub disks: Option<Vec<disks::RawDisk>>,
 }
 
 /// The Envfile as written.
@@ -285,6 +288,8 @@ pub struct Machine {
     pub depends_on: Vec<String>,
     /// Shared folders.
     pub folders: Vec<folders::Folder>,
+    /// Data disks.
+    pub disks: Vec<disks::Disk>,
 }
 
 /// A parsed, validated Envfile.
@@ -699,6 +704,25 @@ fn resolve(
             format!("`{u}` is not a user name"),
         ));
     }
+    let mut machine_disks = disks::resolve(
+        file,
+        text,
+        defaults.disks.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("disks".into())],
+        &[],
+    )?;
+    if at.first() == Some(&Step::Key("machines".into())) {
+        let mut own_disks_at = at.to_vec();
+        own_disks_at.push(Step::Key("disks".into()));
+        let own_disks = disks::resolve(
+            file,
+            text,
+            own.disks.as_deref().unwrap_or_default(),
+            &own_disks_at,
+            &machine_disks,
+        )?;
+        machine_disks.extend(own_disks);
+    }
     let mut machine_folders = folders::resolve(
         file,
         text,
@@ -776,6 +800,7 @@ fn resolve(
         provisioners,
         depends_on: own.depends_on.clone().unwrap_or_default(),
         folders: machine_folders,
+        disks: machine_disks,
         ip: own
             .ip
             .or(if at.first() == Some(&Step::Key("defaults".into())) {

@@ -93,7 +93,7 @@ pub fn up_boot(
     };
     if booted {
         record(&dir, "up", |state| {
-            configure_guest(&dir, me, &plan, &machine.folders)?;
+            configure_guest(&dir, me, &plan, &machine.folders, &machine.disks)?;
             sync_folders(&dir, machine, &state.ssh_user)
         })?;
     }
@@ -130,6 +130,7 @@ fn configure_guest(
     me: &network::MachineNet,
     plan: &network::Plan,
     folders: &[crate::envfile::folders::Folder],
+    disks: &[crate::envfile::disks::Disk],
 ) -> Result<()> {
     use std::io::Write;
     let mut child = ssh::command(&dir.ssh_config(), &dir.name)
@@ -139,11 +140,10 @@ fn configure_guest(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run ssh")?;
-    child
-        .stdin
-        .take()
-        .context("no stdin")?
-        .write_all((network::guest_script(me, plan) + &mount_script(folders)).as_bytes())?;
+    child.stdin.take().context("no stdin")?.write_all(
+        (network::guest_script(me, plan) + &mount_script(folders) + &disk_mount_script(disks))
+            .as_bytes(),
+    )?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -153,6 +153,53 @@ fn configure_guest(
         );
     }
     Ok(())
+}
+
+/// Creates the machine's data disks that do not exist yet (kept ones are
+/// found again after a destroy).
+fn create_data_disks(dir: &MachineDir, machine: &Machine) -> Result<()> {
+    for disk in &machine.disks {
+        let path = dir.data_disk(disk);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", disk.format.name()])
+            .arg(&path)
+            .arg(format!("{}M", disk.size.mib))
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run qemu-img (install qemu-utils)")?;
+        if !out.status.success() {
+            bail!(
+                "cannot create disk `{}` of `{}`: {}",
+                disk.name,
+                machine.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Guest commands formatting (on first use only) and mounting data disks.
+pub fn disk_mount_script(disks: &[crate::envfile::disks::Disk]) -> String {
+    let mut s = String::new();
+    for d in disks {
+        let Some(mount) = &d.mount else { continue };
+        let mount = provision::shell_quote(mount);
+        s.push_str(&format!(
+            "dev=/dev/disk/by-id/virtio-env-{name}\ni=0; while [ ! -b \"$dev\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n\
+             [ -b \"$dev\" ] || {{ echo \"disk {name} did not appear at $dev\" >&2; exit 1; }}\n\
+             blkid \"$dev\" >/dev/null 2>&1 || mkfs.ext4 -q -L {name} \"$dev\"\n\
+             mkdir -p {mount}\nmountpoint -q {mount} || mount \"$dev\" {mount}\n",
+            name = d.name
+        ));
+    }
+    s
 }
 
 /// msize of 9p mounts: large requests make reads and writes fast.
@@ -478,6 +525,15 @@ pub fn vm_spec(
         pidfile: dir.pidfile(),
         forwards,
         private_nic,
+        data_disks: machine
+            .disks
+            .iter()
+            .map(|d| qemu::DataDisk {
+                name: d.name.clone(),
+                path: dir.data_disk(d),
+                format: d.format.name().into(),
+            })
+            .collect(),
         shares: machine
             .folders
             .iter()
@@ -507,6 +563,7 @@ fn boot(
         .and_then(|m| m.env.and_then(|e| e.kernel))
         .map(|k| state.box_dir.join(k));
     let accel = accel::resolve(requested, probe_kernel.as_deref())?;
+    create_data_disks(dir, machine)?;
     let forwards = ports::plan_forwards(
         &machine.name,
         &machine.ports,
@@ -731,8 +788,22 @@ pub fn halt(project: &Project, name: &str, force: bool) -> Result<()> {
 
 /// Destroys a machine: QEMU stopped, disk and state removed. Succeeds when
 /// the machine is already gone or QEMU was killed by hand.
-pub fn destroy(project: &Project, name: &str, store: &Store) -> Result<()> {
+pub fn destroy(project: &Project, name: &str, store: &Store, purge_disks: bool) -> Result<()> {
     let dir = project.machine_dir(name);
+    let kept = dir.kept_disks_dir();
+    if purge_disks && kept.exists() {
+        std::fs::remove_dir_all(&kept)
+            .with_context(|| format!("cannot remove {}", kept.display()))?;
+        ui::step(name, &format!("kept disks removed ({})", kept.display()));
+    } else if kept.exists() {
+        ui::step(
+            name,
+            &format!(
+                "kept disks stay in {} (`env destroy --purge-disks` removes them)",
+                kept.display()
+            ),
+        );
+    }
     if !dir.root.exists() {
         ui::step(name, "not created");
         return Ok(());

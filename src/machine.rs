@@ -28,6 +28,26 @@ impl MachineDir {
     pub fn disk(&self) -> PathBuf {
         self.root.join("disk.qcow2")
     }
+    /// The project's folder of kept disks of this machine
+    /// (`.envstate/disks/NAME/`): outside the machine's folder, so `destroy`
+    /// leaves it.
+    pub fn kept_disks_dir(&self) -> PathBuf {
+        let state = self
+            .root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        state.join("disks").join(&self.name)
+    }
+    /// The image file of a data disk: kept ones outside the machine's folder.
+    pub fn data_disk(&self, disk: &crate::envfile::disks::Disk) -> PathBuf {
+        let file = format!("{}.{}", disk.name, disk.format.name());
+        if disk.keep {
+            self.kept_disks_dir().join(file)
+        } else {
+            self.root.join(format!("data-{file}"))
+        }
+    }
     /// Serial console output.
     pub fn console_log(&self) -> PathBuf {
         self.root.join("console.log")

@@ -69,6 +69,41 @@ pub struct Share {
     pub readonly: bool,
 }
 
+/// A data disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDisk {
+    /// Name; the virtio serial is `env-NAME`.
+    pub name: String,
+    /// Image file.
+    pub path: PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: String,
+}
+
+/// Data disks on virtio-blk with stable serials: the guest finds each at
+/// `/dev/disk/by-id/virtio-env-NAME` whatever the order of the devices.
+pub fn data_disk_args(disks: &[DataDisk]) -> Vec<String> {
+    disks
+        .iter()
+        .flat_map(|d| {
+            [
+                "-drive".to_string(),
+                format!(
+                    "file={},if=none,id=data-{},format={},discard=unmap",
+                    escape_commas(&path(&d.path)),
+                    d.name,
+                    d.format
+                ),
+                "-device".to_string(),
+                format!(
+                    "virtio-blk-pci,drive=data-{name},serial=env-{name}",
+                    name = d.name
+                ),
+            ]
+        })
+        .collect()
+}
+
 /// The mount tag of the `index`-th shared folder.
 pub fn share_tag(index: usize) -> String {
     format!("env{index}")
@@ -99,6 +134,8 @@ pub struct VmSpec {
     pub pidfile: PathBuf,
     /// Forwarded ports, SSH first.
     pub forwards: Vec<Forward>,
+    /// Data disks.
+    pub data_disks: Vec<DataDisk>,
     /// Host folders shared over 9p.
     pub shares: Vec<Share>,
     /// The private network's NIC, if the project has one.
@@ -304,6 +341,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         resource_args(spec.cpus, spec.memory_mib),
         boot_args(&spec.boot),
         drive_args(&spec.disk),
+        data_disk_args(&spec.data_disks),
         network_args(&spec.forwards),
         spec.private_nic
             .as_ref()
@@ -369,6 +407,11 @@ mod tests {
                 },
             ],
             private_nic: None,
+            data_disks: vec![DataDisk {
+                name: "db".into(),
+                path: "/p/db.qcow2".into(),
+                format: "qcow2".into(),
+            }],
             shares: vec![Share {
                 tag: share_tag(0),
                 path: "/p/src".into(),
@@ -413,6 +456,13 @@ mod tests {
             ["/p/.envstate/machines/web/qemu.pid"]
         );
         assert!(args.contains(&"-daemonize".to_string()));
+        assert!(
+            window(&args, "-device")
+                .contains(&"virtio-blk-pci,drive=data-db,serial=env-db".to_string())
+        );
+        assert!(window(&args, "-drive").contains(
+            &"file=/p/db.qcow2,if=none,id=data-db,format=qcow2,discard=unmap".to_string()
+        ));
         assert_eq!(
             window(&args, "-virtfs"),
             ["local,path=/p/src,mount_tag=env0,security_model=none,id=env0,readonly=on"]

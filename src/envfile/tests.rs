@@ -453,3 +453,61 @@ fn fields_in_the_wrong_table() {
     let e = err("[defaults]\nbox = \"b\"\n[machines.a]\nprivate_subnet = \"10.0.0.0\"\n");
     assert_eq!(e.field, "machines.a.private_subnet");
 }
+
+#[test]
+fn disks_are_validated() {
+    let e = parse_text(
+        "[defaults]\nbox = \"b\"\ndisks = [{ name = \"logs\", size = \"1G\" }]\n[machines.db]\ndisks = [{ name = \"data\", size = 512, keep = true, mount = \"/data\", format = \"raw\" }]\n",
+    )
+    .unwrap();
+    let d = &e.machines[0].disks;
+    assert_eq!(d.len(), 2);
+    assert_eq!((d[0].name.as_str(), d[0].keep), ("logs", false));
+    assert_eq!(
+        (d[1].name.as_str(), d[1].keep, d[1].mount.as_deref()),
+        ("data", true, Some("/data"))
+    );
+    assert_eq!(d[1].format, disks::DiskFormat::Raw);
+    let cases = [
+        (
+            "{ name = \"a b\", size = \"1G\" }",
+            "machines.db.disks[0].name",
+            "not a disk name",
+        ),
+        (
+            "{ name = \"seventeen-chars-x\", size = \"1G\" }",
+            "machines.db.disks[0].name",
+            "not a disk name",
+        ),
+        (
+            "{ name = \"d\", size = \"1G\", mount = \"rel\" }",
+            "machines.db.disks[0].mount",
+            "absolute",
+        ),
+        (
+            "{ name = \"d\", size = \"lots\" }",
+            "machines.db.disks[0].size",
+            "not a size",
+        ),
+        (
+            "{ name = \"d\", size = \"1G\", format = \"vmdk\" }",
+            "machines.db.disks[0].format",
+            "`qcow2`",
+        ),
+    ];
+    for (entry, field, needle) in cases {
+        let e = err(&format!(
+            "[defaults]\nbox = \"b\"\n[machines.db]\ndisks = [{entry}]\n"
+        ));
+        assert!(e.field.starts_with(field), "{entry}: {}", e.field);
+        assert!(e.message.contains(needle), "{entry}: {}", e.message);
+    }
+    let e = err(
+        "[defaults]\nbox = \"b\"\ndisks = [{ name = \"d\", size = 1 }]\n[machines.db]\ndisks = [{ name = \"d\", size = 1 }]\n",
+    );
+    assert!(
+        e.message.contains("two disks are named `d`"),
+        "{}",
+        e.message
+    );
+}
