@@ -426,6 +426,22 @@ fn span_of(text: &str, path: &[Step], key: bool) -> Option<std::ops::Range<usize
     span
 }
 
+/// The error for field `field` of the `index`-th entry of the list at `list`
+/// (`machines.web.disks[1].name`): what list validators report.
+fn entry_field_error(
+    file: &Path,
+    text: &str,
+    list: &[Step],
+    index: usize,
+    field: &str,
+    message: String,
+) -> EnvfileError {
+    let mut path = list.to_vec();
+    path.push(Step::Index(index));
+    path.push(Step::Key(field.into()));
+    error_at(file, text, &path, message)
+}
+
 /// Builds a located error for `path` in `text`.
 fn error_at(file: &Path, text: &str, path: &[Step], message: String) -> EnvfileError {
     let span = (1..=path.len())

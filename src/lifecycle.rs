@@ -166,21 +166,14 @@ fn create_data_disks(dir: &MachineDir, machine: &Machine) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", disk.format.name()])
-            .arg(&path)
-            .arg(format!("{}M", disk.size.mib))
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run qemu-img (install qemu-utils)")?;
-        if !out.status.success() {
-            bail!(
-                "cannot create disk `{}` of `{}`: {}",
-                disk.name,
-                machine.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        crate::process::run_checked(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", disk.format.name()])
+                .arg(&path)
+                .arg(format!("{}M", disk.size.mib)),
+            "cannot run qemu-img (install qemu-utils)",
+            &format!("cannot create disk `{}` of `{}`", disk.name, machine.name),
+        )?;
     }
     Ok(())
 }
@@ -249,19 +242,16 @@ pub fn sync_folders(dir: &MachineDir, machine: &Machine, user: &str) -> Result<(
         }
         cmd.arg(format!("{}/", f.host.display()))
             .arg(format!("{}:{}/", dir.name, f.guest));
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run rsync (install rsync)")?;
-        if !out.status.success() {
-            bail!(
-                "rsync of {} to {}:{} failed: {}",
+        crate::process::run_checked(
+            &mut cmd,
+            "cannot run rsync (install rsync)",
+            &format!(
+                "rsync of {} to {}:{} failed",
                 f.host.display(),
                 dir.name,
-                f.guest,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+                f.guest
+            ),
+        )?;
         ui::step(
             &machine.name,
             &format!(
@@ -441,16 +431,11 @@ fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<
         }
         cmd.arg(format!("{}M", size.mib));
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run qemu-img (install qemu-utils)")?;
-    if !out.status.success() {
-        bail!(
-            "qemu-img create failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::process::run_checked(
+        &mut cmd,
+        "cannot run qemu-img (install qemu-utils)",
+        "qemu-img create failed",
+    )?;
     Ok(())
 }
 
@@ -684,17 +669,11 @@ fn console_hint(dir: &MachineDir) -> String {
 
 /// Runs QEMU daemonized; its errors (before it detaches) become ours.
 fn start_qemu(spec: &VmSpec) -> Result<()> {
-    let out = Command::new(qemu::QEMU_BINARY)
-        .args(qemu::qemu_args(spec))
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {} (install qemu-system-x86)", qemu::QEMU_BINARY))?;
-    if !out.status.success() {
-        bail!(
-            "QEMU failed to start: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::process::run_checked(
+        Command::new(qemu::QEMU_BINARY).args(qemu::qemu_args(spec)),
+        &format!("cannot run {} (install qemu-system-x86)", qemu::QEMU_BINARY),
+        "QEMU failed to start",
+    )?;
     Ok(())
 }
 
@@ -734,17 +713,11 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
     crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
     if state.key_inserted || !machine.ssh_insert_key {
         // Opens the master connection now, checking the pinned host key.
-        let out = ssh::command(&dir.ssh_config(), &dir.name)
-            .arg("true")
-            .stdin(Stdio::null())
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "SSH to `{}` failed: {}",
-                machine.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        crate::process::run_checked(
+            ssh::command(&dir.ssh_config(), &dir.name).arg("true"),
+            "cannot run ssh",
+            &format!("SSH to `{}` failed", machine.name),
+        )?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod parallel;
 mod passthrough;
 mod paths;
 mod ports;
+mod process;
 mod project;
 mod provision;
 mod qemu;

@@ -155,18 +155,13 @@ pub fn wait_for_banner(
 /// Creates an ed25519 key pair at `key` if there is none; returns the public key.
 pub fn ensure_keypair(key: &Path, comment: &str) -> Result<String> {
     if !key.exists() {
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-            .arg(key)
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run ssh-keygen (install the OpenSSH client)")?;
-        if !out.status.success() {
-            bail!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        crate::process::run_checked(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(key),
+            "cannot run ssh-keygen (install the OpenSSH client)",
+            "ssh-keygen failed",
+        )?;
     }
     let public = key.with_extension("pub");
     std::fs::read_to_string(&public).with_context(|| format!("cannot read {}", public.display()))
@@ -224,19 +219,13 @@ pub fn first_contact(
     let script = new_public_key
         .map(replace_key_script)
         .unwrap_or_else(|| "true".into());
-    let out = Command::new("ssh")
-        .args(first_contact_args(t, identities, pinned))
-        .arg(script)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run ssh (install the OpenSSH client)")?;
-    if !out.status.success() {
-        bail!(
-            "first SSH contact as {} failed: {}",
-            t.user,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    crate::process::run_checked(
+        Command::new("ssh")
+            .args(first_contact_args(t, identities, pinned))
+            .arg(script),
+        "cannot run ssh (install the OpenSSH client)",
+        &format!("first SSH contact as {} failed", t.user),
+    )?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `destroy` (a database's data is not cattle), optionally formatted and
 //! mounted at a guest path.
 
-use super::{EnvfileError, Step, error_at};
+use super::{EnvfileError, Step, entry_field_error};
 use crate::size::Size;
 use serde::Deserialize;
 use std::path::Path;
@@ -72,12 +72,8 @@ pub fn resolve(
 ) -> Result<Vec<Disk>, EnvfileError> {
     let mut out: Vec<Disk> = Vec::new();
     for (i, d) in raw.iter().enumerate() {
-        let fail = |field: &str, message: String| {
-            let mut path = at.to_vec();
-            path.push(Step::Index(i));
-            path.push(Step::Key(field.into()));
-            error_at(file, text, &path, message)
-        };
+        let fail =
+            |field: &str, message: String| entry_field_error(file, text, at, i, field, message);
         let valid = !d.name.is_empty()
             && d.name.len() <= MAX_NAME
             && d.name

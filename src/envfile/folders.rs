@@ -1,7 +1,7 @@
 //! Shared folders in the Envfile: project folders seen in the guest, through
 //! 9p (live, both ways) or rsync (one-way copies at each `up` and `env rsync`).
 
-use super::{EnvfileError, Step, error_at};
+use super::{EnvfileError, Step, entry_field_error};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -59,12 +59,8 @@ pub fn resolve(
 ) -> Result<Vec<Folder>, EnvfileError> {
     let mut out: Vec<Folder> = Vec::new();
     for (i, f) in raw.iter().enumerate() {
-        let fail = |field: &str, message: String| {
-            let mut path = at.to_vec();
-            path.push(Step::Index(i));
-            path.push(Step::Key(field.into()));
-            error_at(file, text, &path, message)
-        };
+        let fail =
+            |field: &str, message: String| entry_field_error(file, text, at, i, field, message);
         let host = dir.join(&f.host);
         if !host.is_dir() {
             return Err(fail("host", format!("{} is not a folder", host.display())));

@@ -1,7 +1,7 @@
 //! Provisioners in the Envfile: what turns a box into the machine, run in
 //! order at the first `up` (and on request).
 
-use super::{EnvfileError, Step, error_at};
+use super::{EnvfileError, Step, entry_field_error, error_at};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -145,11 +145,8 @@ pub fn resolve(
         .map(|(i, p)| {
             let mut here = at.to_vec();
             here.push(Step::Index(i));
-            let fail = |field: &str, message: String| {
-                let mut path = here.clone();
-                path.push(Step::Key(field.into()));
-                error_at(file, text, &path, message)
-            };
+            let fail =
+                |field: &str, message: String| entry_field_error(file, text, at, i, field, message);
             let kind_name = match p.kind {
                 Kind::Shell => "shell",
                 Kind::File => "file",
