@@ -325,17 +325,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             let _lock = project.lock()?;
             for machine in project.select(&names)? {
                 let dir = project.machine_dir(&machine.name);
-                let running = matches!(dir.status()?, Status::Running { .. });
-                match dir.load_state()? {
-                    Some(state) if running => {
-                        lifecycle::sync_folders(&dir, machine, &state.ssh_user)?
-                    }
-                    _ if names.is_empty() => {}
-                    _ => bail!(
-                        "machine `{}` is not running: `env up {}` first",
-                        machine.name,
-                        machine.name
-                    ),
+                match dir.running_state() {
+                    Ok(state) => lifecycle::sync_folders(&dir, machine, &state.ssh_user)?,
+                    // Without names, machines that are not running are skipped.
+                    Err(_) if names.is_empty() => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok(0)
@@ -346,17 +340,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             let mut printed = 0;
             for machine in project.select(&names)? {
                 let dir = project.machine_dir(&machine.name);
-                if let Ok(text) = std::fs::read_to_string(dir.ssh_config())
-                    && matches!(dir.status()?, Status::Running { .. })
-                {
-                    print!("{text}");
-                    printed += 1;
-                } else if !names.is_empty() {
-                    bail!(
-                        "machine `{}` is not running: `env up {}` first",
-                        machine.name,
-                        machine.name
-                    );
+                match dir.running_state() {
+                    Ok(_) => {
+                        print!("{}", std::fs::read_to_string(dir.ssh_config())?);
+                        printed += 1;
+                    }
+                    Err(_) if names.is_empty() => {}
+                    Err(e) => return Err(e),
                 }
             }
             if printed == 0 {
@@ -568,13 +558,7 @@ fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result
     let project = Project::load(envfile)?;
     let machine = project.one(name)?;
     let dir = project.machine_dir(&machine.name);
-    if !matches!(dir.status()?, Status::Running { .. }) || !dir.ssh_config().exists() {
-        bail!(
-            "machine `{}` is not running: `env up {}` first",
-            machine.name,
-            machine.name
-        );
-    }
+    dir.running_state()?;
     let mut cmd = crate::ssh::command(&dir.ssh_config(), &machine.name);
     if command.is_empty() {
         cmd.arg("-t");

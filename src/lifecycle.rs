@@ -273,13 +273,7 @@ pub fn provision_machine(
     selection: &provision::Selection,
 ) -> Result<()> {
     let dir = project.machine_dir(&machine.name);
-    if !matches!(dir.status()?, Status::Running { .. }) {
-        bail!(
-            "machine `{}` is not running: `env up {}` first",
-            machine.name,
-            machine.name
-        );
-    }
+    dir.running_state()?;
     let chosen = provision::select(&machine.provisioners, selection)?;
     let inventory = if chosen.iter().any(|p| p.action_kind() == "ansible") {
         Some(write_inventory(project, machine)?)

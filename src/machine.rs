@@ -142,6 +142,19 @@ impl MachineDir {
             .then_some(pid)
     }
 
+    /// The state of a running machine whose SSH is set up; otherwise an error
+    /// that says how to start it (what every command needing the guest asks).
+    pub fn running_state(&self) -> Result<MachineState> {
+        match (self.status()?, self.load_state()?) {
+            (Status::Running { .. }, Some(state)) if self.ssh_config().exists() => Ok(state),
+            _ => anyhow::bail!(
+                "machine `{}` is not running: `env up {}` first",
+                self.name,
+                self.name
+            ),
+        }
+    }
+
     /// The machine's status, from its files and process table alone (fast:
     /// no QMP round trip).
     pub fn status(&self) -> Result<Status> {
