@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+mod snapshots;
+
 /// Local environments of QEMU/KVM machines, built from code, tested, thrown away.
 #[derive(Debug, Parser)]
 #[command(name = "env", version, about)]
@@ -148,6 +150,9 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Save, restore, list and delete machine snapshots (`push`/`pop` for a stack).
+    #[command(subcommand)]
+    Snapshot(snapshots::SnapshotCommand),
     /// Manage base boxes.
     #[command(name = "box", subcommand)]
     Box(BoxCommand),
@@ -520,6 +525,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 },
             )
         }
+        Commands::Snapshot(command) => snapshots::run(envfile, command),
         Commands::Box(command) => box_command(command),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "env", &mut std::io::stdout());

@@ -23,8 +23,10 @@ mod process;
 mod project;
 mod provision;
 mod qemu;
+mod qga;
 mod qmp;
 mod size;
+mod snapshot;
 mod ssh;
 mod ui;
 

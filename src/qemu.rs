@@ -89,9 +89,10 @@ pub fn data_disk_args(disks: &[DataDisk]) -> Vec<String> {
             [
                 "-drive".to_string(),
                 format!(
-                    "file={},if=none,id=data-{},format={},discard=unmap",
+                    "file={},if=none,id=data-{},node-name={},format={},discard=unmap",
                     escape_commas(&path(&d.path)),
                     d.name,
+                    data_node(&d.name),
                     d.format
                 ),
                 "-device".to_string(),
@@ -102,6 +103,15 @@ pub fn data_disk_args(disks: &[DataDisk]) -> Vec<String> {
             ]
         })
         .collect()
+}
+
+/// The block node name of the root disk's image (what QMP snapshot jobs
+/// name; the drive id `disk0` names the device side).
+pub const ROOT_NODE: &str = "node-disk0";
+
+/// The block node name of data disk `name`.
+pub fn data_node(name: &str) -> String {
+    format!("node-data-{name}")
 }
 
 /// The mount tag of the `index`-th shared folder.
@@ -202,7 +212,7 @@ pub fn drive_args(disk: &Path) -> Vec<String> {
     vec![
         "-drive".into(),
         format!(
-            "file={},if=none,id=disk0,format=qcow2,discard=unmap",
+            "file={},if=none,id=disk0,node-name={ROOT_NODE},format=qcow2,discard=unmap",
             escape_commas(&path(disk))
         ),
         "-device".into(),
@@ -461,7 +471,7 @@ mod tests {
                 .contains(&"virtio-blk-pci,drive=data-db,serial=env-db".to_string())
         );
         assert!(window(&args, "-drive").contains(
-            &"file=/p/db.qcow2,if=none,id=data-db,format=qcow2,discard=unmap".to_string()
+            &"file=/p/db.qcow2,if=none,id=data-db,node-name=node-data-db,format=qcow2,discard=unmap".to_string()
         ));
         assert_eq!(
             window(&args, "-virtfs"),

@@ -13,10 +13,20 @@ type Client<'a> = qapi::Qmp<qapi::Stream<std::io::BufReader<&'a UnixStream>, &'a
 
 /// Connects, negotiates capabilities, runs `f`.
 fn with_qmp<T>(socket: &Path, f: impl FnOnce(&mut Client<'_>) -> Result<T>) -> Result<T> {
+    with_qmp_timeout(socket, QMP_TIMEOUT, f)
+}
+
+/// [`with_qmp`] with a longer wait per exchange: QEMU runs snapshot jobs in
+/// its main loop, so it answers nothing until the job is done.
+fn with_qmp_timeout<T>(
+    socket: &Path,
+    timeout: Duration,
+    f: impl FnOnce(&mut Client<'_>) -> Result<T>,
+) -> Result<T> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to QMP at {}", socket.display()))?;
-    stream.set_read_timeout(Some(QMP_TIMEOUT))?;
-    stream.set_write_timeout(Some(QMP_TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut qmp = qapi::Qmp::from_stream(&stream);
     qmp.handshake().context("QMP handshake failed")?;
     f(&mut qmp)
@@ -58,5 +68,84 @@ pub fn quit(socket: &Path) -> Result<()> {
             Ok(())
         }
         Err(e) => Err(e).context("quit failed"),
+    })
+}
+
+/// What a snapshot job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotJob {
+    /// `snapshot-save`: disks and VM state.
+    Save,
+    /// `snapshot-load`: back to a snapshot (the VM resumes from it).
+    Load,
+    /// `snapshot-delete`.
+    Delete,
+}
+
+/// Runs a snapshot job on the block nodes `devices` (the VM state goes to
+/// the first) and waits for it to conclude, up to `timeout`. A job error
+/// (QEMU's message) becomes the error. A failed load leaves QEMU paused:
+/// it is resumed, so the machine never stays frozen.
+pub fn snapshot_job(
+    socket: &Path,
+    job: SnapshotJob,
+    tag: &str,
+    devices: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    let vmstate = devices.first().cloned().context("no disk to snapshot")?;
+    let job_id = format!("env-snapshot-{}", std::process::id());
+    with_qmp_timeout(socket, timeout, |qmp| {
+        let (id, tag, devices) = (job_id.clone(), tag.to_string(), devices.to_vec());
+        let started = match job {
+            SnapshotJob::Save => qmp
+                .execute(&qapi::qmp::snapshot_save {
+                    job_id: id,
+                    tag,
+                    vmstate,
+                    devices,
+                })
+                .map(drop),
+            SnapshotJob::Load => qmp
+                .execute(&qapi::qmp::snapshot_load {
+                    job_id: id,
+                    tag,
+                    vmstate,
+                    devices,
+                })
+                .map(drop),
+            SnapshotJob::Delete => qmp
+                .execute(&qapi::qmp::snapshot_delete {
+                    job_id: id,
+                    tag,
+                    devices,
+                })
+                .map(drop),
+        };
+        started.context("QEMU refused the snapshot job")?;
+        let deadline = std::time::Instant::now() + timeout;
+        let error = loop {
+            let jobs = qmp
+                .execute(&qapi::qmp::query_jobs {})
+                .context("query-jobs failed")?;
+            let mine = jobs.into_iter().find(|j| j.id == job_id);
+            match mine {
+                Some(j) if j.status == qapi::qmp::JobStatus::concluded => break j.error,
+                None => break None,
+                Some(_) if std::time::Instant::now() > deadline => {
+                    anyhow::bail!("the snapshot job did not finish within {timeout:?}")
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        // Concluded jobs stay listed until dismissed.
+        let _ = qmp.execute(&qapi::qmp::job_dismiss { id: job_id.clone() });
+        if let Some(error) = error {
+            if job == SnapshotJob::Load {
+                let _ = qmp.execute(&qapi::qmp::cont {});
+            }
+            anyhow::bail!("{error}");
+        }
+        Ok(())
     })
 }

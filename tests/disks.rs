@@ -1,5 +1,6 @@
 //! Data disks: a kept disk survives destroy + up, a non-kept one does not,
-//! `--purge-disks` removes kept ones, `env disks` lists them.
+//! `--purge-disks` removes kept ones, `env disks` lists them, snapshots
+//! leave kept disks alone.
 
 mod common;
 
@@ -45,6 +46,37 @@ disks = [
         p.env(&["ssh", "--", "test -e /scratch/file"]).status.code(),
         Some(1),
         "a non-kept disk dies with its machine"
+    );
+
+    // A snapshot leaves the kept disk alone, and says so; restoring it
+    // rewinds the root disk but keeps the kept disk's newest data.
+    let out = p.env(&["snapshot", "save", "before"]);
+    let (_, said) = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("left out data disk `data`: kept disk"),
+        "{said}"
+    );
+    assert!(
+        said.contains("left out data disk `scratch`: raw image"),
+        "{said}"
+    );
+    p.ok(&[
+        "ssh",
+        "--",
+        "echo newer | sudo tee /var/lib/data/file >/dev/null && sudo touch /etc/after-snapshot",
+    ]);
+    let out = p.env(&["snapshot", "restore", "before"]);
+    let (_, said) = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("rewinding the disks and booting"), "{said}");
+    assert_eq!(p.ok(&["ssh", "--", "cat /var/lib/data/file"]), "newer\n");
+    assert_eq!(
+        p.env(&["ssh", "--", "test -e /etc/after-snapshot"])
+            .status
+            .code(),
+        Some(1),
+        "the root disk is rewound"
     );
 
     p.ok(&["destroy", "-f", "--purge-disks"]);
