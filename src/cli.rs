@@ -129,17 +129,20 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Show a machine's console and provisioning logs (the newest archived
-    /// run when the machine was destroyed).
+    /// Show a machine's console, provisioning and journal logs (the newest
+    /// archived run when the machine was destroyed).
     Logs {
         /// Machine (may be left out when there is one).
         name: Option<String>,
         /// Only the serial console.
-        #[arg(long, conflicts_with = "provision")]
+        #[arg(long, group = "only")]
         console: bool,
         /// Only the provisioning log.
-        #[arg(long)]
+        #[arg(long, group = "only")]
         provision: bool,
+        /// Only the guest's journal (streamed when `[logs] forward = true`).
+        #[arg(long, group = "only")]
+        journal: bool,
         /// Keep printing what is appended.
         #[arg(short, long)]
         follow: bool,
@@ -469,6 +472,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             name,
             console,
             provision,
+            journal,
             follow,
         } => {
             let project = Project::load(envfile)?;
@@ -489,13 +493,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 );
                 newest.clone()
             };
-            let mut paths = Vec::new();
-            if !provision {
-                paths.push(folder.join("console.log"));
-            }
-            if !console {
-                paths.push(folder.join("provision.log"));
-            }
+            let all = !(console || provision || journal);
+            let mut paths: Vec<PathBuf> = [
+                (console, "console.log"),
+                (provision, "provision.log"),
+                (journal, "journal.log"),
+            ]
+            .into_iter()
+            .filter(|(chosen, _)| all || *chosen)
+            .map(|(_, file)| folder.join(file))
+            .collect();
             paths.retain(|p| p.exists());
             if paths.is_empty() {
                 bail!("machine `{}` has no such log yet", machine.name);

@@ -227,6 +227,8 @@ struct RawEnvfile {
 struct LogSettings {
     /// Archived runs kept per machine after `destroy`.
     keep: Option<usize>,
+    /// Stream each guest's journal into its `journal.log` while it runs.
+    forward: Option<bool>,
 }
 
 /// Default number of virtual CPUs.
@@ -305,6 +307,8 @@ pub struct Envfile {
     pub private_subnet: Option<std::net::Ipv4Addr>,
     /// Archived log runs kept per machine.
     pub logs_keep: usize,
+    /// Guests' journals are streamed to the host (`[logs] forward`).
+    pub logs_forward: bool,
 }
 
 impl Envfile {
@@ -569,6 +573,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         machines,
         private_subnet: raw.defaults.private_subnet,
         logs_keep: raw.logs.keep.unwrap_or(crate::logs::DEFAULT_KEEP),
+        logs_forward: raw.logs.forward.unwrap_or(false),
     })
 }
 

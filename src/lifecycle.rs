@@ -96,8 +96,19 @@ pub fn up_boot(
             configure_guest(&dir, me, &plan, &machine.folders, &machine.disks)?;
             sync_folders(&dir, machine, &state.ssh_user)
         })?;
+        if project.envfile.logs_forward {
+            start_journal_forward(&dir, None);
+        }
     }
     Ok(booted)
+}
+
+/// Starts streaming the guest's journal; a failure is reported, not fatal
+/// (the machine works without it).
+pub fn start_journal_forward(dir: &MachineDir, since_unix_secs: Option<u64>) {
+    if let Err(e) = crate::logs::start_forward(dir, since_unix_secs) {
+        ui::step(&dir.name, &format!("journal not forwarded: {e:#}"));
+    }
 }
 
 /// The provisioning half of `up`: the first boot runs the provisioners, later
@@ -725,6 +736,7 @@ pub fn halt(project: &Project, name: &str, force: bool) -> Result<()> {
         ui::step(name, "not created");
         return Ok(());
     };
+    crate::logs::stop_forward(&dir);
     if let Status::Running { pid } = status {
         let started = Instant::now();
         if let Ok(control) = dir.control_path() {
@@ -775,6 +787,7 @@ pub fn destroy(project: &Project, name: &str, store: &Store, purge_disks: bool) 
         ui::step(name, "not created");
         return Ok(());
     }
+    crate::logs::stop_forward(&dir);
     // The disk is about to be deleted: no need for QEMU to flush it, and
     // SIGKILL ends it at once (a QMP quit tears a 1 GiB guest down in ~1 s).
     if let Ok(control) = dir.control_path() {

@@ -12,10 +12,15 @@ pub const DEFAULT_KEEP: usize = 10;
 
 /// The files of a machine that are worth keeping after it is gone.
 pub fn log_files(dir: &MachineDir) -> Vec<PathBuf> {
-    [dir.console_log(), dir.provision_log(), dir.state_file()]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect()
+    [
+        dir.console_log(),
+        dir.provision_log(),
+        dir.journal_log(),
+        dir.state_file(),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .collect()
 }
 
 /// The archive folder of machine `name`.
@@ -78,6 +83,57 @@ pub fn runs(base: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     runs.sort();
     runs
+}
+
+/// The guest command that streams its journal: the whole boot's entries at
+/// the first start, only new ones after a restart (a snapshot restore).
+pub fn journal_command(since_unix_secs: Option<u64>) -> String {
+    let from = match since_unix_secs {
+        Some(secs) => format!("--since=@{secs}"),
+        None => "--boot".to_string(),
+    };
+    format!("exec sudo -n journalctl --follow --no-pager --output=short-iso {from}")
+}
+
+/// Starts streaming the guest's journal into `journal.log` (appending), in
+/// the background: the stream outlives this command and is stopped by
+/// [`stop_forward`] (halt, destroy, restore). Any earlier stream is stopped.
+pub fn start_forward(dir: &MachineDir, since_unix_secs: Option<u64>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    stop_forward(dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.journal_log())
+        .with_context(|| format!("cannot open {}", dir.journal_log().display()))?;
+    let child = crate::ssh::own_connection_command(&dir.ssh_config(), &dir.name)
+        .arg(journal_command(since_unix_secs))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C meant for env does not end it.
+        .process_group(0)
+        .spawn()
+        .context("cannot start ssh to stream the guest's journal")?;
+    crate::machine::write_atomic(&dir.journal_pidfile(), child.id().to_string().as_bytes())
+}
+
+/// Stops the journal stream, if one runs.
+pub fn stop_forward(dir: &MachineDir) {
+    let pidfile = dir.journal_pidfile();
+    let pid = std::fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    if let Some(pid) = pid {
+        // Only our ssh: the pid may have been reused since.
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.windows(10).any(|w| w == b"journalctl"));
+        if ours {
+            // SAFETY: kill(2) on a pid checked to be our journal stream.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+    let _ = std::fs::remove_file(pidfile);
 }
 
 /// Prints `path` from `offset`, returning the new offset.
@@ -152,6 +208,15 @@ mod tests {
         // The same second again gets its own folder.
         let again = archive(state, &dir, 10).unwrap().unwrap();
         assert_ne!(again, run);
+    }
+
+    #[test]
+    fn journal_stream_starts_at_boot_then_at_the_restart() {
+        assert_eq!(
+            journal_command(None),
+            "exec sudo -n journalctl --follow --no-pager --output=short-iso --boot"
+        );
+        assert!(journal_command(Some(1_795_731_000)).ends_with(" --since=@1795731000"));
     }
 
     #[test]

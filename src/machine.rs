@@ -52,6 +52,14 @@ impl MachineDir {
     pub fn console_log(&self) -> PathBuf {
         self.root.join("console.log")
     }
+    /// The guest's journal, streamed while it runs (`[logs] forward`).
+    pub fn journal_log(&self) -> PathBuf {
+        self.root.join("journal.log")
+    }
+    /// The pid of the process streaming the journal.
+    pub fn journal_pidfile(&self) -> PathBuf {
+        self.root.join("journal.pid")
+    }
     /// QEMU's pid file.
     pub fn pidfile(&self) -> PathBuf {
         self.root.join("qemu.pid")

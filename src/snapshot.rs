@@ -370,6 +370,8 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
         if let Ok(control) = dir.control_path() {
             ssh::close_master(&control);
         }
+        // So does the journal stream's connection; it restarts from now.
+        crate::logs::stop_forward(dir);
         let nodes: Vec<String> = plan.images.iter().map(|i| i.node.clone()).collect();
         qmp::snapshot_job(
             &dir.qmp_socket()?,
@@ -380,6 +382,12 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
         )
         .with_context(|| format!("cannot restore snapshot `{tag}` of `{}`", dir.name))?;
         set_guest_clock(dir)?;
+        if project.envfile.logs_forward {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            lifecycle::start_journal_forward(dir, Some(now.as_secs()));
+        }
         ui::step(
             &dir.name,
             &format!(

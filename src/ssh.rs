@@ -237,6 +237,26 @@ pub fn command(config: &Path, alias: &str) -> Command {
     cmd
 }
 
+/// An `ssh` command on its own connection, not the master's: for a
+/// long-lived stream that must not die with the master, and whose dead peer
+/// (a halted or rewound guest) is noticed within 15 s.
+pub fn own_connection_command(config: &Path, alias: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(config);
+    cmd.args([
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+    ]);
+    cmd.arg(alias);
+    cmd
+}
+
 /// Closes the master connection (before the machine goes away).
 pub fn close_master(control_path: &Path) {
     if control_path.exists() {

@@ -156,9 +156,18 @@ fn status_reports_running_with_its_qemu() {
 #[test]
 fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     let _slot = GuestSlot::take();
-    let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\ndisk = \"10G\"\n");
+    let p = TestProject::with_box(
+        "[defaults]\nbox = \"debian-12\"\ndisk = \"10G\"\n[logs]\nforward = true\n",
+    );
     p.ok(&["up"]);
     p.ok(&["ssh", "--", "echo kept > ~/marker && sync"]);
+    // The guest's journal streams to the host while the machine runs.
+    p.ok(&["ssh", "--", "logger env-journal-marker"]);
+    let streamed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        p.ok(&["logs", "--journal"]).contains("env-journal-marker")
+    });
+    assert!(streamed, "{}", p.ok(&["logs", "--journal"]));
     // The overlay grew to the Envfile's size and the filesystem with it.
     let size = p.ok(&["ssh", "--", "df --output=size -BG / | tail -1"]);
     assert!(
@@ -190,6 +199,8 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     assert_eq!(runs.len(), 1);
     assert!(runs[0].path().join("console.log").exists());
     assert!(runs[0].path().join("state.json").exists());
+    let journal = std::fs::read_to_string(runs[0].path().join("journal.log")).unwrap();
+    assert!(journal.contains("env-journal-marker"), "{journal}");
     let out = p.env(&["logs", "--console"]);
     assert!(out.status.success());
     assert!(
