@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 mod snapshots;
+mod verify;
 
 /// Local environments of QEMU/KVM machines, built from code, tested, thrown away.
 #[derive(Debug, Parser)]
@@ -153,6 +154,32 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Run the machines' spec checks (one SSH round trip per machine).
+    Verify {
+        /// Machines (default: all with specs).
+        names: Vec<String>,
+        #[command(flatten)]
+        report: verify::ReportArgs,
+    },
+    /// The CI lifecycle: destroy leftovers, up, provision, verify, destroy.
+    Test {
+        /// Machines (default: all).
+        names: Vec<String>,
+        /// When to destroy at the end.
+        #[arg(long, value_enum, default_value = "passing")]
+        destroy: crate::citest::DestroyWhen,
+        /// Provision a second time and fail if a step changed something.
+        #[arg(long)]
+        idempotent: bool,
+        /// Machines booting at once (default: all).
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        #[command(flatten)]
+        report: verify::ReportArgs,
+    },
+    /// Spec files: `env spec add RESOURCE NAME...` writes checks from a running machine.
+    #[command(subcommand)]
+    Spec(verify::SpecCommand),
     /// Save, restore, list and delete machine snapshots (`push`/`pop` for a stack).
     #[command(subcommand)]
     Snapshot(snapshots::SnapshotCommand),
@@ -533,6 +560,18 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }
         Commands::Snapshot(command) => snapshots::run(envfile, command),
+        Commands::Verify { names, report } => {
+            verify::verify_command(envfile, &names, &report).or_else(verify_error)
+        }
+        Commands::Test {
+            names,
+            destroy,
+            idempotent,
+            parallel,
+            report,
+        } => verify::test_command(envfile, &names, destroy, idempotent, parallel, &report)
+            .or_else(verify_error),
+        Commands::Spec(command) => verify::spec_command(envfile, command),
         Commands::Box(command) => box_command(command),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "env", &mut std::io::stdout());
@@ -542,6 +581,13 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 /// Asks a yes/no question on the terminal; without a terminal the answer is no.
+/// `verify` and `test` keep 1 for failed checks: their other errors (a bad
+/// spec, a machine not running) exit with 2.
+fn verify_error(err: anyhow::Error) -> Result<i32> {
+    eprintln!("error: {err:#}");
+    Ok(verify::EXIT_ERROR)
+}
+
 fn confirm(question: &str) -> Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {

@@ -207,6 +207,9 @@ pub struct Settings {
     pub folders: Option<Vec<folders::RawFolder>>,
     /// Data disks (the defaults' and the machine's; each machine its own).
     pub disks: Option<Vec<disks::RawDisk>>,
+    /// Spec files checked by `env verify` (paths or globs, relative to the
+    /// Envfile; the defaults' and the machine's).
+    pub specs: Option<Vec<String>>,
 }
 
 /// The Envfile as written.
@@ -292,6 +295,8 @@ pub struct Machine {
     pub folders: Vec<folders::Folder>,
     /// Data disks.
     pub disks: Vec<disks::Disk>,
+    /// Spec files or globs, relative to the Envfile (in order).
+    pub specs: Vec<String>,
 }
 
 /// A parsed, validated Envfile.
@@ -447,7 +452,7 @@ fn entry_field_error(
 }
 
 /// Builds a located error for `path` in `text`.
-fn error_at(file: &Path, text: &str, path: &[Step], message: String) -> EnvfileError {
+pub(crate) fn error_at(file: &Path, text: &str, path: &[Step], message: String) -> EnvfileError {
     let span = (1..=path.len())
         .rev()
         .find_map(|n| span_of(text, &path[..n], false));
@@ -578,6 +583,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
 }
 
 fn deserialize(path: &Path, text: &str) -> Result<RawEnvfile, EnvfileError> {
+    deserialize_toml(path, text)
+}
+
+/// Deserializes TOML text into `T`; errors name the file, line, column and
+/// field (what every TOML file env reads reports).
+pub(crate) fn deserialize_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, EnvfileError> {
     let de = toml::de::Deserializer::parse(text)
         .map_err(|e| toml_error(path, text, &e, String::new()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -725,6 +739,28 @@ fn resolve(
             format!("`{u}` is not a user name"),
         ));
     }
+    let mut specs = Vec::new();
+    for (origin, list) in [
+        (vec![Step::Key("defaults".into())], &defaults.specs),
+        (at.to_vec(), &own.specs),
+    ] {
+        for (i, pattern) in list.iter().flatten().enumerate() {
+            if pattern.trim().is_empty() {
+                let mut path = origin.clone();
+                path.push(Step::Key("specs".into()));
+                path.push(Step::Index(i));
+                return Err(error_at(
+                    file,
+                    text,
+                    &path,
+                    "an empty spec path: name a file or a glob like \"specs/*.toml\"".into(),
+                ));
+            }
+            if !specs.contains(pattern) {
+                specs.push(pattern.clone());
+            }
+        }
+    }
     let mut machine_disks = disks::resolve(
         file,
         text,
@@ -822,6 +858,7 @@ fn resolve(
         depends_on: own.depends_on.clone().unwrap_or_default(),
         folders: machine_folders,
         disks: machine_disks,
+        specs,
         ip: own
             .ip
             .or(if at.first() == Some(&Step::Key("defaults".into())) {

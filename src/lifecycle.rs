@@ -129,7 +129,7 @@ pub fn up_provision(
         None => None,
     };
     match selection {
-        Some(selection) => provision_machine(project, machine, &selection),
+        Some(selection) => provision_machine(project, machine, &selection).map(drop),
         None => Ok(()),
     }
 }
@@ -282,7 +282,7 @@ pub fn provision_machine(
     project: &Project,
     machine: &Machine,
     selection: &provision::Selection,
-) -> Result<()> {
+) -> Result<Vec<provision::StepReport>> {
     let dir = project.machine_dir(&machine.name);
     dir.running_state()?;
     let chosen = provision::select(&machine.provisioners, selection)?;
@@ -291,13 +291,15 @@ pub fn provision_machine(
     } else {
         None
     };
+    let mut steps = Vec::new();
     record(&dir, "provision", |state| {
-        provision::run(&dir, &chosen, inventory.as_deref())?;
+        steps = provision::run(&dir, &chosen, inventory.as_deref())?;
         if *selection == provision::Selection::Normal {
             state.provisioned = true;
         }
         Ok(())
-    })
+    })?;
+    Ok(steps)
 }
 
 /// Writes the Ansible inventory of the project's running machines (with the

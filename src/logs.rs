@@ -16,6 +16,8 @@ pub fn log_files(dir: &MachineDir) -> Vec<PathBuf> {
         dir.console_log(),
         dir.provision_log(),
         dir.journal_log(),
+        dir.verify_log(),
+        dir.root.join("verify.json"),
         dir.state_file(),
     ]
     .into_iter()

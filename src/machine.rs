@@ -60,6 +60,10 @@ impl MachineDir {
     pub fn journal_pidfile(&self) -> PathBuf {
         self.root.join("journal.pid")
     }
+    /// Results of `env verify` runs, appended.
+    pub fn verify_log(&self) -> PathBuf {
+        self.root.join("verify.log")
+    }
     /// QEMU's pid file.
     pub fn pidfile(&self) -> PathBuf {
         self.root.join("qemu.pid")

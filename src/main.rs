@@ -7,6 +7,7 @@
 mod accel;
 mod ansible;
 mod boxes;
+mod citest;
 mod cli;
 mod doctor;
 mod envfile;
@@ -27,8 +28,10 @@ mod qga;
 mod qmp;
 mod size;
 mod snapshot;
+mod spec;
 mod ssh;
 mod ui;
+mod verify;
 
 use clap::Parser;
 

@@ -136,15 +136,28 @@ impl Log {
     }
 }
 
+/// What a step did, for `env test --idempotent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// Provisioner name.
+    pub name: String,
+    /// Whether it changed something: `None` when the step cannot tell (a
+    /// file upload, a shell step without `changed_exit_code`).
+    pub changed: Option<bool>,
+    /// Its output, for the idempotence report.
+    pub output: Vec<String>,
+}
+
 /// Runs the selected provisioners of a running machine, in order; stops at
 /// the first failure with the step's name, exit status and last lines.
 pub fn run(
     dir: &MachineDir,
     provisioners: &[&Provisioner],
     inventory: Option<&Path>,
-) -> Result<()> {
+) -> Result<Vec<StepReport>> {
+    let mut reports = Vec::new();
     if provisioners.is_empty() {
-        return Ok(());
+        return Ok(reports);
     }
     let log = Log::open(dir)?;
     for p in provisioners {
@@ -153,16 +166,37 @@ pub fn run(
         log.line(&format!("==> {} ({:?})", p.name, p.action_kind()));
         let result = run_one(dir, p, &log, inventory);
         match &result {
-            Ok(()) => log.line(&format!(
-                "<== {} done in {:.1} s",
+            Ok(step) => log.line(&format!(
+                "<== {} done in {:.1} s{}",
                 p.name,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                match step.changed {
+                    Some(true) => ", changed",
+                    Some(false) => ", unchanged",
+                    None => "",
+                }
             )),
             Err(e) => log.line(&format!("<== {} FAILED: {e:#}", p.name)),
         }
-        result?;
+        reports.push(result?);
     }
-    Ok(())
+    Ok(reports)
+}
+
+/// Whether an Ansible run changed anything, from its PLAY RECAP lines.
+pub fn ansible_changed(output: &[String]) -> Option<bool> {
+    let counts: Vec<u64> = output
+        .iter()
+        .filter_map(|line| {
+            let at = line.find("changed=")?;
+            line[at + 8..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().any(|c| *c > 0))
 }
 
 impl Provisioner {
@@ -176,7 +210,17 @@ impl Provisioner {
     }
 }
 
-fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log, inventory: Option<&Path>) -> Result<()> {
+fn run_one(
+    dir: &MachineDir,
+    p: &Provisioner,
+    log: &Log,
+    inventory: Option<&Path>,
+) -> Result<StepReport> {
+    let report = |changed: Option<bool>, output: Vec<String>| StepReport {
+        name: p.name.clone(),
+        changed,
+        output,
+    };
     let mut cmd = crate::ssh::command(&dir.ssh_config(), &dir.name);
     match &p.action {
         Action::Ansible {
@@ -208,13 +252,15 @@ fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log, inventory: Option<&Path
             if let Some(folder) = playbook.parent() {
                 cmd.current_dir(folder);
             }
-            stream(cmd, &dir.name, p, log, |_| Ok(()))
+            let (_, output) = stream(cmd, &dir.name, p, log, None, |_| Ok(()))?;
+            Ok(report(ansible_changed(&output), output))
         }
         Action::Shell {
             script,
             args,
             env,
             privileged,
+            changed_exit_code,
         } => {
             let body = match script {
                 Script::Inline(text) => text.clone().into_bytes(),
@@ -222,7 +268,12 @@ fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log, inventory: Option<&Path
                     .with_context(|| format!("cannot read {}", path.display()))?,
             };
             cmd.arg(shell_step_command(args, env, *privileged));
-            stream(cmd, &dir.name, p, log, move |stdin| stdin.write_all(&body))
+            let (code, output) =
+                stream(cmd, &dir.name, p, log, *changed_exit_code, move |stdin| {
+                    stdin.write_all(&body)
+                })?;
+            let changed = changed_exit_code.map(|c| code == c);
+            Ok(report(changed, output))
         }
         Action::File {
             source,
@@ -232,9 +283,10 @@ fn run_one(dir: &MachineDir, p: &Provisioner, log: &Log, inventory: Option<&Path
             let is_dir = source.is_dir();
             cmd.arg(file_step_command(destination, is_dir, *privileged));
             let source = source.clone();
-            stream(cmd, &dir.name, p, log, move |stdin| {
+            let (_, output) = stream(cmd, &dir.name, p, log, None, move |stdin| {
                 write_tar(&source, is_dir, stdin)
-            })
+            })?;
+            Ok(report(None, output))
         }
     }
 }
@@ -251,15 +303,20 @@ fn write_tar(source: &Path, is_dir: bool, out: &mut dyn Write) -> std::io::Resul
     builder.finish()
 }
 
+/// How many lines of a step's output are kept for reports.
+const KEPT_LINES: usize = 200;
+
 /// Runs `cmd`, feeding its stdin from `feed`, printing and logging its output
-/// line by line; a non-zero exit becomes an error with the last lines.
+/// line by line; a non-zero exit (other than `also_ok`) becomes an error
+/// with the last lines. Returns the exit status and the output's last lines.
 fn stream(
     mut cmd: Command,
     machine: &str,
     p: &Provisioner,
     log: &Log,
+    also_ok: Option<i32>,
     feed: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
-) -> Result<()> {
+) -> Result<(i32, Vec<String>)> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -268,7 +325,7 @@ fn stream(
         .context("cannot run ssh")?;
     let mut stdin = child.stdin.take().context("no stdin")?;
     let feeder = std::thread::spawn(move || feed(&mut stdin));
-    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
     let readers: Vec<_> = [
         child
             .stdout
@@ -288,7 +345,7 @@ fn stream(
                 crate::ui::line(&format!("    {machine}: {line}"));
                 log.line(&format!("    {line}"));
                 if let Ok(mut t) = tail.lock() {
-                    if t.len() == TAIL_LINES {
+                    if t.len() == KEPT_LINES {
                         t.pop_front();
                     }
                     t.push_back(line);
@@ -304,11 +361,13 @@ fn stream(
         let _ = r.join();
     }
     let status = child.wait()?;
-    if !status.success() {
-        let last: Vec<String> = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
+    let kept: Vec<String> = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default();
+    let code = status.code().unwrap_or(-1);
+    if !status.success() && (also_ok.is_none() || status.code() != also_ok) {
+        let last = &kept[kept.len().saturating_sub(TAIL_LINES)..];
         let code = status
             .code()
             .map_or_else(|| "a signal".to_string(), |c| c.to_string());
@@ -327,7 +386,7 @@ fn stream(
         );
     }
     fed.context("cannot send the step's input")?;
-    Ok(())
+    Ok((code, kept))
 }
 
 #[cfg(test)]
@@ -343,6 +402,7 @@ mod tests {
                 args: vec![],
                 env: vec![],
                 privileged: true,
+                changed_exit_code: None,
             },
         }
     }

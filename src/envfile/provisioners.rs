@@ -53,6 +53,10 @@ pub struct RawProvisioner {
     pub env: Option<IndexMap<String, String>>,
     /// shell: run as root (default true); file: write as root (default false).
     pub privileged: Option<bool>,
+    /// shell: the exit status by which the script says "I changed
+    /// something" (a success too); 0 then means "nothing to do". What
+    /// `env test --idempotent` reads.
+    pub changed_exit_code: Option<i32>,
     /// file: the project file or folder to upload.
     pub source: Option<PathBuf>,
     /// file: where it goes in the guest.
@@ -93,6 +97,8 @@ pub enum Action {
         env: Vec<(String, String)>,
         /// As root (sudo) or as the SSH user.
         privileged: bool,
+        /// The exit status meaning "changed something" (success too).
+        changed_exit_code: Option<i32>,
     },
     /// Run an Ansible playbook from the host.
     Ansible {
@@ -177,6 +183,7 @@ pub fn resolve(
                         ("args", p.args.is_some()),
                         ("env", p.env.is_some()),
                         ("privileged", p.privileged.is_some()),
+                        ("changed_exit_code", p.changed_exit_code.is_some()),
                     ] {
                         only_for(field, set, "shell")?;
                     }
@@ -252,6 +259,15 @@ pub fn resolve(
                         args: p.args.clone().unwrap_or_default(),
                         env: env.into_iter().collect(),
                         privileged: p.privileged.unwrap_or(true),
+                        changed_exit_code: match p.changed_exit_code {
+                            Some(c) if !(1..=255).contains(&c) => {
+                                return Err(fail(
+                                    "changed_exit_code",
+                                    "an exit status from 1 to 255".into(),
+                                ));
+                            }
+                            c => c,
+                        },
                     }
                 }
                 Kind::File => {
@@ -263,6 +279,7 @@ pub fn resolve(
                         ("path", p.path.is_some()),
                         ("args", p.args.is_some()),
                         ("env", p.env.is_some()),
+                        ("changed_exit_code", p.changed_exit_code.is_some()),
                     ] {
                         only_for(field, set, "shell")?;
                     }

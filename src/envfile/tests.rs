@@ -304,7 +304,8 @@ provision = [
             script: Script::Inline("echo hi".into()),
             args: vec![],
             env: vec![],
-            privileged: true
+            privileged: true,
+            changed_exit_code: None
         }
     );
     assert_eq!(p[1].name, "setup");

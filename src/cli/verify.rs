@@ -1,0 +1,285 @@
+//! `env verify`, `env spec add` and `env test`: the command line of
+//! [`crate::verify`], [`crate::spec`] and [`crate::citest`].
+
+use crate::boxes::Store;
+use crate::citest::{self, DestroyWhen, TestOptions};
+use crate::project::Project;
+use crate::spec::add;
+use crate::spec::model::Kind;
+use crate::spec::report::{self, Format, MachineReport, Totals};
+use crate::verify::{self, VerifyOptions};
+use crate::{spec, ui};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Exit status when every check passed.
+pub const EXIT_PASSED: i32 = 0;
+/// Exit status when checks failed.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status when machines could not be verified (not running, bad spec).
+pub const EXIT_ERROR: i32 = 2;
+
+/// Report options shared by `verify` and `test`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report format, to stdout or to a file: text, json, tap, junit
+    /// (`--format junit=report.xml`); repeat for several.
+    #[arg(long = "format", value_name = "FORMAT[=FILE]")]
+    formats: Vec<String>,
+    /// Write a JUnit XML report (same as `--format junit=FILE`).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Re-run failing checks until they pass or this time is up (slow services).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    retry_timeout: Option<Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::envfile::parse_duration(text)
+}
+
+/// `env spec ...`.
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Write checks from a running machine's current state into a spec file.
+    Add {
+        /// Resource type: package, service, port, file, command, user, group,
+        /// process, kernel_param, kernel_module, mount, http, dns, addr, interface.
+        resource: String,
+        /// Resource names (several at once).
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Machine (may be left out when there is one).
+        #[arg(short, long)]
+        machine: Option<String>,
+        /// Spec file (default: the machine's first spec file, else specs/MACHINE.toml).
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Where each report goes.
+fn outputs(args: &ReportArgs) -> Result<Vec<(Format, Option<PathBuf>)>> {
+    let mut out = Vec::new();
+    for f in &args.formats {
+        let (name, file) = match f.split_once('=') {
+            Some((n, file)) => (n, Some(PathBuf::from(file))),
+            None => (f.as_str(), None),
+        };
+        out.push((Format::parse(name).map_err(anyhow::Error::msg)?, file));
+    }
+    if let Some(file) = &args.junit {
+        out.push((Format::Junit, Some(file.clone())));
+    }
+    if out.iter().filter(|(_, file)| file.is_none()).count() > 1 {
+        bail!(
+            "only one report can go to stdout: give the others a file (`--format json=out.json`)"
+        );
+    }
+    if !out.iter().any(|(_, file)| file.is_none()) {
+        out.push((Format::Text, None));
+    }
+    Ok(out)
+}
+
+/// Writes the reports and returns the exit status they call for.
+fn deliver(reports: &[MachineReport], outputs: &[(Format, Option<PathBuf>)]) -> Result<i32> {
+    for (format, file) in outputs {
+        match file {
+            Some(path) => {
+                let text = report::render(*format, reports, false);
+                crate::machine::write_atomic(&absolute(path)?, text.as_bytes())
+                    .with_context(|| format!("cannot write the report {}", path.display()))?;
+                ui::line(&format!("report written to {}", path.display()));
+            }
+            None => print!("{}", report::render(*format, reports, ui::color())),
+        }
+    }
+    let totals = Totals::of(reports);
+    Ok(if totals.errors > 0 {
+        EXIT_ERROR
+    } else if totals.failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_PASSED
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+/// `env verify [NAME...]`.
+pub fn verify_command(envfile: Option<&Path>, names: &[String], args: &ReportArgs) -> Result<i32> {
+    let outputs = outputs(args)?;
+    let project = Project::load(envfile)?;
+    let mut planned = Vec::new();
+    for machine in project.select(names)? {
+        if machine.specs.is_empty() {
+            if !names.is_empty() {
+                bail!(
+                    "machine `{}` has no specs: add `specs = [\"specs/{}.toml\"]` to it in {}",
+                    machine.name,
+                    machine.name,
+                    project.envfile.path.display()
+                );
+            }
+            continue;
+        }
+        planned.push((machine, verify::load_checks(&project, machine)?));
+    }
+    if planned.is_empty() {
+        bail!(
+            "no machine has specs: add `specs = [\"specs/NAME.toml\"]` to machines in {}",
+            project.envfile.path.display()
+        );
+    }
+    let options = VerifyOptions {
+        retry_timeout: args.retry_timeout,
+    };
+    let reports: Vec<MachineReport> = std::thread::scope(|scope| {
+        let handles: Vec<_> = planned
+            .iter()
+            .map(|(machine, checks)| {
+                let dir = project.machine_dir(&machine.name);
+                scope.spawn(move || {
+                    let report = verify::verify(&dir, checks, options);
+                    if let Err(e) = verify::save_results(&dir, &report) {
+                        ui::step(&dir.name, &format!("cannot keep the results: {e:#}"));
+                    }
+                    report
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a verify thread panicked"))
+            .collect()
+    });
+    deliver(&reports, &outputs)
+}
+
+/// `env test [NAME...]`.
+pub fn test_command(
+    envfile: Option<&Path>,
+    names: &[String],
+    destroy: DestroyWhen,
+    idempotent: bool,
+    parallel: Option<usize>,
+    args: &ReportArgs,
+) -> Result<i32> {
+    let outputs = outputs(args)?;
+    let project = Project::load(envfile)?;
+    let _lock = project.lock()?;
+    let store = Store::open()?;
+    let machines = project.select(names)?;
+    let options = TestOptions {
+        destroy,
+        idempotent,
+        parallel: parallel.unwrap_or(machines.len()).max(1),
+        verify: VerifyOptions {
+            retry_timeout: args.retry_timeout,
+        },
+    };
+    let started = std::time::Instant::now();
+    let (reports, passed) = citest::run(&project, &machines, &store, &options)?;
+    let code = deliver(&reports, &outputs)?;
+    ui::line(&format!(
+        "env test: {} in {:.1} s ({} machine(s); state in {})",
+        if passed { "PASSED" } else { "FAILED" },
+        started.elapsed().as_secs_f64(),
+        machines.len(),
+        project.state_dir.join("test").display()
+    ));
+    Ok(if passed {
+        EXIT_PASSED
+    } else {
+        code.max(EXIT_FAILED)
+    })
+}
+
+/// `env spec add RESOURCE NAME...`.
+pub fn spec_command(envfile: Option<&Path>, command: SpecCommand) -> Result<i32> {
+    let SpecCommand::Add {
+        resource,
+        names,
+        machine,
+        file,
+    } = command;
+    let Some(kind) = Kind::from_name(&resource) else {
+        bail!(
+            "unknown resource type `{resource}`: one of {}",
+            Kind::names().join(", ")
+        );
+    };
+    let project = Project::load(envfile)?;
+    let machine = project.one(machine.as_deref())?;
+    let dir = project.machine_dir(&machine.name);
+    dir.running_state()?;
+    let target = match file {
+        Some(f) => absolute(&f)?,
+        None => default_spec_file(&project, machine),
+    };
+    let probes = names
+        .iter()
+        .map(|n| add::probe(kind, n))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&spec::Check> = probes.iter().collect();
+    let ids: Vec<usize> = (0..probes.len()).collect();
+    let token = spec::script::new_token();
+    let output = verify::run_script(
+        &dir,
+        &spec::script::compile(&refs, &ids, &token),
+        Duration::from_secs(120),
+    )?;
+    let mut facts = spec::script::parse_output(&output, &token);
+    spec::script::distribute(&refs, &ids, &mut facts);
+    let mut additions = Vec::new();
+    for (id, probe) in probes.iter().enumerate() {
+        let values = spec::judge::current_values(id, probe, &facts);
+        if values.is_empty() {
+            bail!(
+                "could not read {} `{}` on `{}`",
+                kind.name(),
+                probe.name,
+                machine.name
+            );
+        }
+        let text = add::render(kind, &probe.name, &values)?;
+        additions.push((kind, probe.name.clone(), text));
+    }
+    add::append(&target, &additions)?;
+    for (_, _, text) in &additions {
+        print!("{text}");
+    }
+    ui::line(&format!(
+        "added {} check(s) to {}",
+        additions.len(),
+        target.display()
+    ));
+    let listed = verify::spec_files(&project, machine).unwrap_or_default();
+    if !listed.iter().any(|f| f == &target) {
+        ui::line(&format!(
+            "note: {} is not among `{}`'s specs: add it to `specs` in {}",
+            target.display(),
+            machine.name,
+            project.envfile.path.display()
+        ));
+    }
+    Ok(0)
+}
+
+/// The machine's first spec entry that is a plain path, else `specs/NAME.toml`.
+fn default_spec_file(project: &Project, machine: &crate::envfile::Machine) -> PathBuf {
+    let plain = machine.specs.iter().find(|s| !s.contains(['*', '?', '[']));
+    project.envfile.dir.join(match plain {
+        Some(p) => p.clone(),
+        None => format!("specs/{}.toml", machine.name),
+    })
+}
