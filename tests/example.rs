@@ -1,5 +1,6 @@
-//! examples/multi-machine keeps working: two machines, provisioners, a shared
-//! folder, the private network and names.
+//! The examples keep working: examples/multi-machine (two machines,
+//! provisioners, a shared folder, the private network and names) and
+//! examples/web (`env test --idempotent` passes).
 
 mod common;
 
@@ -39,4 +40,27 @@ fn the_multi_machine_example_comes_up() {
     );
     let page = p.ok(&["ssh", "web", "--", "for i in 1 2 3 4 5 6 7 8 9 10; do python3 -c 'import urllib.request;print(urllib.request.urlopen(\"http://localhost:8000/\").read().decode())' 2>/dev/null && break; sleep 0.5; done"]);
     assert!(page.contains("Served by web"), "{page}");
+}
+
+#[test]
+fn the_web_example_passes_env_test() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("");
+    copy_dir(&common::repo().join("examples/web"), p.dir.path());
+    let out = p.env(&["test", "--idempotent", "--junit", "report.xml"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok   provisioning again changes nothing"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("web server already in place"), "{stderr}");
+    assert!(stderr.contains("env test: PASSED"), "{stderr}");
+    let junit = std::fs::read_to_string(p.dir.path().join("report.xml")).unwrap();
+    assert!(junit.contains("failures=\"0\" errors=\"0\""), "{junit}");
+    assert_eq!(
+        p.state_of("web"),
+        "not_created",
+        "a passing run is destroyed"
+    );
 }

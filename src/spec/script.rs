@@ -28,7 +28,7 @@ pub struct Facts {
 
 /// The guest command that runs a compiled script from stdin as root (sudo
 /// unless the login user is root already).
-pub const RUNNER: &str = "if [ \"$(id -u)\" = 0 ]; then exec sh -s; fi; exec sudo -n sh -s";
+pub const RUNNER: &str = "case \"$LOGNAME\" in root) exec sh -s;; esac; exec sudo -n sh -s";
 
 /// Reads files into frames, in one process: each file as `_ PATH`, each
 /// `/proc/N/status` folded into one `_ procs` list of "uid name" lines.
@@ -189,6 +189,18 @@ pub fn compile(checks: &[&Check], ids: &[usize], token: &str) -> String {
     if has(Kind::Interface) {
         out.push_str("val _ ip_addr \"$(ip -o addr show 2>/dev/null)\"\n");
     }
+    let units: Vec<String> = chosen
+        .iter()
+        .filter(|(_, c)| c.kind == Kind::Service)
+        .map(|(_, c)| shell_quote(&c.name))
+        .collect();
+    if !units.is_empty() {
+        // One systemctl for every service: its blocks come in this order.
+        out.push_str(&format!(
+            "has systemctl && val _ services \"$(systemctl show -p LoadState -p UnitFileState -p ActiveState -- {} 2>&1)\"\n",
+            units.join(" ")
+        ));
+    }
     for (id, check) in &chosen {
         let body = gather(*id, check);
         if runs_alone(check.kind) {
@@ -220,7 +232,7 @@ fn gather(id: usize, check: &Check) -> String {
              else val {id} error 'no package manager (dpkg, rpm, apk) in the guest'; fi\n"
         ),
         Kind::Service => format!(
-            "if has systemctl; then val {id} show \"$(systemctl show -p UnitFileState -p ActiveState -p LoadState -- {n} 2>&1)\"\n\
+            "if has systemctl; then val {id} seen 1\n\
              elif has service; then\n\
              if service {n} status >/dev/null 2>&1; then val {id} show ActiveState=active; else val {id} show ActiveState=inactive; fi\n\
              else val {id} error 'neither systemctl nor service in the guest'; fi\n"
@@ -365,6 +377,12 @@ pub fn distribute(checks: &[&Check], ids: &[usize], facts: &mut Facts) {
         shared("/etc/group"),
         shared("ip_addr"),
     );
+    let services = shared("services");
+    let mut blocks = services.split("\n\n");
+    let mut service_block: HashMap<usize, String> = HashMap::new();
+    for &id in ids.iter().filter(|i| checks[**i].kind == Kind::Service) {
+        service_block.insert(id, blocks.next().unwrap_or("").to_string());
+    }
     for &id in ids {
         let check = checks[id];
         let Some(own) = facts.checks.get_mut(&id) else {
@@ -428,6 +446,7 @@ pub fn distribute(checks: &[&Check], ids: &[usize], facts: &mut Facts) {
                 let show = own
                     .get("show")
                     .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .or_else(|| service_block.get(&id).cloned())
                     .unwrap_or_default();
                 let field = |k: &str| {
                     show.lines()
