@@ -198,16 +198,20 @@ pub enum Commands {
 pub enum BoxCommand {
     /// Build a box from a recipe in boxes/NAME (needs root and mmdebstrap).
     Build(BuildArgs),
-    /// Add a local .box archive to the store.
+    /// Add a box from a .box file or URL, or from a catalog (Vagrant's box metadata JSON).
     Add {
-        /// The .box file.
-        file: PathBuf,
-        /// Name in the store (default: the file name without .box).
+        /// A .box or catalog: path, file:// or http(s):// URL.
+        source: String,
+        /// Name in the store (default: the catalog's, or the file name without .box).
         #[arg(long)]
         name: Option<String>,
-        /// Version (default: the box's info.json, else 0).
+        /// Catalogs: a version constraint (`1.2.0`, `>= 1.0, < 2`, `~> 1.2`);
+        /// a .box: the version to record (default: its info.json, else 0).
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
+        /// Expected digest, TYPE:HEX (sha1, sha256, sha384, sha512); a catalog's is used otherwise.
+        #[arg(long, value_name = "TYPE:HEX")]
+        checksum: Option<String>,
         /// Replace the same name and version.
         #[arg(short, long)]
         force: bool,
@@ -746,21 +750,24 @@ fn box_command(command: BoxCommand) -> Result<i32> {
             Ok(0)
         }
         BoxCommand::Add {
-            file,
+            source,
             name,
             version,
+            checksum,
             force,
         } => {
-            let name = match name {
-                Some(n) => n,
-                None => file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(|n| n.trim_end_matches(".box").to_string())
-                    .context("cannot derive a box name from the file name: pass --name")?,
-            };
             let store = Store::open()?;
-            let b = add_with_progress(&store, &file, &name, version.as_deref(), force)?;
+            let request = boxes::fetch::AddRequest {
+                source,
+                name,
+                version,
+                checksum: checksum
+                    .as_deref()
+                    .map(boxes::fetch::Checksum::parse)
+                    .transpose()?,
+                force,
+            };
+            let b = boxes::fetch::add(&store, &request)?;
             println!(
                 "added {} version {} ({})",
                 b.name,

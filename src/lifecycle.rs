@@ -357,16 +357,35 @@ fn record(
 /// Creates the machine's state folder and its disk: a qcow2 overlay on the
 /// box image (instant, whatever the box's size). Leaves nothing on failure.
 fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
-    let stored = store
-        .find(&machine.boxref.name, machine.boxref.version.as_deref())
-        .map_err(|e| match &machine.boxref.url {
-            // Fetching is not there yet: say so rather than ignore the URL.
-            Some(url) => e.context(format!(
-                "machine `{}` names box_url {url}, but env does not fetch boxes from URLs yet: download it and `env box add FILE --name {}`",
-                machine.name, machine.boxref.name
-            )),
-            None => e,
-        })?;
+    let wanted = machine.boxref.version.as_deref();
+    let stored = match (
+        store.find(&machine.boxref.name, wanted),
+        &machine.boxref.url,
+    ) {
+        (Ok(b), _) => b,
+        // Missing, with a place to fetch it from: fetch it.
+        (Err(_), Some(url)) => {
+            ui::step(
+                &machine.name,
+                &format!(
+                    "box `{}` is not in the store: fetching {url}",
+                    machine.boxref.name
+                ),
+            );
+            let request = crate::boxes::fetch::AddRequest {
+                source: url.clone(),
+                name: Some(machine.boxref.name.clone()),
+                version: wanted.map(String::from),
+                checksum: None,
+                force: false,
+            };
+            crate::boxes::fetch::add(store, &request).with_context(|| {
+                format!("cannot fetch the box of `{}` from {url}", machine.name)
+            })?;
+            store.find(&machine.boxref.name, wanted)?
+        }
+        (Err(e), None) => return Err(e),
+    };
     std::fs::create_dir_all(dir.root.parent().context("state folder has no parent")?)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{}-", machine.name))
@@ -556,12 +575,15 @@ fn boot(
         .map(|k| state.box_dir.join(k));
     let accel = accel::resolve(requested, probe_kernel.as_deref())?;
     create_data_disks(dir, machine)?;
-    let forwards = ports::plan_forwards(
-        &machine.name,
-        &machine.ports,
-        ports::is_free,
-        ports::pick_free,
-    )?;
+    let plan = || {
+        ports::plan_forwards(
+            &machine.name,
+            &machine.ports,
+            ports::is_free,
+            ports::pick_free,
+        )
+    };
+    let mut forwards = plan()?;
     let _ = std::fs::remove_file(dir.pidfile());
 
     let started = Instant::now();
@@ -573,14 +595,23 @@ fn boot(
         let spec = vm_spec(dir, machine, state, accel, all, private_nic.clone())?;
         match start_qemu(&spec) {
             Ok(()) => break,
-            // Another process took the SSH port between our check and QEMU's bind.
-            Err(e)
-                if attempt < 3
-                    && format!("{e:#}").contains("host forwarding rule")
-                    && format!("{e:#}").contains(&ssh_forward.host_port.to_string()) =>
-            {
+            // Another process (another project's `up`, say) took a port
+            // between our check and QEMU's bind: plan again. A fixed port
+            // without auto_correct then fails with the planner's message.
+            Err(e) if attempt < 3 && format!("{e:#}").contains("host forwarding rule") => {
                 attempt += 1;
-                ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+                let message = format!("{e:#}");
+                // QEMU names the rule: `... host forwarding rule 'tcp:127.0.0.1:8080-:80'`.
+                let rule = message
+                    .split("host forwarding rule '")
+                    .nth(1)
+                    .and_then(|r| r.split('\'').next())
+                    .unwrap_or("");
+                if rule.contains(&format!(":{}-", ssh_forward.host_port)) {
+                    ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+                } else {
+                    forwards = plan()?;
+                }
             }
             Err(e) if accel == qemu::Accelerator::Kvm => {
                 return Err(e.context(

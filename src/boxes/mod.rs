@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod fetch;
 pub mod metadata;
 
 use crate::lock;
@@ -164,17 +165,24 @@ impl Store {
         })
     }
 
-    /// The newest version of `name`, or exactly `version` when given.
+    /// The newest version of `name`, or the newest satisfying `version` (a
+    /// version or a constraint) when given.
     pub fn find(&self, name: &str, version: Option<&str>) -> Result<StoredBox> {
         let candidates: Vec<StoredBox> = self
             .list()?
             .into_iter()
-            .filter(|b| b.name == name && version.is_none_or(|v| v == b.version))
+            .filter(|b| b.name == name)
+            .collect();
+        // A version is a constraint (`12.0.0`, `>= 12, < 13`, `~> 12.0`).
+        let constraint = version.map(fetch::Constraint::parse).transpose()?;
+        let candidates: Vec<StoredBox> = candidates
+            .into_iter()
+            .filter(|b| constraint.as_ref().is_none_or(|c| c.holds(&b.version)))
             .collect();
         match candidates.into_iter().next_back() {
             Some(b) => Ok(b),
             None => bail!(
-                "box `{name}`{} is not in the store ({}): add it with `env box add FILE --name {name}`{}",
+                "box `{name}`{} is not in the store ({}): add it with `env box add FILE|URL --name {name}`{}",
                 version.map(|v| format!(" version {v}")).unwrap_or_default(),
                 self.root.display(),
                 if name.starts_with("debian-") {

@@ -17,6 +17,7 @@ pub fn probe(kind: Kind, name: &str) -> Result<Check> {
         retries: 0,
         retry_delay: Duration::from_secs(1),
         timeout: model::DEFAULT_TIMEOUT,
+        timeout_set: false,
         // Gathering depends on the kind only (contents and hashes are not
         // recorded); the expectation is a placeholder.
         expect: vec![("exists".into(), Expect::Bool(true))],

@@ -224,6 +224,9 @@ pub struct Check {
     pub retry_delay: Duration,
     /// Time limit of what it runs (command, http, dns, addr).
     pub timeout: Duration,
+    /// The spec set `timeout` (a command then runs under `timeout`, which
+    /// costs a process; otherwise the whole run's limit bounds it).
+    pub timeout_set: bool,
     /// Attribute expectations, in file order.
     pub expect: Vec<(String, Expect)>,
     /// The spec file it comes from.
@@ -320,6 +323,7 @@ fn check_from(
         retries: 0,
         retry_delay: Duration::from_secs(1),
         timeout: DEFAULT_TIMEOUT,
+        timeout_set: false,
         expect: Vec::new(),
         file: file.to_path_buf(),
     };
@@ -333,7 +337,10 @@ fn check_from(
                     .map_err(|_| fail("retries: a number from 0 up".into()))?
             }
             "retry_delay" => check.retry_delay = duration(&value).map_err(fail)?,
-            "timeout" if TIMED.contains(&kind) => check.timeout = duration(&value).map_err(fail)?,
+            "timeout" if TIMED.contains(&kind) => {
+                check.timeout = duration(&value).map_err(fail)?;
+                check.timeout_set = true;
+            }
             _ => {
                 let Some((_, ty)) = kind.attrs().iter().find(|(a, _)| *a == field) else {
                     let mut known: Vec<&str> = kind.attrs().iter().map(|(a, _)| *a).collect();

@@ -72,6 +72,8 @@ fn prelude(token: &str, scratch: bool) -> String {
          val() {{ printf '@@%s %s %s\\n%s\\n@@%s-end\\n' \"$K\" \"$1\" \"$2\" \"$3\" \"$K\"; }}\n\
          # emit ID KEY FILE: the same for a file's contents (one cat)\n\
          emit() {{ printf '@@%s %s %s\\n' \"$K\" \"$1\" \"$2\"; cat \"$3\"; printf '\\n@@%s-end\\n' \"$K\"; }}\n\
+         # etext ID KEY FILE: a short text file through builtins (no cat)\n\
+         etext() {{ printf '@@%s %s %s\\n' \"$K\" \"$1\" \"$2\"; while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < \"$3\"; printf '\\n@@%s-end\\n' \"$K\"; }}\n\
          has() {{ command -v \"$1\" >/dev/null 2>&1; }}\n\
          tmo() {{ s=$1; shift; if has timeout; then timeout \"$s\" \"$@\"; else \"$@\"; fi; }}\n\
          # inlist NAME FILE: NAME is the first field of a line of FILE\n\
@@ -246,9 +248,15 @@ fn gather(id: usize, check: &Check) -> String {
              if [ -f {n} ] && [ -r {n} ]; then head -c {CONTENT_LIMIT} {n} > \"$T/c{id}\" && emit {id} contents \"$T/c{id}\"; fi\n"
         ),
         Kind::File => format!("val {id} seen 1\n"),
+        // Without its own timeout a command runs in the subshell itself
+        // (no process for sh or timeout: the run's limit bounds it).
+        Kind::Command if check.timeout_set => format!(
+            "timeout {t} sh -c {n} > \"$T/o{id}\" 2> \"$T/e{id}\" < /dev/null; val {id} exit_status $?\n\
+             etext {id} stdout \"$T/o{id}\"; etext {id} stderr \"$T/e{id}\"\n"
+        ),
         Kind::Command => format!(
-            "tmo {t} sh -c {n} > \"$T/o{id}\" 2> \"$T/e{id}\" < /dev/null; val {id} exit_status $?\n\
-             emit {id} stdout \"$T/o{id}\"; emit {id} stderr \"$T/e{id}\"\n"
+            "(eval {n}) > \"$T/o{id}\" 2> \"$T/e{id}\" < /dev/null; val {id} exit_status $?\n\
+             etext {id} stdout \"$T/o{id}\"; etext {id} stderr \"$T/e{id}\"\n"
         ),
         // Local accounts from the shared /etc/passwd and /etc/group; others
         // (LDAP, SSSD) through NSS.
@@ -291,7 +299,12 @@ fn gather(id: usize, check: &Check) -> String {
             )
         }
         Kind::Dns => format!(
-            "tmo {t} getent ahosts {n} > \"$T/d{id}\" 2>/dev/null; val {id} rc $?; emit {id} answer \"$T/d{id}\"\n"
+            "{limit}getent ahosts {n} > \"$T/d{id}\" 2>/dev/null; val {id} rc $?; etext {id} answer \"$T/d{id}\"\n",
+            limit = if check.timeout_set {
+                format!("tmo {t} ")
+            } else {
+                String::new()
+            }
         ),
         Kind::Addr => {
             let (host, port) = parse_addr(&check.name).unwrap_or_default();

@@ -3,6 +3,8 @@
 //! it, throw-away projects, and a bound on guests booting at once.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};

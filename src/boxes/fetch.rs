@@ -1,0 +1,688 @@
+//! Fetching boxes: from `http(s)://` and `file://` URLs or paths, either a
+//! `.box` archive or a catalog (Vagrant's box metadata JSON). The digest is
+//! computed while the bytes stream in, checked before anything is
+//! unpacked; an interrupted download resumes (HTTP Range) on the next try;
+//! a finished box enters the store atomically.
+
+use super::{Store, StoredBox, compare_versions};
+use crate::ui;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use sha2::Digest as _;
+use std::cmp::Ordering;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Digest algorithms of checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestKind {
+    /// SHA-1 (old catalogs).
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl DigestKind {
+    /// Parses `sha256` and friends (any case).
+    pub fn parse(name: &str) -> Result<DigestKind> {
+        match name.to_ascii_lowercase().as_str() {
+            "sha1" => Ok(DigestKind::Sha1),
+            "sha256" => Ok(DigestKind::Sha256),
+            "sha384" => Ok(DigestKind::Sha384),
+            "sha512" => Ok(DigestKind::Sha512),
+            other => bail!("unsupported checksum type `{other}`: sha1, sha256, sha384 or sha512"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DigestKind::Sha1 => "sha1",
+            DigestKind::Sha256 => "sha256",
+            DigestKind::Sha384 => "sha384",
+            DigestKind::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            DigestKind::Sha1 => 40,
+            DigestKind::Sha256 => 64,
+            DigestKind::Sha384 => 96,
+            DigestKind::Sha512 => 128,
+        }
+    }
+}
+
+/// An expected digest: `sha256:HEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    /// Algorithm.
+    pub kind: DigestKind,
+    /// Lower-case hex.
+    pub hex: String,
+}
+
+impl Checksum {
+    /// Parses `TYPE:HEX`.
+    pub fn parse(text: &str) -> Result<Checksum> {
+        let (kind, hex) = text.split_once(':').with_context(|| {
+            format!("`{text}` is not a checksum: write TYPE:HEX (sha256:0a1b...)")
+        })?;
+        Checksum::new(kind, hex)
+    }
+
+    /// A checksum from a type name and hex digits.
+    pub fn new(kind: &str, hex: &str) -> Result<Checksum> {
+        let kind = DigestKind::parse(kind)?;
+        let hex = hex.trim().to_ascii_lowercase();
+        if hex.len() != kind.hex_len() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!(
+                "`{hex}` is not a {} digest ({} hex digits)",
+                kind.name(),
+                kind.hex_len()
+            );
+        }
+        Ok(Checksum { kind, hex })
+    }
+}
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind.name(), self.hex)
+    }
+}
+
+/// A digest being computed.
+enum Hasher {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn new(kind: DigestKind) -> Hasher {
+        match kind {
+            DigestKind::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            DigestKind::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            DigestKind::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            DigestKind::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    fn hex(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A version constraint: `>= 1.0, < 2`, `~> 1.2`, `= 1.0`, `1.0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint(Vec<(String, String)>);
+
+impl Constraint {
+    /// Parses a constraint; `~> X.Y` means `>= X.Y, < X+1` and `~> X.Y.Z`
+    /// means `>= X.Y.Z, < X.Y+1` (Vagrant's and RubyGems' pessimistic operator).
+    pub fn parse(text: &str) -> Result<Constraint> {
+        let mut parts = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (op, version) = ["~>", ">=", "<=", "!=", ">", "<", "="]
+                .iter()
+                .find_map(|op| part.strip_prefix(op).map(|v| (*op, v.trim())))
+                .unwrap_or(("=", part));
+            if version.is_empty() || version.contains(char::is_whitespace) {
+                bail!(
+                    "`{text}` is not a version constraint: write `1.2`, `>= 1.0, < 2` or `~> 1.2`"
+                );
+            }
+            if op == "~>" {
+                let numbers: Vec<&str> = version.split('.').collect();
+                if numbers.len() < 2 {
+                    bail!("`~> {version}` needs at least two parts (`~> 1.2`)");
+                }
+                let mut upper: Vec<String> = numbers[..numbers.len() - 1]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let last = upper.len() - 1;
+                let bumped = upper[last]
+                    .parse::<u64>()
+                    .with_context(|| format!("`~> {version}`: not a numeric version"))?
+                    + 1;
+                upper[last] = bumped.to_string();
+                parts.push((">=".to_string(), version.to_string()));
+                parts.push(("<".to_string(), upper.join(".")));
+            } else {
+                parts.push((op.to_string(), version.to_string()));
+            }
+        }
+        Ok(Constraint(parts))
+    }
+
+    /// Whether `version` satisfies every part.
+    pub fn holds(&self, version: &str) -> bool {
+        self.0.iter().all(|(op, want)| {
+            let o = compare_versions(version, want);
+            match op.as_str() {
+                ">=" => o != Ordering::Less,
+                "<=" => o != Ordering::Greater,
+                ">" => o == Ordering::Greater,
+                "<" => o == Ordering::Less,
+                "!=" => o != Ordering::Equal,
+                _ => o == Ordering::Equal,
+            }
+        })
+    }
+}
+
+/// Vagrant's box metadata ("catalog").
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalog {
+    /// Box name (`org/name`).
+    pub name: String,
+    /// Versions offered.
+    #[serde(default)]
+    pub versions: Vec<CatalogVersion>,
+}
+
+/// One version of a catalog.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogVersion {
+    /// The version.
+    pub version: String,
+    /// Its providers.
+    #[serde(default)]
+    pub providers: Vec<Provider>,
+}
+
+/// One provider's box of a version.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Provider {
+    /// `libvirt` (what env boots), `virtualbox`...
+    pub name: String,
+    /// Where the `.box` is (absolute, or relative to the catalog).
+    pub url: String,
+    /// `sha256`...
+    #[serde(default)]
+    pub checksum_type: Option<String>,
+    /// Hex digest.
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// `amd64`, `arm64`...
+    #[serde(default)]
+    pub architecture: Option<String>,
+}
+
+/// Providers whose boxes env boots.
+const PROVIDERS: &[&str] = &["libvirt", "qemu", "env"];
+
+/// The architecture names of this host.
+fn host_architectures() -> &'static [&'static str] {
+    if cfg!(target_arch = "aarch64") {
+        &["arm64", "aarch64"]
+    } else {
+        &["amd64", "x86_64"]
+    }
+}
+
+/// The newest version satisfying `constraint` with a provider env boots on
+/// this host's architecture.
+pub fn pick<'a>(
+    catalog: &'a Catalog,
+    constraint: Option<&Constraint>,
+) -> Option<(&'a CatalogVersion, &'a Provider)> {
+    let mut candidates: Vec<(&CatalogVersion, &Provider)> = catalog
+        .versions
+        .iter()
+        .filter(|v| constraint.is_none_or(|c| c.holds(&v.version)))
+        .filter_map(|v| {
+            v.providers
+                .iter()
+                .find(|p| {
+                    PROVIDERS.contains(&p.name.as_str())
+                        && p.architecture
+                            .as_deref()
+                            .is_none_or(|a| host_architectures().contains(&a))
+                })
+                .map(|p| (v, p))
+        })
+        .collect();
+    candidates.sort_by(|a, b| compare_versions(&a.0.version, &b.0.version));
+    candidates.pop()
+}
+
+/// Where something is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An http(s) URL.
+    Http(String),
+    /// A local file.
+    File(PathBuf),
+}
+
+impl Location {
+    /// Reads `http(s)://...`, `file:///...` or a path.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("http://") || text.starts_with("https://") {
+            Location::Http(text.to_string())
+        } else if let Some(path) = text.strip_prefix("file://") {
+            Location::File(PathBuf::from(path))
+        } else {
+            Location::File(PathBuf::from(text))
+        }
+    }
+
+    /// `reference` resolved against this location (a catalog's box URL).
+    pub fn join(&self, reference: &str) -> Location {
+        if reference.contains("://") || reference.starts_with('/') {
+            return Location::parse(reference);
+        }
+        match self {
+            Location::Http(url) => {
+                let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+                Location::Http(format!("{base}/{reference}"))
+            }
+            Location::File(path) => {
+                Location::File(path.parent().unwrap_or(Path::new(".")).join(reference))
+            }
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            Location::Http(u) => u.clone(),
+            Location::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .timeout(None)
+        .user_agent(concat!("env/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up HTTP")
+}
+
+/// Whether `location` holds a catalog (JSON) rather than a box: its name
+/// says so, or its first byte is `{`.
+fn read_catalog(location: &Location) -> Result<Option<Catalog>> {
+    let text = match location {
+        Location::File(path) => {
+            let mut head = [0u8; 1];
+            let n = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .read(&mut head)?;
+            if n == 0 || head[0] != b'{' {
+                return Ok(None);
+            }
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        }
+        Location::Http(url) => {
+            if url.ends_with(".box") {
+                return Ok(None);
+            }
+            let response = client()?
+                .get(url)
+                .send()
+                .with_context(|| format!("cannot fetch {url}"))?;
+            if !response.status().is_success() {
+                bail!("fetching {url} failed: HTTP {}", response.status());
+            }
+            let json = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.contains("json"));
+            if !json && !url.ends_with(".json") {
+                return Ok(None);
+            }
+            response
+                .text()
+                .with_context(|| format!("cannot read {url}"))?
+        }
+    };
+    let catalog: Catalog = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a box catalog", location.show()))?;
+    Ok(Some(catalog))
+}
+
+/// What `env box add` and `env up` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct AddRequest {
+    /// URL or path of a `.box` or a catalog.
+    pub source: String,
+    /// Name in the store (default: the catalog's, or the file name).
+    pub name: Option<String>,
+    /// Version constraint (catalogs) or the version to record (a `.box`).
+    pub version: Option<String>,
+    /// Expected digest, overriding the catalog's.
+    pub checksum: Option<Checksum>,
+    /// Replace the same name and version.
+    pub force: bool,
+}
+
+/// Fetches and adds a box; returns it.
+pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
+    let location = Location::parse(&request.source);
+    let (box_location, name, version, checksum) = match read_catalog(&location)? {
+        Some(catalog) => {
+            let constraint = request
+                .version
+                .as_deref()
+                .map(Constraint::parse)
+                .transpose()?;
+            let Some((v, provider)) = pick(&catalog, constraint.as_ref()) else {
+                let offered: Vec<&str> = catalog
+                    .versions
+                    .iter()
+                    .map(|v| v.version.as_str())
+                    .collect();
+                bail!(
+                    "catalog {} has no version{} with a libvirt box for {}: it offers {}",
+                    location.show(),
+                    request
+                        .version
+                        .as_deref()
+                        .map(|c| format!(" matching `{c}`"))
+                        .unwrap_or_default(),
+                    host_architectures()[0],
+                    if offered.is_empty() {
+                        "none".into()
+                    } else {
+                        offered.join(", ")
+                    }
+                );
+            };
+            let from_catalog = match (&provider.checksum_type, &provider.checksum) {
+                (Some(kind), Some(hex)) => Some(Checksum::new(kind, hex)?),
+                _ => None,
+            };
+            (
+                location.join(&provider.url),
+                request.name.clone().unwrap_or_else(|| catalog.name.clone()),
+                Some(v.version.clone()),
+                request.checksum.clone().or(from_catalog),
+            )
+        }
+        None => {
+            let name = match &request.name {
+                Some(n) => n.clone(),
+                None => request
+                    .source
+                    .rsplit('/')
+                    .next()
+                    .map(|n| n.trim_end_matches(".box").to_string())
+                    .filter(|n| !n.is_empty())
+                    .context("cannot derive a box name from the URL: pass --name")?,
+            };
+            (
+                location.clone(),
+                name,
+                request.version.clone(),
+                request.checksum.clone(),
+            )
+        }
+    };
+    super::check_name(&name)?;
+    let archive = match &box_location {
+        Location::File(path) => {
+            if let Some(expected) = &checksum {
+                let actual = digest_file(path, expected.kind)?;
+                check_digest(expected, &actual, &box_location)?;
+            }
+            path.clone()
+        }
+        Location::Http(url) => download(store, url, checksum.as_ref())?,
+    };
+    let total = std::fs::metadata(&archive)?.len();
+    let bar = ui::bytes_bar(total, &format!("adding {name}"));
+    let added = store.add_archive(
+        &archive,
+        &name,
+        version.as_deref(),
+        request.force,
+        &mut |n| bar.set_position(n),
+    );
+    bar.finish_and_clear();
+    if matches!(box_location, Location::Http(_)) {
+        let _ = std::fs::remove_file(&archive);
+    }
+    added
+}
+
+fn check_digest(expected: &Checksum, actual: &str, location: &Location) -> Result<()> {
+    if expected.hex != actual {
+        bail!(
+            "checksum mismatch for {}: expected {expected}, got {}:{actual}; nothing was installed",
+            location.show(),
+            expected.kind.name()
+        );
+    }
+    Ok(())
+}
+
+fn digest_file(path: &Path, kind: DigestKind) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Hasher::new(kind);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.hex())
+}
+
+/// The partial download of `url` in the store (kept between tries).
+pub fn partial_path(store: &Store, url: &str) -> PathBuf {
+    store
+        .root
+        .join(".downloads")
+        .join(format!("{}.part", crate::paths::short_hash(Path::new(url))))
+}
+
+/// Downloads `url` into the store's download folder, resuming a partial
+/// download with a Range request, hashing while the bytes arrive, and
+/// checking `expected` before returning the finished file. A mismatch
+/// deletes the download.
+fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<PathBuf> {
+    let partial = partial_path(store, url);
+    let folder = partial.parent().context("no download folder")?;
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let kind = expected.map_or(DigestKind::Sha256, |c| c.kind);
+    let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    let mut request = client()?.get(url);
+    if have > 0 {
+        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let mut response = request
+        .send()
+        .with_context(|| format!("cannot fetch {url}"))?;
+    let status = response.status();
+    let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
+    if !resumed {
+        if !status.is_success() {
+            bail!("fetching {url} failed: HTTP {status}");
+        }
+        have = 0;
+    }
+    let mut hasher = Hasher::new(kind);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resumed)
+        .write(true)
+        .truncate(!resumed)
+        .open(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    if resumed {
+        // The bytes already here enter the digest once; the rest streams.
+        let mut old = std::fs::File::open(&partial)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = old.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    let total = response.content_length().map(|n| n + have).unwrap_or(0);
+    let bar = ui::bytes_bar(
+        total,
+        &format!(
+            "downloading {url}{}",
+            if resumed {
+                format!(" (resuming at {})", ui::human_bytes(have))
+            } else {
+                String::new()
+            }
+        ),
+    );
+    bar.set_position(have);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = have;
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                bar.abandon();
+                file.flush()?;
+                bail!(
+                    "the download of {url} was cut off after {} ({e}): run the command again to resume",
+                    ui::human_bytes(done)
+                );
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n])
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    file.sync_all()?;
+    if total > 0 && done < total {
+        bail!(
+            "the download of {url} ended early ({} of {}): run the command again to resume",
+            ui::human_bytes(done),
+            ui::human_bytes(total)
+        );
+    }
+    let actual = hasher.hex();
+    if let Some(expected) = expected
+        && let Err(e) = check_digest(expected, &actual, &Location::Http(url.to_string()))
+    {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    Ok(partial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints() {
+        let c = Constraint::parse(">= 1.0, < 2").unwrap();
+        assert!(c.holds("1.0") && c.holds("1.9.9") && !c.holds("2.0") && !c.holds("0.9"));
+        let c = Constraint::parse("~> 1.2").unwrap();
+        assert!(c.holds("1.2") && c.holds("1.9") && !c.holds("2.0") && !c.holds("1.1"));
+        let c = Constraint::parse("~> 1.2.3").unwrap();
+        assert!(c.holds("1.2.3") && c.holds("1.2.10") && !c.holds("1.3.0"));
+        assert!(Constraint::parse("1.10").unwrap().holds("1.10"));
+        assert!(!Constraint::parse("= 1.10").unwrap().holds("1.9"));
+        assert!(Constraint::parse("!= 1.1").unwrap().holds("1.2"));
+        assert!(Constraint::parse("~> 1").is_err());
+        assert!(Constraint::parse(">= ").is_err());
+    }
+
+    #[test]
+    fn checksums() {
+        let c = Checksum::parse(
+            "SHA256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+        )
+        .unwrap();
+        assert_eq!(c.kind, DigestKind::Sha256);
+        assert!(c.hex.starts_with("abcdef"));
+        assert!(Checksum::parse("sha256:abc").is_err());
+        assert!(Checksum::parse("md5:0123").is_err());
+        assert!(Checksum::parse("nocolon").is_err());
+        let mut h = Hasher::new(DigestKind::Sha1);
+        h.update(b"abc");
+        assert_eq!(h.hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    #[test]
+    fn catalogs_pick_the_newest_matching_libvirt_box() {
+        let catalog: Catalog = serde_json::from_str(
+            r#"{"name": "org/deb", "versions": [
+              {"version": "1.0.0", "providers": [{"name": "libvirt", "url": "a.box"}]},
+              {"version": "1.10.0", "providers": [
+                {"name": "virtualbox", "url": "vb.box"},
+                {"name": "libvirt", "url": "https://x/b.box", "architecture": "amd64",
+                 "checksum_type": "sha256", "checksum": "00"}]},
+              {"version": "2.0.0", "providers": [{"name": "libvirt", "url": "c.box", "architecture": "arm64"}]},
+              {"version": "1.9.0", "providers": [{"name": "virtualbox", "url": "d.box"}]}
+            ]}"#,
+        )
+        .unwrap();
+        let (v, p) = pick(&catalog, None).unwrap();
+        assert_eq!(
+            (v.version.as_str(), p.url.as_str()),
+            ("1.10.0", "https://x/b.box")
+        );
+        let c = Constraint::parse("< 1.5").unwrap();
+        assert_eq!(pick(&catalog, Some(&c)).unwrap().0.version, "1.0.0");
+        let c = Constraint::parse(">= 3").unwrap();
+        assert!(pick(&catalog, Some(&c)).is_none());
+    }
+
+    #[test]
+    fn locations_resolve_relative_box_urls() {
+        let base = Location::parse("http://127.0.0.1:8000/boxes/catalog.json");
+        assert_eq!(
+            base.join("deb-1.box"),
+            Location::Http("http://127.0.0.1:8000/boxes/deb-1.box".into())
+        );
+        assert_eq!(
+            base.join("https://cdn/x.box"),
+            Location::Http("https://cdn/x.box".into())
+        );
+        let file = Location::parse("file:///srv/boxes/catalog.json");
+        assert_eq!(
+            file.join("a.box"),
+            Location::File("/srv/boxes/a.box".into())
+        );
+        assert_eq!(Location::parse("./x.box"), Location::File("./x.box".into()));
+    }
+}

@@ -1,0 +1,225 @@
+//! Fetching boxes over a real HTTP server on 127.0.0.1: by URL with a
+//! checksum, from a catalog with a version constraint, a checksum mismatch
+//! (nothing installed), a download cut off and resumed, an archive with a
+//! path-traversal entry (rejected), and `env up` fetching the box it lacks.
+
+mod common;
+
+use common::http::Server;
+use common::{GuestSlot, TestProject, text};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A minimal valid box (libvirt metadata, a 1 MiB qcow2, info.json), with
+/// some incompressible padding so a download can be cut in the middle.
+fn tiny_box(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let work = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let img = work.join("box.img");
+    let status = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("1M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        work.join("metadata.json"),
+        r#"{"provider": "libvirt", "format": "qcow2", "virtual_size": 1}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("info.json"),
+        format!(r#"{{"name": "{name}", "version": "{version}"}}"#),
+    )
+    .unwrap();
+    let padding: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(work.join("padding.bin"), padding).unwrap();
+    let path = dir.join(format!("{name}-{version}.box"));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    for f in ["metadata.json", "info.json", "box.img", "padding.bin"] {
+        tar.append_path_with_name(work.join(f), f).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn listed(p: &TestProject) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&p.ok(&["box", "list", "--json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A project with its own empty box store.
+fn project() -> (TestProject, tempfile::TempDir) {
+    let store = tempfile::tempdir().unwrap();
+    let mut p = TestProject::new("[machines.m]\nbox = \"x\"\n");
+    p.home = store.path().to_path_buf();
+    (p, store)
+}
+
+#[test]
+fn add_by_url_with_a_checksum_and_a_mismatch_installs_nothing() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "tiny", "1.0.0");
+    let url = server.serve("tiny.box", b.clone());
+    let (p, _store) = project();
+
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let out = p.env(&["box", "add", &url, "--checksum", &wrong]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains(&wrong) && stderr.contains(&sha256(&b)),
+        "both digests: {stderr}"
+    );
+    assert!(listed(&p).is_empty(), "nothing installed");
+    let downloads = p.home.join("boxes/.downloads");
+    assert!(
+        std::fs::read_dir(&downloads).map_or(true, |mut d| d.next().is_none()),
+        "no download left behind"
+    );
+
+    let good = format!("sha256:{}", sha256(&b));
+    let out = p.env(&["box", "add", &url, "--checksum", &good]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(listed(&p), [("tiny".to_string(), "1.0.0".to_string())]);
+}
+
+#[test]
+fn a_catalog_with_a_constraint_picks_the_newest_match() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let mut versions = Vec::new();
+    for v in ["1.0.0", "1.5.0", "2.0.0"] {
+        let b = tiny_box(files.path(), "team-deb", v);
+        server.serve(&format!("team-deb-{v}.box"), b.clone());
+        versions.push(serde_json::json!({
+            "version": v,
+            "providers": [
+                {"name": "virtualbox", "url": format!("vb-{v}.box")},
+                {"name": "libvirt", "url": format!("team-deb-{v}.box"), "architecture": "amd64",
+                 "checksum_type": "sha256", "checksum": sha256(&b)}
+            ]
+        }));
+    }
+    let catalog = files.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        serde_json::json!({"name": "team/deb", "versions": versions}).to_string(),
+    )
+    .unwrap();
+    let url = server.serve("catalog.json", catalog);
+    let (p, _store) = project();
+    p.ok(&["box", "add", &url, "--version", "~> 1.0"]);
+    assert_eq!(listed(&p), [("team/deb".to_string(), "1.5.0".to_string())]);
+    p.ok(&["box", "add", &url]);
+    assert!(listed(&p).contains(&("team/deb".to_string(), "2.0.0".to_string())));
+    let out = p.env(&["box", "add", &url, "--version", ">= 3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("offers 1.0.0, 1.5.0, 2.0.0"),
+        "{}",
+        text(&out).1
+    );
+}
+
+#[test]
+fn a_download_cut_in_the_middle_resumes() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "cut", "1.0.0");
+    let size = std::fs::metadata(&b).unwrap().len();
+    let url = server.serve("cut.box", b.clone());
+    server.cut_next("cut.box", size / 2);
+    let (p, _store) = project();
+    let checksum = format!("sha256:{}", sha256(&b));
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("run the command again to resume"),
+        "{stderr}"
+    );
+    assert!(listed(&p).is_empty());
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let seen = server.seen();
+    let resumed = seen.last().unwrap();
+    assert_eq!(
+        resumed.range.as_deref(),
+        Some(format!("bytes={}-", size / 2).as_str()),
+        "{seen:?}"
+    );
+    assert_eq!(listed(&p), [("cut".to_string(), "1.0.0".to_string())]);
+}
+
+#[test]
+fn an_archive_escaping_its_folder_is_rejected() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("evil.box");
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    let data = b"owned";
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    // Written raw: the tar crate refuses to build `..` paths itself.
+    header.as_gnu_mut().unwrap().name[..14].copy_from_slice(b"../../escaped\0");
+    header.set_cksum();
+    tar.append(&header, &data[..]).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    let url = server.serve("evil.box", path);
+    let (p, _store) = project();
+    let out = p.env(&["box", "add", &url, "--name", "evil"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(".."), "{stderr}");
+    assert!(listed(&p).is_empty());
+    assert!(!p.home.join("escaped").exists() && !p.home.join("boxes/escaped").exists());
+}
+
+#[test]
+fn up_fetches_the_box_it_lacks() {
+    let _slot = GuestSlot::take();
+    let server = Server::start();
+    let url = server.serve("debian-12.box", common::test_box());
+    let (p, _store) = project();
+    std::fs::write(
+        p.dir.path().join("Envfile"),
+        format!("[machines.m]\nbox = \"fetched\"\nbox_url = \"{url}\"\nbox_version = \">= 12\"\n"),
+    )
+    .unwrap();
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).1.contains("fetching"), "{}", text(&out).1);
+    assert_eq!(p.ok(&["ssh", "--", "echo", "fetched"]), "fetched\n");
+    assert_eq!(listed(&p)[0].0, "fetched");
+    p.ok(&["destroy", "-f"]);
+}

@@ -1,0 +1,154 @@
+//! A small HTTP/1.1 file server on 127.0.0.1 for the box-fetching tests:
+//! byte ranges (`Range: bytes=N-`), JSON content types, a request log, and
+//! downloads cut off in the middle on demand.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// One request seen: path and the Range header, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub path: String,
+    pub range: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<String, PathBuf>,
+    /// Paths whose next full download is cut after this many bytes.
+    cut: HashMap<String, u64>,
+    seen: Vec<Seen>,
+}
+
+/// The server; it runs until the test process exits.
+#[derive(Clone)]
+pub struct Server {
+    pub base: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &state);
+                });
+            }
+        });
+        Server { base, state }
+    }
+
+    /// Serves `file` at `/name`; returns its URL.
+    pub fn serve(&self, name: &str, file: PathBuf) -> String {
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(format!("/{name}"), file);
+        format!("{}/{name}", self.base)
+    }
+
+    /// The next full download of `/name` stops after `bytes`.
+    pub fn cut_next(&self, name: &str, bytes: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .cut
+            .insert(format!("/{name}"), bytes);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut range = None;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header)?;
+            let header = header.trim_end().to_string();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(v) = header
+                .strip_prefix("Range:")
+                .or_else(|| header.strip_prefix("range:"))
+            {
+                range = Some(v.trim().to_string());
+            }
+        }
+        let (file, cut) = {
+            let mut s = state.lock().unwrap();
+            s.seen.push(Seen {
+                path: path.clone(),
+                range: range.clone(),
+            });
+            let cut = if range.is_none() {
+                s.cut.remove(&path)
+            } else {
+                None
+            };
+            (s.files.get(&path).cloned(), cut)
+        };
+        let Some(file) = file else {
+            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+            continue;
+        };
+        let mut data = Vec::new();
+        std::fs::File::open(&file)?.read_to_end(&mut data)?;
+        let len = data.len() as u64;
+        let start = range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.trim_end_matches('-').parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(len);
+        let kind = if path.ends_with(".json") {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        };
+        let head = if range.is_some() {
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n\r\n",
+                len - start,
+                len.saturating_sub(1)
+            )
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\n\r\n"
+            )
+        };
+        out.write_all(head.as_bytes())?;
+        let body = &data[start as usize..];
+        match cut {
+            Some(n) => {
+                out.write_all(&body[..(n as usize).min(body.len())])?;
+                out.flush()?;
+                // Drop the connection mid-body.
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+            None => out.write_all(body)?,
+        }
+        out.flush()?;
+    }
+}
