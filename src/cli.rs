@@ -180,6 +180,14 @@ pub enum Commands {
     /// Spec files: `env spec add RESOURCE NAME...` writes checks from a running machine.
     #[command(subcommand)]
     Spec(verify::SpecCommand),
+    /// Bake a machine into a box: cleaned of machine-specific state, flattened, compressed.
+    Package {
+        /// Machine (may be left out when there is one).
+        name: Option<String>,
+        /// The .box file to write.
+        #[arg(short, long, value_name = "FILE.box")]
+        output: PathBuf,
+    },
     /// Save, restore, list and delete machine snapshots (`push`/`pop` for a stack).
     #[command(subcommand)]
     Snapshot(snapshots::SnapshotCommand),
@@ -224,6 +232,28 @@ pub enum BoxCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Check each box against its catalog for newer versions.
+    Outdated {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the newer versions the catalogs offer (within each box's constraint).
+    Update {
+        /// Only this box.
+        name: Option<String>,
+    },
+    /// Remove old versions: keeps the newest of each box and any a machine uses.
+    Prune {
+        /// Only say what would be removed.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Write catalogs (NAME.json) for the .box files of a folder, to serve it.
+    Catalog {
+        /// The folder of .box files.
+        dir: PathBuf,
     },
     /// Remove a box from the store.
     Remove {
@@ -564,6 +594,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }
         Commands::Snapshot(command) => snapshots::run(envfile, command),
+        Commands::Package { name, output } => {
+            let project = Project::load(envfile)?;
+            let machine = project.one(name.as_deref())?;
+            let _lock = project.lock()?;
+            let store = Store::open()?;
+            let file = crate::package::package(&project, machine, &store, &output)?;
+            println!(
+                "packaged `{}` into {}: add it with `env box add {} --name NAME`",
+                machine.name,
+                file.display(),
+                file.display()
+            );
+            Ok(0)
+        }
         Commands::Verify { names, report } => {
             verify::verify_command(envfile, &names, &report).or_else(verify_error)
         }
@@ -776,6 +820,61 @@ fn box_command(command: BoxCommand) -> Result<i32> {
             );
             Ok(0)
         }
+        BoxCommand::Outdated { json } => {
+            let checks = boxes::maintain::outdated(&Store::open()?, None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+                return Ok(0);
+            }
+            let mut rows = vec![vec![
+                "NAME".to_string(),
+                "CURRENT".into(),
+                "LATEST".into(),
+                "STATUS".into(),
+            ]];
+            for f in &checks {
+                rows.push(vec![
+                    f.name.clone(),
+                    f.current.clone(),
+                    f.latest.clone().unwrap_or_else(|| "-".into()),
+                    match (&f.note, f.outdated()) {
+                        (Some(note), _) => note.clone(),
+                        (None, true) => "newer version available: `env box update`".into(),
+                        (None, false) => "up to date".into(),
+                    },
+                ]);
+            }
+            print!("{}", ui::table(&rows));
+            Ok(0)
+        }
+        BoxCommand::Update { name } => {
+            let added = boxes::maintain::update(&Store::open()?, name.as_deref())?;
+            if added.is_empty() {
+                println!("every box is up to date");
+            }
+            for b in added {
+                println!("added {} version {}", b.name, b.version);
+            }
+            Ok(0)
+        }
+        BoxCommand::Prune { dry_run } => {
+            let plan = boxes::maintain::prune(&Store::open()?, dry_run)?;
+            for item in &plan {
+                let verb = match (item.remove, dry_run) {
+                    (true, true) => "would remove",
+                    (true, false) => "removed",
+                    (false, _) => "kept",
+                };
+                println!("{verb} {} {} ({})", item.name, item.version, item.reason);
+            }
+            Ok(0)
+        }
+        BoxCommand::Catalog { dir } => {
+            for path in boxes::maintain::write_catalogs(&dir)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(0)
+        }
         BoxCommand::List { info, json } => {
             let boxes = Store::open()?.list()?;
             if json {
@@ -798,7 +897,12 @@ fn box_command(command: BoxCommand) -> Result<i32> {
                     b.name.clone(),
                     b.version.clone(),
                     b.metadata.provider.clone(),
-                    "amd64".into(),
+                    b.info
+                        .as_ref()
+                        .and_then(|i| i.get("architecture"))
+                        .and_then(|a| a.as_str())
+                        .unwrap_or("amd64")
+                        .to_string(),
                     ui::human_bytes(b.size),
                 ]);
             }

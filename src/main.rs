@@ -16,6 +16,7 @@ mod lock;
 mod logs;
 mod machine;
 mod network;
+mod package;
 mod parallel;
 mod passthrough;
 mod paths;

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// like Vagrant's insecure key; replaced on first contact).
 pub const WELL_KNOWN_KEY: &str = include_str!("../boxes/keys/insecure_ed25519");
 
+/// Its public half (what a box's `authorized_keys` holds before first contact).
+pub const WELL_KNOWN_PUBLIC_KEY: &str = include_str!("../boxes/keys/insecure_ed25519.pub");
+
 /// How long an idle master connection stays up.
 const CONTROL_PERSIST: &str = "10m";
 

@@ -223,3 +223,80 @@ fn up_fetches_the_box_it_lacks() {
     assert_eq!(listed(&p)[0].0, "fetched");
     p.ok(&["destroy", "-f"]);
 }
+
+#[test]
+fn outdated_update_prune_and_a_served_catalog() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let served = files.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let old = tiny_box(files.path(), "team/base", "1.0.0");
+    std::fs::copy(&old, served.join("base-1.0.0.box")).unwrap();
+    // `env box catalog DIR` writes team-base.json for the folder.
+    let (p, _store) = project();
+    let out = p.ok(&["box", "catalog", served.to_str().unwrap()]);
+    assert!(out.contains("team-base.json"), "{out}");
+    let url = server.serve("team-base.json", served.join("team-base.json"));
+    server.serve("base-1.0.0.box", served.join("base-1.0.0.box"));
+    p.ok(&["box", "add", &url, "--version", "< 3"]);
+    let fresh: serde_json::Value =
+        serde_json::from_str(&p.ok(&["box", "outdated", "--json"])).unwrap();
+    assert_eq!(fresh[0]["current"], "1.0.0");
+    assert_eq!(fresh[0]["latest"], "1.0.0");
+
+    // A newer version appears in the folder; one beyond the constraint too.
+    for v in ["1.1.0", "3.0.0"] {
+        let b = tiny_box(files.path(), "team/base", v);
+        std::fs::copy(&b, served.join(format!("base-{v}.box"))).unwrap();
+        server.serve(
+            &format!("base-{v}.box"),
+            served.join(format!("base-{v}.box")),
+        );
+    }
+    p.ok(&["box", "catalog", served.to_str().unwrap()]);
+    let out = p.ok(&["box", "outdated"]);
+    assert!(
+        out.contains("1.1.0") && out.contains("newer version available"),
+        "{out}"
+    );
+    assert!(!out.contains("3.0.0"), "the constraint holds: {out}");
+    p.ok(&["box", "update"]);
+    let versions: Vec<String> = listed(&p).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
+    assert!(p.ok(&["box", "outdated"]).contains("up to date"));
+
+    // prune: -n only tells; then the old version goes, the newest stays.
+    let out = p.ok(&["box", "prune", "-n"]);
+    assert!(out.contains("would remove team/base 1.0.0"), "{out}");
+    assert_eq!(listed(&p).len(), 2);
+    p.ok(&["box", "prune"]);
+    let versions: Vec<String> = listed(&p).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(versions, ["1.1.0"]);
+}
+
+#[test]
+fn a_zstd_box_is_added() {
+    let files = tempfile::tempdir().unwrap();
+    let gz = tiny_box(files.path(), "zst", "1.0.0");
+    // Repack as tar.zst with the zstd tool.
+    let tar_path = files.path().join("zst.tar");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
+        &mut raw,
+    )
+    .unwrap();
+    std::fs::write(&tar_path, raw).unwrap();
+    let status = std::process::Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(&tar_path)
+        .arg("-o")
+        .arg(files.path().join("zst.box"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (p, _store) = project();
+    let out = p.env(&["box", "add", files.path().join("zst.box").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(listed(&p), [("zst".to_string(), "1.0.0".to_string())]);
+}

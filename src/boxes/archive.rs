@@ -13,6 +13,8 @@ pub enum Compression {
     None,
     /// gzip.
     Gzip,
+    /// zstd (`.tar.zst`).
+    Zstd,
 }
 
 /// Detects the compression from the magic bytes at the start of a file.
@@ -22,11 +24,11 @@ pub fn detect(head: &[u8]) -> Result<Compression> {
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Ok(Compression::None)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        bail!("zstd-compressed boxes are not supported yet: repack it as tar or tar.gz")
+        Ok(Compression::Zstd)
     } else if head.starts_with(b"PK") {
         bail!("zip boxes are not supported yet: repack it as tar or tar.gz")
     } else {
-        bail!("not a box archive (expected tar or tar.gz)")
+        bail!("not a box archive (expected tar, tar.gz or tar.zst)")
     }
 }
 
@@ -90,14 +92,61 @@ pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Res
         count: 0,
         progress,
     };
-    match compression {
-        Compression::None => unpack_tar(tar::Archive::new(counted), dest),
-        Compression::Gzip => unpack_tar(
-            tar::Archive::new(flate2::read::GzDecoder::new(counted)),
-            dest,
-        ),
+    unpack_tar(tar::Archive::new(decoder(compression, counted)?), dest)
+        .with_context(|| format!("cannot unpack {}", archive.display()))
+}
+
+/// Unpacks an archive arriving on `reader` (a download in progress) into
+/// the existing, empty folder `dest`, with the same checks as [`unpack`].
+pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
+    let mut head = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = reader.read(&mut head[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
     }
-    .with_context(|| format!("cannot unpack {}", archive.display()))
+    head.truncate(filled);
+    let compression = detect(&head)?;
+    let whole = std::io::Cursor::new(head).chain(reader);
+    unpack_tar(tar::Archive::new(decoder(compression, whole)?), dest)
+}
+
+/// The decompressed stream of an archive.
+fn decoder<'a, R: Read + 'a>(compression: Compression, raw: R) -> Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
+        Compression::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(raw)
+                .map_err(|e| anyhow::anyhow!("bad zstd stream: {e}"))?,
+        ),
+    })
+}
+
+/// Calls `f` with each entry's (checked) path and contents until it returns
+/// false: reading one file of a box without unpacking it.
+pub fn each_entry(
+    archive: &Path,
+    f: &mut dyn FnMut(&Path, &mut dyn Read) -> Result<bool>,
+) -> Result<()> {
+    let mut file =
+        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut head = [0u8; 512];
+    let n = read_up_to(&mut file, &mut head)?;
+    let compression = detect(&head[..n]).with_context(|| format!("{}", archive.display()))?;
+    let raw = BufReader::new(File::open(archive)?);
+    let mut tar = tar::Archive::new(decoder(compression, raw)?);
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = safe_relative_path(&entry.path()?)?;
+        if !f(&path, &mut entry)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize> {
@@ -124,7 +173,12 @@ fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> 
         }
         let kind = entry.header().entry_type();
         match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
+            // GNU sparse entries are regular files whose holes are not stored
+            // (GNU tar --sparse, and the tar crate for sparse disk images).
+            tar::EntryType::Regular
+            | tar::EntryType::Continuous
+            | tar::EntryType::GNUSparse
+            | tar::EntryType::Directory => {}
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name()?

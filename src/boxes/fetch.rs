@@ -368,6 +368,16 @@ fn read_catalog(location: &Location) -> Result<Option<Catalog>> {
     Ok(Some(catalog))
 }
 
+/// The catalog at `location` (an error when it holds something else).
+pub fn load_catalog(location: &Location) -> Result<Catalog> {
+    read_catalog(location)?.with_context(|| format!("{} is not a box catalog", location.show()))
+}
+
+/// The sha256 of a file, as lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_file(path, DigestKind::Sha256)
+}
+
 /// What `env box add` and `env up` ask for.
 #[derive(Debug, Clone, Default)]
 pub struct AddRequest {
@@ -386,7 +396,9 @@ pub struct AddRequest {
 /// Fetches and adds a box; returns it.
 pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
     let location = Location::parse(&request.source);
-    let (box_location, name, version, checksum) = match read_catalog(&location)? {
+    let catalog = read_catalog(&location)?;
+    let from_catalog = catalog.is_some();
+    let (box_location, name, version, checksum) = match catalog {
         Some(catalog) => {
             let constraint = request
                 .version
@@ -446,30 +458,42 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
         }
     };
     super::check_name(&name)?;
-    let archive = match &box_location {
+    let added = match &box_location {
         Location::File(path) => {
             if let Some(expected) = &checksum {
                 let actual = digest_file(path, expected.kind)?;
                 check_digest(expected, &actual, &box_location)?;
             }
-            path.clone()
+            let total = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            let bar = ui::bytes_bar(total, &format!("adding {name}"));
+            let added =
+                store.add_archive(path, &name, version.as_deref(), request.force, &mut |n| {
+                    bar.set_position(n)
+                });
+            bar.finish_and_clear();
+            added
         }
-        Location::Http(url) => download(store, url, checksum.as_ref())?,
+        Location::Http(url) => {
+            let staging = download(store, url, checksum.as_ref())?;
+            store.add_staged(staging, url, &name, version.as_deref(), request.force)
+        }
     };
-    let total = std::fs::metadata(&archive)?.len();
-    let bar = ui::bytes_bar(total, &format!("adding {name}"));
-    let added = store.add_archive(
-        &archive,
-        &name,
-        version.as_deref(),
-        request.force,
-        &mut |n| bar.set_position(n),
-    );
-    bar.finish_and_clear();
-    if matches!(box_location, Location::Http(_)) {
-        let _ = std::fs::remove_file(&archive);
-    }
-    added
+    let added = added?;
+    let source = super::maintain::Source {
+        url: match &location {
+            Location::File(p) => std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+            Location::Http(u) => u.clone(),
+        },
+        catalog: from_catalog,
+        constraint: request.version.clone().filter(|_| from_catalog),
+    };
+    super::maintain::record_source(&added, &source)?;
+    Ok(added)
 }
 
 fn check_digest(expected: &Checksum, actual: &str, location: &Location) -> Result<()> {
@@ -506,11 +530,13 @@ pub fn partial_path(store: &Store, url: &str) -> PathBuf {
         .join(format!("{}.part", crate::paths::short_hash(Path::new(url))))
 }
 
-/// Downloads `url` into the store's download folder, resuming a partial
-/// download with a Range request, hashing while the bytes arrive, and
-/// checking `expected` before returning the finished file. A mismatch
-/// deletes the download.
-fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<PathBuf> {
+/// Downloads `url` and unpacks it as the bytes arrive: each chunk goes to
+/// the partial file in the store's download folder (what a later try
+/// resumes from, with an HTTP Range request), into the digest, and through
+/// a pipe to a thread unpacking into a private staging folder. The staging
+/// folder is returned only when the digest matches `expected`; otherwise it
+/// and the download are deleted and nothing is installed.
+fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<tempfile::TempDir> {
     let partial = partial_path(store, url);
     let folder = partial.parent().context("no download folder")?;
     std::fs::create_dir_all(folder)
@@ -532,7 +558,6 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<Pat
         }
         have = 0;
     }
-    let mut hasher = Hasher::new(kind);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(resumed)
@@ -540,8 +565,16 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<Pat
         .truncate(!resumed)
         .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
+    let staging = store.staging()?;
+    let (pipe_out, pipe_in) = std::io::pipe().context("cannot create a pipe")?;
+    let dest = staging.path().to_path_buf();
+    let unpacker = std::thread::spawn(move || super::archive::unpack_reader(pipe_out, &dest));
+    let mut sink = Sink {
+        hasher: Hasher::new(kind),
+        pipe: Some(pipe_in),
+    };
     if resumed {
-        // The bytes already here enter the digest once; the rest streams.
+        // The bytes already here go through the digest and the unpacker once.
         let mut old = std::fs::File::open(&partial)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -549,7 +582,7 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<Pat
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            sink.take(&buf[..n]);
         }
     }
     let total = response.content_length().map(|n| n + have).unwrap_or(0);
@@ -567,44 +600,62 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<Pat
     bar.set_position(have);
     let mut buf = vec![0u8; 1 << 20];
     let mut done = have;
-    loop {
+    let cut = loop {
         let n = match response.read(&mut buf) {
+            Ok(0) => break None,
             Ok(n) => n,
-            Err(e) => {
-                bar.abandon();
-                file.flush()?;
-                bail!(
-                    "the download of {url} was cut off after {} ({e}): run the command again to resume",
-                    ui::human_bytes(done)
-                );
-            }
+            Err(e) => break Some(e.to_string()),
         };
-        if n == 0 {
-            break;
-        }
         file.write_all(&buf[..n])
             .with_context(|| format!("cannot write {}", partial.display()))?;
-        hasher.update(&buf[..n]);
+        sink.take(&buf[..n]);
         done += n as u64;
         bar.set_position(done);
-    }
-    bar.finish_and_clear();
+    };
     file.sync_all()?;
-    if total > 0 && done < total {
+    drop(sink.pipe.take());
+    let unpacked = unpacker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the unpacking thread panicked"))?;
+    if cut.is_some() || (total > 0 && done < total) {
+        bar.abandon();
         bail!(
-            "the download of {url} ended early ({} of {}): run the command again to resume",
+            "the download of {url} was cut off after {} of {}{}: run the command again to resume",
             ui::human_bytes(done),
-            ui::human_bytes(total)
+            ui::human_bytes(total),
+            cut.map(|e| format!(" ({e})")).unwrap_or_default()
         );
     }
-    let actual = hasher.hex();
-    if let Some(expected) = expected
-        && let Err(e) = check_digest(expected, &actual, &Location::Http(url.to_string()))
-    {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
+    bar.finish_and_clear();
+    let actual = sink.hasher.hex();
+    let verdict = match expected {
+        Some(expected) => check_digest(expected, &actual, &Location::Http(url.to_string())),
+        None => Ok(()),
+    };
+    // The download is complete: it is not needed again, whatever happens.
+    let _ = std::fs::remove_file(&partial);
+    verdict?;
+    unpacked.with_context(|| format!("cannot unpack {url}"))?;
+    Ok(staging)
+}
+
+/// Where downloaded bytes go besides the partial file.
+struct Sink {
+    hasher: Hasher,
+    /// Closed when the unpacker stopped early (a bad archive): the digest
+    /// still covers every byte, and the unpacker's error is reported.
+    pipe: Option<std::io::PipeWriter>,
+}
+
+impl Sink {
+    fn take(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        if let Some(pipe) = &mut self.pipe
+            && pipe.write_all(data).is_err()
+        {
+            self.pipe = None;
+        }
     }
-    Ok(partial)
 }
 
 #[cfg(test)]

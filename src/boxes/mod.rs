@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod build;
 pub mod fetch;
+pub mod maintain;
 pub mod metadata;
 
 use crate::lock;
@@ -206,14 +207,42 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<StoredBox> {
         check_name(name)?;
-        let _lock = self.lock()?;
-        let staging = tempfile::Builder::new()
+        let staging = self.staging()?;
+        archive::unpack(archive, staging.path(), progress)?;
+        self.add_staged(
+            staging,
+            &archive.display().to_string(),
+            name,
+            version,
+            force,
+        )
+    }
+
+    /// A private folder of the store to unpack a box into before it is
+    /// added (same filesystem: the final rename is atomic).
+    pub fn staging(&self) -> Result<tempfile::TempDir> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        tempfile::Builder::new()
             .prefix(".incoming-")
             .tempdir_in(&self.root)
-            .with_context(|| format!("cannot create a folder in {}", self.root.display()))?;
-        archive::unpack(archive, staging.path(), progress)?;
-        Metadata::load(staging.path())
-            .with_context(|| format!("{} is not a usable box", archive.display()))?;
+            .with_context(|| format!("cannot create a folder in {}", self.root.display()))
+    }
+
+    /// Moves an unpacked box (from [`Store::staging`]; `origin` names it in
+    /// errors) into the store as `name` (version from its info.json, else
+    /// `version`, else "0"). Nothing is left behind on failure.
+    pub fn add_staged(
+        &self,
+        staging: tempfile::TempDir,
+        origin: &str,
+        name: &str,
+        version: Option<&str>,
+        force: bool,
+    ) -> Result<StoredBox> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        Metadata::load(staging.path()).with_context(|| format!("{origin} is not a usable box"))?;
         let info_version = fs::read_to_string(staging.path().join("info.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

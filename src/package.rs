@@ -1,0 +1,253 @@
+//! `env package`: baking a machine into a box (the AMI-building step of
+//! immutable infrastructure). The guest is cleaned of what makes it one
+//! machine (SSH host keys, machine-id, the per-machine key, DHCP leases,
+//! logs, env's network settings), halted, its overlay flattened into a
+//! standalone compressed qcow2, and packed with the source box's metadata,
+//! so that every machine made from it starts fresh.
+
+use crate::boxes::Store;
+use crate::envfile::Machine;
+use crate::machine::Status;
+use crate::process::run_checked;
+use crate::project::Project;
+use crate::provision::shell_quote;
+use crate::{lifecycle, ssh, ui};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The guest script that removes machine-specific state. `host_keys`: the
+/// box gets its SSH host key from env at each boot, so the baked one goes.
+pub fn clean_script(user: &str, well_known_public_key: &str, host_keys: bool) -> String {
+    let home = format!("$(getent passwd {} | cut -d: -f6)", shell_quote(user));
+    let mut s = String::from("set -e\n");
+    if host_keys {
+        s.push_str("rm -f /etc/ssh/ssh_host_*\n");
+    }
+    s.push_str(&format!(
+        "# the well-known first-contact key again, instead of this machine's\n\
+         h={home}\n\
+         mkdir -p \"$h/.ssh\"\n\
+         printf '%s\\n' {key} > \"$h/.ssh/authorized_keys\"\n\
+         chmod 700 \"$h/.ssh\"; chmod 600 \"$h/.ssh/authorized_keys\"\n\
+         chown -R {owner}: \"$h/.ssh\"\n\
+         # a new machine-id at the next boot\n\
+         : > /etc/machine-id\n\
+         rm -f /var/lib/dbus/machine-id\n\
+         # leases, env's network and name settings, logs, temporary files\n\
+         rm -f /var/lib/dhcp/* /var/lib/systemd/network/* /etc/systemd/network/20-env-private.network\n\
+         awk '/^# BEGIN env hosts/ {{ skip = 1; next }} skip && /^# END env hosts/ {{ skip = 0; next }} !skip' /etc/hosts > /etc/hosts.env-new && cat /etc/hosts.env-new > /etc/hosts && rm -f /etc/hosts.env-new\n\
+         echo localhost > /etc/hostname\n\
+         rm -rf /var/log/journal/* /tmp/* /var/tmp/* /root/.bash_history \"$h/.bash_history\"\n\
+         find /var/log -type f -exec truncate -s 0 {{}} + 2>/dev/null || true\n\
+         apt-get clean 2>/dev/null || true\n\
+         # free blocks read as zeros: the flattened image shrinks\n\
+         fstrim -a 2>/dev/null || true\n\
+         sync\n",
+        key = shell_quote(well_known_public_key.trim()),
+        owner = shell_quote(user),
+    ));
+    s
+}
+
+/// What a package run needs from the guest before it halts.
+fn prepare_guest(dir: &crate::machine::MachineDir, script: &str) -> Result<String> {
+    let packages = ssh::command(&dir.ssh_config(), &dir.name)
+        .arg("dpkg-query -W -f='${Package} ${Version}\\n' 2>/dev/null || true")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run ssh")?;
+    let mut child = ssh::command(&dir.ssh_config(), &dir.name)
+        .arg("sudo -n sh -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ssh")?;
+    child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "cleaning `{}` for packaging failed: {}",
+            dir.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&packages.stdout).into_owned())
+}
+
+/// Bakes `machine` into a box at `output`; returns the box file.
+pub fn package(
+    project: &Project,
+    machine: &Machine,
+    store: &Store,
+    output: &Path,
+) -> Result<PathBuf> {
+    let dir = project.machine_dir(&machine.name);
+    let state = dir
+        .load_state()?
+        .filter(|_| dir.disk().exists())
+        .with_context(|| {
+            format!(
+                "machine `{}` is not created: `env up {}` first",
+                machine.name, machine.name
+            )
+        })?;
+    let source = store.find(&state.box_name, Some(&state.box_version))?;
+    let env_boot = source.metadata.env.clone();
+    let host_keys = env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
+    let packages = match dir.status()? {
+        Status::Running { .. } => {
+            ui::step(
+                &machine.name,
+                "cleaning machine-specific state for packaging",
+            );
+            let script = clean_script(
+                &state.ssh_user,
+                crate::ssh::WELL_KNOWN_PUBLIC_KEY,
+                host_keys,
+            );
+            let packages = prepare_guest(&dir, &script)?;
+            lifecycle::halt(project, &machine.name, false)?;
+            packages
+        }
+        _ => bail!(
+            "machine `{}` is halted: `env up {}` it first, so env can clean it before packaging",
+            machine.name,
+            machine.name
+        ),
+    };
+
+    let work = tempfile::Builder::new()
+        .prefix(".package-")
+        .tempdir_in(
+            output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .context("cannot create a folder beside the output")?;
+    let image = work.path().join("box.img");
+    let started = std::time::Instant::now();
+    ui::step(&machine.name, "flattening the disk into a compressed qcow2");
+    run_checked(
+        Command::new("qemu-img")
+            .args(["convert", "-c", "-O", "qcow2"])
+            .arg(dir.disk())
+            .arg(&image),
+        "cannot run qemu-img (install qemu-utils)",
+        "flattening the disk failed",
+    )?;
+    let mut metadata: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(source.dir.join("metadata.json"))
+            .context("cannot read the source box's metadata")?,
+    )?;
+    let virtual_gib = image_virtual_size(&image)?.div_ceil(1 << 30);
+    metadata["virtual_size"] = serde_json::json!(virtual_gib);
+    metadata["format"] = serde_json::json!("qcow2");
+    if let Some(obj) = metadata.as_object_mut() {
+        obj.remove("disks");
+    }
+    std::fs::write(
+        work.path().join("metadata.json"),
+        serde_json::to_string_pretty(&metadata)?,
+    )?;
+    let info = serde_json::json!({
+        "name": state.box_name,
+        "version": format!("{}-{}", state.box_version, crate::logs::run_name(std::time::SystemTime::now())),
+        "packaged_from": format!("{} ({}) of {}", machine.name, project.envfile.path.display(), state.box_name),
+        "source_box": format!("{} {}", state.box_name, state.box_version),
+        "built": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    });
+    std::fs::write(
+        work.path().join("info.json"),
+        serde_json::to_string_pretty(&info)?,
+    )?;
+    if !packages.is_empty() {
+        std::fs::write(work.path().join("packages.txt"), &packages)?;
+    }
+    let mut members = vec!["metadata.json", "info.json", "box.img"];
+    if !packages.is_empty() {
+        members.push("packages.txt");
+    }
+    let mut extra: Vec<String> = Vec::new();
+    if let Some(boot) = &env_boot {
+        for f in [&boot.kernel, &boot.initrd].into_iter().flatten() {
+            std::fs::copy(source.dir.join(f), work.path().join(f))
+                .with_context(|| format!("cannot copy the box's {f}"))?;
+            extra.push(f.clone());
+        }
+    }
+    for f in ["Vagrantfile", "vmlinuz"] {
+        if source.dir.join(f).is_file() && !extra.iter().any(|e| e == f) {
+            std::fs::copy(source.dir.join(f), work.path().join(f))?;
+            extra.push(f.to_string());
+        }
+    }
+    let staged = work.path().join("out.box");
+    {
+        let file = std::fs::File::create(&staged)?;
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ));
+        // metadata.json first: readers find it without going through the disk.
+        for name in members.iter().map(|s| s.to_string()).chain(extra) {
+            tar.append_path_with_name(work.path().join(&name), &name)
+                .with_context(|| format!("cannot pack {name}"))?;
+        }
+        tar.into_inner()?.finish()?.sync_all()?;
+    }
+    std::fs::rename(&staged, output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    ui::step(
+        &machine.name,
+        &format!(
+            "packaged into {} ({}) in {:.0} s",
+            output.display(),
+            ui::human_bytes(std::fs::metadata(output)?.len()),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(output.to_path_buf())
+}
+
+fn image_virtual_size(image: &Path) -> Result<u64> {
+    let out = run_checked(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(image),
+        "cannot run qemu-img (install qemu-utils)",
+        "cannot read the flattened image",
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["virtual-size"]
+        .as_u64()
+        .context("qemu-img reported no virtual size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clean_script_resets_what_makes_a_machine() {
+        let s = clean_script("vagrant", "ssh-ed25519 AAAA well-known", true);
+        assert!(s.contains("rm -f /etc/ssh/ssh_host_*"));
+        assert!(s.contains("'ssh-ed25519 AAAA well-known' > \"$h/.ssh/authorized_keys\""));
+        assert!(s.contains(": > /etc/machine-id"));
+        assert!(s.contains("/var/lib/dhcp/*"));
+        assert!(s.contains("20-env-private.network"));
+        assert!(s.contains("fstrim"));
+        let kept = clean_script("vagrant", "k", false);
+        assert!(
+            !kept.contains("ssh_host_"),
+            "keys stay when nothing would replace them"
+        );
+    }
+}
