@@ -16,7 +16,7 @@ use crate::ssh;
 use crate::ui;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a guest gets to power off after the ACPI button.
@@ -143,19 +143,14 @@ fn configure_guest(
     folders: &[crate::envfile::folders::Folder],
     disks: &[crate::envfile::disks::Disk],
 ) -> Result<()> {
-    use std::io::Write;
-    let mut child = ssh::command(&dir.ssh_config(), &dir.name)
-        .arg("sudo -n sh -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ssh")?;
-    child.stdin.take().context("no stdin")?.write_all(
-        (network::guest_script(me, plan) + &mount_script(folders) + &disk_mount_script(disks))
-            .as_bytes(),
+    let script =
+        network::guest_script(me, plan) + &mount_script(folders) + &disk_mount_script(disks);
+    let out = ssh::run_with_input(
+        &dir.ssh_config(),
+        &dir.name,
+        "sudo -n sh -s",
+        script.as_bytes(),
     )?;
-    let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
             "cannot set the name and network of `{}`: {}",

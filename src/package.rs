@@ -13,7 +13,6 @@ use crate::project::Project;
 use crate::provision::shell_quote;
 use crate::{lifecycle, ssh, ui};
 use anyhow::{Context, Result, bail};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -58,19 +57,12 @@ fn prepare_guest(dir: &crate::machine::MachineDir, script: &str) -> Result<Strin
         .stdin(Stdio::null())
         .output()
         .context("cannot run ssh")?;
-    let mut child = ssh::command(&dir.ssh_config(), &dir.name)
-        .arg("sudo -n sh -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ssh")?;
-    child
-        .stdin
-        .take()
-        .context("no stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = ssh::run_with_input(
+        &dir.ssh_config(),
+        &dir.name,
+        "sudo -n sh -s",
+        script.as_bytes(),
+    )?;
     if !out.status.success() {
         bail!(
             "cleaning `{}` for packaging failed: {}",

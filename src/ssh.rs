@@ -240,6 +240,32 @@ pub fn command(config: &Path, alias: &str) -> Command {
     cmd
 }
 
+/// Runs `remote` on the machine (e.g. `sudo -n sh -s`) with `input` on its
+/// stdin, capturing its output. The input is written from a thread, so a
+/// command that talks while it reads cannot block on a full pipe.
+pub fn run_with_input(
+    config: &Path,
+    alias: &str,
+    remote: &str,
+    input: &[u8],
+) -> anyhow::Result<std::process::Output> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut child = command(config, alias)
+        .arg(remote)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ssh (install the OpenSSH client)")?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    let _ = feeder.join();
+    Ok(out)
+}
+
 /// An `ssh` command on its own connection, not the master's: for a
 /// long-lived stream that must not die with the master, and whose dead peer
 /// (a halted or rewound guest) is noticed within 15 s.

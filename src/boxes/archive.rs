@@ -81,11 +81,7 @@ pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
 /// calling `progress` with the bytes read so far. Rejects absolute paths,
 /// `..`, links leading outside, and device files, fifos and sockets.
 pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
-    let mut file =
-        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-    let mut head = [0u8; 512];
-    let n = read_up_to(&mut file, &mut head)?;
-    let compression = detect(&head[..n]).with_context(|| format!("{}", archive.display()))?;
+    let compression = compression_of(archive)?;
     let file = File::open(archive)?;
     let counted = CountingReader {
         inner: BufReader::with_capacity(1 << 20, file),
@@ -96,18 +92,20 @@ pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Res
         .with_context(|| format!("cannot unpack {}", archive.display()))
 }
 
+/// The compression of the archive file at `archive`, from its first bytes.
+fn compression_of(archive: &Path) -> Result<Compression> {
+    let mut file =
+        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let mut head = [0u8; 512];
+    let n = read_up_to(&mut file, &mut head)?;
+    detect(&head[..n]).with_context(|| format!("{}", archive.display()))
+}
+
 /// Unpacks an archive arriving on `reader` (a download in progress) into
 /// the existing, empty folder `dest`, with the same checks as [`unpack`].
 pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
     let mut head = vec![0u8; 512];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = reader.read(&mut head[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
+    let filled = read_up_to(&mut reader, &mut head)?;
     head.truncate(filled);
     let compression = detect(&head)?;
     let whole = std::io::Cursor::new(head).chain(reader);
@@ -132,11 +130,7 @@ pub fn each_entry(
     archive: &Path,
     f: &mut dyn FnMut(&Path, &mut dyn Read) -> Result<bool>,
 ) -> Result<()> {
-    let mut file =
-        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-    let mut head = [0u8; 512];
-    let n = read_up_to(&mut file, &mut head)?;
-    let compression = detect(&head[..n]).with_context(|| format!("{}", archive.display()))?;
+    let compression = compression_of(archive)?;
     let raw = BufReader::new(File::open(archive)?);
     let mut tar = tar::Archive::new(decoder(compression, raw)?);
     for entry in tar.entries()? {
@@ -149,10 +143,11 @@ pub fn each_entry(
     Ok(())
 }
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> Result<usize> {
+/// Fills `buf` as far as the stream goes; returns how much it filled.
+fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = file.read(&mut buf[filled..])?;
+        let n = source.read(&mut buf[filled..])?;
         if n == 0 {
             break;
         }

@@ -508,18 +508,23 @@ fn check_digest(expected: &Checksum, actual: &str, location: &Location) -> Resul
 }
 
 fn digest_file(path: &Path, kind: DigestKind) -> Result<String> {
+    let mut hasher = Hasher::new(kind);
+    each_chunk(path, &mut |chunk| hasher.update(chunk))?;
+    Ok(hasher.hex())
+}
+
+/// Reads a file in 1 MiB chunks.
+fn each_chunk(path: &Path, f: &mut dyn FnMut(&[u8])) -> Result<()> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Hasher::new(kind);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        hasher.update(&buf[..n]);
+        f(&buf[..n]);
     }
-    Ok(hasher.hex())
 }
 
 /// The partial download of `url` in the store (kept between tries).
@@ -575,15 +580,7 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<tem
     };
     if resumed {
         // The bytes already here go through the digest and the unpacker once.
-        let mut old = std::fs::File::open(&partial)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = old.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sink.take(&buf[..n]);
-        }
+        each_chunk(&partial, &mut |chunk| sink.take(chunk))?;
     }
     let total = response.content_length().map(|n| n + have).unwrap_or(0);
     let bar = ui::bytes_bar(

@@ -4,25 +4,15 @@
 use super::model::{self, Check, Expect, Kind};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
-use std::time::Duration;
 
 /// A check that gathers everything `spec add` records about a resource.
 pub fn probe(kind: Kind, name: &str) -> Result<Check> {
     model::check_name(kind, name).map_err(anyhow::Error::msg)?;
-    Ok(Check {
-        kind,
-        name: name.to_string(),
-        title: None,
-        skip: false,
-        retries: 0,
-        retry_delay: Duration::from_secs(1),
-        timeout: model::DEFAULT_TIMEOUT,
-        timeout_set: false,
-        // Gathering depends on the kind only (contents and hashes are not
-        // recorded); the expectation is a placeholder.
-        expect: vec![("exists".into(), Expect::Bool(true))],
-        file: Default::default(),
-    })
+    let mut check = Check::new(kind, name, Path::new(""));
+    // Gathering depends on the kind only (contents and hashes are not
+    // recorded); the expectation is a placeholder.
+    check.expect.push(("exists".into(), Expect::Bool(true)));
+    Ok(check)
 }
 
 /// The TOML text of one check: `[kind."name"]` and its values.

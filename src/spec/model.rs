@@ -234,6 +234,23 @@ pub struct Check {
 }
 
 impl Check {
+    /// A check of `kind` `name` from `file`, with the defaults and no
+    /// expectations yet.
+    pub fn new(kind: Kind, name: &str, file: &Path) -> Check {
+        Check {
+            kind,
+            name: name.to_string(),
+            title: None,
+            skip: false,
+            retries: 0,
+            retry_delay: Duration::from_secs(1),
+            timeout: DEFAULT_TIMEOUT,
+            timeout_set: false,
+            expect: Vec::new(),
+            file: file.to_path_buf(),
+        }
+    }
+
     /// `file /etc/motd`, or the title.
     pub fn label(&self) -> String {
         self.title
@@ -315,18 +332,7 @@ fn check_from(
     file: &Path,
 ) -> Result<Check, FieldError> {
     check_name(kind, name).map_err(|m| (None, m))?;
-    let mut check = Check {
-        kind,
-        name: name.to_string(),
-        title: None,
-        skip: false,
-        retries: 0,
-        retry_delay: Duration::from_secs(1),
-        timeout: DEFAULT_TIMEOUT,
-        timeout_set: false,
-        expect: Vec::new(),
-        file: file.to_path_buf(),
-    };
+    let mut check = Check::new(kind, name, file);
     for (field, value) in fields {
         let fail = |m: String| (Some(field.clone()), m);
         match field.as_str() {
