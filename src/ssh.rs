@@ -20,12 +20,44 @@ pub const WELL_KNOWN_PUBLIC_KEY: &str = include_str!("../boxes/keys/insecure_ed2
 /// How long an idle master connection stays up.
 const CONTROL_PERSIST: &str = "10m";
 
-/// Where Vagrant installations keep their insecure private keys; boxes made
-/// for Vagrant trust them.
-const VAGRANT_KEYS: &[&str] = &[
-    "/opt/vagrant/embedded/gems/gems/vagrant/keys/vagrant",
-    "/usr/share/vagrant/keys/vagrant",
-];
+/// Where Vagrant keeps its well-known insecure private keys, which boxes
+/// made for Vagrant trust: the user's copies (`~/.vagrant.d`, written at
+/// Vagrant's first use), HashiCorp's package under /opt/vagrant, and
+/// Debian's `vagrant` package (`/usr/share/rubygems-integration`).
+fn vagrant_key_patterns(home: Option<&Path>) -> Vec<String> {
+    let mut patterns = Vec::new();
+    if let Some(home) = home {
+        let d = home.join(".vagrant.d");
+        patterns.push(d.join("insecure_private_key").display().to_string());
+        patterns.push(
+            d.join("insecure_private_keys/vagrant.key.*")
+                .display()
+                .to_string(),
+        );
+    }
+    patterns.extend(
+        [
+            "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant",
+            "/opt/vagrant/embedded/gems/*/gems/vagrant-*/keys/vagrant",
+            "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant",
+            "/usr/share/vagrant/keys/vagrant",
+        ]
+        .map(String::from),
+    );
+    patterns
+}
+
+/// The Vagrant insecure keys present on this host.
+fn vagrant_keys(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut keys: Vec<PathBuf> = vagrant_key_patterns(home)
+        .iter()
+        .filter_map(|p| glob::glob(p).ok())
+        .flat_map(|paths| paths.filter_map(Result::ok))
+        .filter(|p| p.is_file())
+        .collect();
+    keys.dedup();
+    keys
+}
 
 /// What the client needs to reach one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,12 +219,8 @@ pub fn first_contact_identities(
     let well_known = dir.first_contact_key();
     write_private(&well_known, WELL_KNOWN_KEY)?;
     let mut keys = vec![well_known];
-    keys.extend(
-        VAGRANT_KEYS
-            .iter()
-            .map(PathBuf::from)
-            .filter(|p| p.is_file()),
-    );
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    keys.extend(vagrant_keys(home.as_deref()));
     Ok(keys)
 }
 
@@ -388,6 +416,26 @@ mod tests {
         });
         wait_for_banner(port, Instant::now() + Duration::from_secs(5), || Ok(())).unwrap();
         server.join().unwrap();
+    }
+
+    #[test]
+    fn vagrant_keys_are_found_where_vagrant_installs_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        // ~/.vagrant.d as Vagrant 2.4 leaves it.
+        let keys = home.join(".vagrant.d/insecure_private_keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(keys.join("vagrant.key.ed25519"), "k").unwrap();
+        std::fs::write(keys.join("vagrant.key.rsa"), "k").unwrap();
+        std::fs::write(home.join(".vagrant.d/insecure_private_key"), "k").unwrap();
+        let found = vagrant_keys(Some(home));
+        assert_eq!(found.len(), 3, "{found:?}");
+        // Debian's package layout (vagrant 2.3.4+dfsg, bookworm).
+        assert!(vagrant_key_patterns(None).iter().any(|p| {
+            glob::Pattern::new(p)
+                .unwrap()
+                .matches("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant")
+        }));
     }
 
     #[test]
