@@ -470,19 +470,24 @@ pub(crate) fn error_at(file: &Path, text: &str, path: &[Step], message: String) 
     }
 }
 
+/// The candidate close enough to `word` to be what was meant (a typo).
+pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+}
+
 /// Adds "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`".
 fn with_suggestion(message: &str) -> String {
     let words: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let (Some(unknown), candidates) = (words.first(), words.get(1..).unwrap_or(&[])) else {
         return message.to_string();
     };
-    let best = candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(unknown, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min();
-    match best {
-        Some((_, c)) if message.starts_with("unknown") => {
+    match closest(unknown, candidates) {
+        Some(c) if message.starts_with("unknown") => {
             format!("{message} (did you mean `{c}`?)")
         }
         _ => message.to_string(),

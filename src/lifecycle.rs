@@ -145,19 +145,12 @@ fn configure_guest(
 ) -> Result<()> {
     let script =
         network::guest_script(me, plan) + &mount_script(folders) + &disk_mount_script(disks);
-    let out = ssh::run_with_input(
+    ssh::run_root_script(
         &dir.ssh_config(),
         &dir.name,
-        "sudo -n sh -s",
-        script.as_bytes(),
+        &script,
+        &format!("cannot set the name and network of `{}`", me.name),
     )?;
-    if !out.status.success() {
-        bail!(
-            "cannot set the name and network of `{}`: {}",
-            me.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
     Ok(())
 }
 

@@ -57,19 +57,12 @@ fn prepare_guest(dir: &crate::machine::MachineDir, script: &str) -> Result<Strin
         .stdin(Stdio::null())
         .output()
         .context("cannot run ssh")?;
-    let out = ssh::run_with_input(
+    ssh::run_root_script(
         &dir.ssh_config(),
         &dir.name,
-        "sudo -n sh -s",
-        script.as_bytes(),
+        script,
+        &format!("cleaning `{}` for packaging failed", dir.name),
     )?;
-    if !out.status.success() {
-        bail!(
-            "cleaning `{}` for packaging failed: {}",
-            dir.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
     Ok(String::from_utf8_lossy(&packages.stdout).into_owned())
 }
 

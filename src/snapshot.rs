@@ -269,15 +269,7 @@ pub fn save(project: &Project, machine: &Machine, tag: &str, include_kept: bool)
                 &format!("could not sync the guest's disks: {e:#}"),
             );
         }
-        let nodes: Vec<String> = plan.images.iter().map(|i| i.node.clone()).collect();
-        qmp::snapshot_job(
-            &dir.qmp_socket()?,
-            qmp::SnapshotJob::Save,
-            tag,
-            &nodes,
-            JOB_TIMEOUT,
-        )
-        .with_context(|| format!("cannot save snapshot `{tag}` of `{}`", dir.name))?;
+        live_job(dir, qmp::SnapshotJob::Save, tag, &plan.images)?;
     } else {
         for (done, image) in plan.images.iter().enumerate() {
             if let Err(e) = qemu_img_snapshot("-c", tag, image) {
@@ -372,15 +364,7 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
         }
         // So does the journal stream's connection; it restarts from now.
         crate::logs::stop_forward(dir);
-        let nodes: Vec<String> = plan.images.iter().map(|i| i.node.clone()).collect();
-        qmp::snapshot_job(
-            &dir.qmp_socket()?,
-            qmp::SnapshotJob::Load,
-            tag,
-            &nodes,
-            JOB_TIMEOUT,
-        )
-        .with_context(|| format!("cannot restore snapshot `{tag}` of `{}`", dir.name))?;
+        live_job(dir, qmp::SnapshotJob::Load, tag, &plan.images)?;
         set_guest_clock(dir)?;
         if project.envfile.logs_forward {
             let now = SystemTime::now()
@@ -411,6 +395,19 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
         report_left_out(&dir.name, &plan);
     }
     Ok(())
+}
+
+/// Runs a snapshot job on a running machine's images (the first holds the
+/// VM state).
+fn live_job(dir: &MachineDir, job: qmp::SnapshotJob, tag: &str, images: &[Image]) -> Result<()> {
+    let nodes: Vec<String> = images.iter().map(|i| i.node.clone()).collect();
+    let verb = match job {
+        qmp::SnapshotJob::Save => "save",
+        qmp::SnapshotJob::Load => "restore",
+        qmp::SnapshotJob::Delete => "delete",
+    };
+    qmp::snapshot_job(&dir.qmp_socket()?, job, tag, &nodes, JOB_TIMEOUT)
+        .with_context(|| format!("cannot {verb} snapshot `{tag}` of `{}`", dir.name))
 }
 
 /// A restored guest's clock shows the time of the snapshot: set it to now
@@ -455,15 +452,7 @@ pub fn delete(project: &Project, machine: &Machine, tag: &str, include_kept: boo
         );
     }
     if running {
-        let nodes: Vec<String> = holders.iter().map(|i| i.node.clone()).collect();
-        qmp::snapshot_job(
-            &dir.qmp_socket()?,
-            qmp::SnapshotJob::Delete,
-            tag,
-            &nodes,
-            JOB_TIMEOUT,
-        )
-        .with_context(|| format!("cannot delete snapshot `{tag}` of `{}`", dir.name))?;
+        live_job(dir, qmp::SnapshotJob::Delete, tag, &holders)?;
     } else {
         for image in &holders {
             qemu_img_snapshot("-d", tag, image)?;

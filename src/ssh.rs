@@ -269,16 +269,18 @@ pub fn command(config: &Path, alias: &str) -> Command {
 }
 
 /// Runs `remote` on the machine (e.g. `sudo -n sh -s`) with `input` on its
-/// stdin, capturing its output. The input is written from a thread, so a
-/// command that talks while it reads cannot block on a full pipe.
+/// stdin, capturing its output. The input is written and the output read
+/// from threads, so a command that talks while it reads cannot block on a
+/// full pipe. With a `limit`, ssh is killed when it runs longer.
 pub fn run_with_input(
     config: &Path,
     alias: &str,
     remote: &str,
     input: &[u8],
+    limit: Option<std::time::Duration>,
 ) -> anyhow::Result<std::process::Output> {
     use anyhow::Context;
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut child = command(config, alias)
         .arg(remote)
         .stdin(Stdio::piped())
@@ -289,9 +291,46 @@ pub fn run_with_input(
     let mut stdin = child.stdin.take().context("no stdin")?;
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output()?;
+    let drain = |mut source: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = source.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().context("no stdout")?));
+    let stderr = drain(Box::new(child.stderr.take().context("no stderr")?));
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "`{remote}` on `{alias}` did not finish within {} s",
+                limit.unwrap_or_default().as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let _ = feeder.join();
-    Ok(out)
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Runs a shell script on the machine as root (`sudo -n sh -s`); a failure
+/// becomes an error starting with `what` and quoting the script's stderr.
+pub fn run_root_script(config: &Path, alias: &str, script: &str, what: &str) -> anyhow::Result<()> {
+    let out = run_with_input(config, alias, "sudo -n sh -s", script.as_bytes(), None)?;
+    if !out.status.success() {
+        anyhow::bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// An `ssh` command on its own connection, not the master's: for a

@@ -10,9 +10,8 @@ use crate::spec::report::MachineReport;
 use crate::spec::script::{self, Facts};
 use crate::spec::{Check, model};
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How `verify` runs.
@@ -42,9 +41,9 @@ pub fn spec_files(project: &Project, machine: &Machine) -> Result<Vec<PathBuf>> 
         matched.sort();
         if matched.is_empty() {
             bail!(
-                "spec `{pattern}` of machine `{}` ({}) matches no file",
-                machine.name,
-                project.envfile.path.display()
+                "{}: machines.{}.specs: `{pattern}` matches no file",
+                project.envfile.path.display(),
+                machine.name
             );
         }
         for m in matched {
@@ -67,56 +66,23 @@ pub fn load_checks(project: &Project, machine: &Machine) -> Result<Vec<Check>> {
 
 /// Runs a compiled script on the machine as root; returns its output.
 pub fn run_script(dir: &MachineDir, script_text: &str, limit: Duration) -> Result<Vec<u8>> {
-    let mut child = crate::ssh::command(&dir.ssh_config(), &dir.name)
-        .arg(script::RUNNER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ssh (install the OpenSSH client)")?;
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let body = script_text.as_bytes().to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&body));
-    let mut stdout = child.stdout.take().context("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let mut stderr = child.stderr.take().context("no stderr")?;
-    let err_reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stderr.read_to_string(&mut out);
-        out
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the checks of `{}` did not finish within {} s",
-                dir.name,
-                limit.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = feeder.join();
-    let out = reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
-    if !status.success() {
+    let out = crate::ssh::run_with_input(
+        &dir.ssh_config(),
+        &dir.name,
+        script::RUNNER,
+        script_text.as_bytes(),
+        Some(limit),
+    )
+    .with_context(|| format!("the checks of `{}` did not run to the end", dir.name))?;
+    if !out.status.success() {
         bail!(
             "running the checks on `{}` failed (exit status {}): {}",
             dir.name,
-            status.code().unwrap_or(-1),
-            err.trim()
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(out)
+    Ok(out.stdout)
 }
 
 /// Verifies one running machine against `checks`.

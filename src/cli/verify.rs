@@ -90,7 +90,7 @@ fn deliver(reports: &[MachineReport], outputs: &[(Format, Option<PathBuf>)]) -> 
         match file {
             Some(path) => {
                 let text = report::render(*format, reports, false);
-                crate::machine::write_atomic(&absolute(path)?, text.as_bytes())
+                crate::machine::write_atomic(&std::path::absolute(path)?, text.as_bytes())
                     .with_context(|| format!("cannot write the report {}", path.display()))?;
                 ui::line(&format!("report written to {}", path.display()));
             }
@@ -104,14 +104,6 @@ fn deliver(reports: &[MachineReport], outputs: &[(Format, Option<PathBuf>)]) -> 
         EXIT_FAILED
     } else {
         EXIT_PASSED
-    })
-}
-
-fn absolute(path: &Path) -> Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
     })
 }
 
@@ -220,7 +212,7 @@ pub fn spec_command(envfile: Option<&Path>, command: SpecCommand) -> Result<i32>
     let dir = project.machine_dir(&machine.name);
     dir.running_state()?;
     let target = match file {
-        Some(f) => absolute(&f)?,
+        Some(f) => std::path::absolute(&f)?,
         None => default_spec_file(&project, machine),
     };
     let probes = names

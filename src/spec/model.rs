@@ -314,12 +314,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Spec, EnvfileError> {
 
 /// ` (did you mean `x`?)` when a candidate is close.
 fn suggestion(word: &str, candidates: &[&str]) -> String {
-    candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min()
-        .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+    crate::envfile::closest(word, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default()
 }
 
