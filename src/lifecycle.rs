@@ -382,7 +382,7 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
         name: dir.name.clone(),
         root: staging.path().to_path_buf(),
     };
-    create_overlay(&stored, &staged.disk(), machine)?;
+    create_overlays(&stored, &staged, machine)?;
     if stored
         .metadata
         .env
@@ -426,30 +426,32 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// `qemu-img create` of the overlay, grown to the Envfile's disk size.
-fn create_overlay(stored: &StoredBox, disk: &Path, machine: &Machine) -> Result<()> {
-    let backing = stored.root_disk();
+/// `qemu-img create` of an overlay on each of the box's disks; the root
+/// disk's is grown to the Envfile's disk size.
+fn create_overlays(stored: &StoredBox, dir: &MachineDir, machine: &Machine) -> Result<()> {
     let box_gib = stored.metadata.virtual_size.unwrap_or(0);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(&backing)
-        .arg(disk);
-    if let Some(size) = machine.disk {
-        if size.bytes() < box_gib * 1024 * 1024 * 1024 {
-            bail!(
-                "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
-                machine.name,
-                size,
-                box_gib
-            );
+    for (index, file) in stored.metadata.disk_files().iter().enumerate() {
+        let mut cmd = Command::new("qemu-img");
+        cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(stored.dir.join(file))
+            .arg(dir.box_disk(index));
+        if let (0, Some(size)) = (index, machine.disk) {
+            if size.bytes() < box_gib * 1024 * 1024 * 1024 {
+                bail!(
+                    "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
+                    machine.name,
+                    size,
+                    box_gib
+                );
+            }
+            cmd.arg(format!("{}M", size.mib));
         }
-        cmd.arg(format!("{}M", size.mib));
+        crate::process::run_checked(
+            &mut cmd,
+            "cannot run qemu-img (install qemu-utils)",
+            &format!("qemu-img create failed for the box's {}", file.display()),
+        )?;
     }
-    crate::process::run_checked(
-        &mut cmd,
-        "cannot run qemu-img (install qemu-utils)",
-        "qemu-img create failed",
-    )?;
     Ok(())
 }
 
@@ -516,7 +518,7 @@ pub fn vm_spec(
         accel,
         cpus: machine.cpus,
         memory_mib: machine.memory.mib,
-        disk: dir.disk(),
+        disks: dir.box_disks(),
         boot,
         qmp_socket: dir.qmp_socket()?,
         qga_socket: dir.qga_socket()?,
@@ -725,12 +727,16 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
                 ssh::known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
             )?;
         }
-        ssh::first_contact(&target, &identities, public.as_deref(), pinned.is_some())?;
+        let accepted =
+            ssh::first_contact(&target, &identities, public.as_deref(), pinned.is_some())?;
         if machine.ssh_insert_key {
             state.key_inserted = true;
-            let _ = std::fs::remove_file(dir.first_contact_key());
+            ssh::remove_first_contact_keys(dir, None);
         } else {
-            target.identity = identities[0].clone();
+            // Without a key of its own, env connects with the accepted one
+            // (first contact runs again at every boot).
+            ssh::remove_first_contact_keys(dir, Some(&accepted));
+            target.identity = accepted;
         }
     } else if !machine.ssh_insert_key {
         target.identity =

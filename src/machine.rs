@@ -24,9 +24,24 @@ impl MachineDir {
             root: project_state.join("machines").join(name),
         }
     }
-    /// The qcow2 overlay on the box image.
+    /// The qcow2 overlay on the box image (its root disk).
     pub fn disk(&self) -> PathBuf {
-        self.root.join("disk.qcow2")
+        self.box_disk(0)
+    }
+    /// The overlay on the box's `index`-th disk (boxes in Vagrant's
+    /// multi-disk form have several; 0 is the root disk).
+    pub fn box_disk(&self, index: usize) -> PathBuf {
+        match index {
+            0 => self.root.join("disk.qcow2"),
+            i => self.root.join(format!("disk{i}.qcow2")),
+        }
+    }
+    /// The overlays of every box disk this machine has, the root disk first.
+    pub fn box_disks(&self) -> Vec<PathBuf> {
+        (0..)
+            .map(|i| self.box_disk(i))
+            .take_while(|p| p.exists())
+            .collect()
     }
     /// The project's folder of kept disks of this machine
     /// (`.envstate/disks/NAME/`): outside the machine's folder, so `destroy`
@@ -79,6 +94,11 @@ impl MachineDir {
     /// The first-contact key written for the first connection.
     pub fn first_contact_key(&self) -> PathBuf {
         self.root.join("first_contact_key")
+    }
+    /// A private copy of the host's `index`-th Vagrant insecure key, for
+    /// first contact with boxes made for Vagrant.
+    pub fn vagrant_key_copy(&self, index: usize) -> PathBuf {
+        self.root.join(format!("first_contact_key.vagrant{index}"))
     }
     /// The guest's SSH host key, made by env and passed in through fw_cfg
     /// (its `.pub` beside it).
@@ -288,6 +308,21 @@ mod tests {
             last_action: "up".into(),
             last_error: None,
         }
+    }
+
+    #[test]
+    fn box_disks_are_the_overlays_present_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MachineDir::new(tmp.path(), "db");
+        assert!(dir.box_disks().is_empty());
+        fs::create_dir_all(&dir.root).unwrap();
+        fs::write(dir.disk(), "").unwrap();
+        fs::write(dir.box_disk(1), "").unwrap();
+        fs::write(dir.box_disk(3), "").unwrap();
+        assert_eq!(
+            dir.box_disks(),
+            [dir.root.join("disk.qcow2"), dir.root.join("disk1.qcow2")]
+        );
     }
 
     #[test]

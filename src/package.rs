@@ -117,26 +117,53 @@ pub fn package(
                 .unwrap_or(Path::new(".")),
         )
         .context("cannot create a folder beside the output")?;
-    let image = work.path().join("box.img");
     let started = std::time::Instant::now();
-    ui::step(&machine.name, "flattening the disk into a compressed qcow2");
-    run_checked(
-        Command::new("qemu-img")
-            .args(["convert", "-c", "-O", "qcow2"])
-            .arg(dir.disk())
-            .arg(&image),
-        "cannot run qemu-img (install qemu-utils)",
-        "flattening the disk failed",
-    )?;
+    // One image per box disk: the root disk as box.img (Vagrant's v1 form),
+    // further disks under the names the source box gave them (the v2 form).
+    let overlays = dir.box_disks();
+    let mut images: Vec<String> = Vec::new();
+    for (index, overlay) in overlays.iter().enumerate() {
+        let name = match (index, source.metadata.disks.get(index)) {
+            (0, _) => "box.img".to_string(),
+            (_, Some(disk)) => disk.path.clone(),
+            (i, None) => format!("disk{i}.img"),
+        };
+        ui::step(
+            &machine.name,
+            &format!("flattening disk {index} into a compressed qcow2 ({name})"),
+        );
+        run_checked(
+            Command::new("qemu-img")
+                .args(["convert", "-c", "-O", "qcow2"])
+                .arg(overlay)
+                .arg(work.path().join(&name)),
+            "cannot run qemu-img (install qemu-utils)",
+            "flattening the disk failed",
+        )?;
+        images.push(name);
+    }
     let mut metadata: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(source.dir.join("metadata.json"))
             .context("cannot read the source box's metadata")?,
     )?;
-    let virtual_gib = image_virtual_size(&image)?.div_ceil(1 << 30);
+    let virtual_gib = image_virtual_size(&work.path().join("box.img"))?.div_ceil(1 << 30);
     metadata["virtual_size"] = serde_json::json!(virtual_gib);
     metadata["format"] = serde_json::json!("qcow2");
     if let Some(obj) = metadata.as_object_mut() {
         obj.remove("disks");
+    }
+    if images.len() > 1 {
+        metadata["disks"] = images
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let mut disk = serde_json::json!({ "path": path });
+                if let Some(name) = source.metadata.disks.get(i).and_then(|d| d.name.clone()) {
+                    disk["name"] = serde_json::json!(name);
+                }
+                disk
+            })
+            .collect();
     }
     std::fs::write(
         work.path().join("metadata.json"),
@@ -156,10 +183,11 @@ pub fn package(
     if !packages.is_empty() {
         std::fs::write(work.path().join("packages.txt"), &packages)?;
     }
-    let mut members = vec!["metadata.json", "info.json", "box.img"];
+    let mut members = vec!["metadata.json".to_string(), "info.json".to_string()];
     if !packages.is_empty() {
-        members.push("packages.txt");
+        members.push("packages.txt".to_string());
     }
+    members.extend(images);
     let mut extra: Vec<String> = Vec::new();
     if let Some(boot) = &env_boot {
         for f in [&boot.kernel, &boot.initrd].into_iter().flatten() {
@@ -182,7 +210,7 @@ pub fn package(
             flate2::Compression::fast(),
         ));
         // metadata.json first: readers find it without going through the disk.
-        for name in members.iter().map(|s| s.to_string()).chain(extra) {
+        for name in members.into_iter().chain(extra) {
             tar.append_path_with_name(work.path().join(&name), &name)
                 .with_context(|| format!("cannot pack {name}"))?;
         }

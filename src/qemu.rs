@@ -109,6 +109,11 @@ pub fn data_disk_args(disks: &[DataDisk]) -> Vec<String> {
 /// name; the drive id `disk0` names the device side).
 pub const ROOT_NODE: &str = "node-disk0";
 
+/// The block node name of the box's `index`-th disk (0: [`ROOT_NODE`]).
+pub fn box_disk_node(index: usize) -> String {
+    format!("node-disk{index}")
+}
+
 /// The block node name of data disk `name`.
 pub fn data_node(name: &str) -> String {
     format!("node-data-{name}")
@@ -130,8 +135,8 @@ pub struct VmSpec {
     pub cpus: u32,
     /// Memory in MiB.
     pub memory_mib: u64,
-    /// The machine's root disk (qcow2 overlay).
-    pub disk: PathBuf,
+    /// The machine's box disks (qcow2 overlays), the root disk first.
+    pub disks: Vec<PathBuf>,
     /// How to boot.
     pub boot: Boot,
     /// QMP control socket.
@@ -207,17 +212,25 @@ pub fn boot_args(boot: &Boot) -> Vec<String> {
     }
 }
 
-/// The root disk on virtio-blk (the only disk, so firmware boots from it).
-pub fn drive_args(disk: &Path) -> Vec<String> {
-    vec![
-        "-drive".into(),
-        format!(
-            "file={},if=none,id=disk0,node-name={ROOT_NODE},format=qcow2,discard=unmap",
-            escape_commas(&path(disk))
-        ),
-        "-device".into(),
-        "virtio-blk-pci,drive=disk0".into(),
-    ]
+/// The box disks on virtio-blk, in the box's order: the root disk first, so
+/// the guest sees it as `/dev/vda` and firmware boots from it.
+pub fn drive_args(disks: &[PathBuf]) -> Vec<String> {
+    disks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, disk)| {
+            [
+                "-drive".to_string(),
+                format!(
+                    "file={},if=none,id=disk{i},node-name={},format=qcow2,discard=unmap",
+                    escape_commas(&path(disk)),
+                    box_disk_node(i)
+                ),
+                "-device".to_string(),
+                format!("virtio-blk-pci,drive=disk{i}"),
+            ]
+        })
+        .collect()
 }
 
 /// One `hostfwd` rule: `tcp:127.0.0.1:8080-:80`.
@@ -350,7 +363,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         machine_args(spec.accel),
         resource_args(spec.cpus, spec.memory_mib),
         boot_args(&spec.boot),
-        drive_args(&spec.disk),
+        drive_args(&spec.disks),
         data_disk_args(&spec.data_disks),
         network_args(&spec.forwards),
         spec.private_nic
@@ -392,7 +405,7 @@ mod tests {
             accel: Accelerator::Tcg,
             cpus: 2,
             memory_mib: 1024,
-            disk: "/p/.envstate/machines/web/disk.qcow2".into(),
+            disks: vec!["/p/.envstate/machines/web/disk.qcow2".into()],
             boot: Boot::Kernel {
                 kernel: "/b/vmlinuz".into(),
                 initrd: Some("/b/initrd.img".into()),
@@ -491,6 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn box_disks_attach_in_order_root_first() {
+        let args = drive_args(&["/m/disk.qcow2".into(), "/m/disk1.qcow2".into()]);
+        assert_eq!(
+            window(&args, "-drive"),
+            [
+                "file=/m/disk.qcow2,if=none,id=disk0,node-name=node-disk0,format=qcow2,discard=unmap",
+                "file=/m/disk1.qcow2,if=none,id=disk1,node-name=node-disk1,format=qcow2,discard=unmap"
+            ]
+        );
+        assert_eq!(
+            window(&args, "-device"),
+            ["virtio-blk-pci,drive=disk0", "virtio-blk-pci,drive=disk1"]
+        );
+        assert_eq!(box_disk_node(0), ROOT_NODE);
+        let spec = spec();
+        let all = qemu_args(&spec);
+        let drives = window(&all, "-drive");
+        assert!(
+            drives[0].contains("id=disk0") && drives[1].contains("id=data-db"),
+            "box disks come before data disks: {drives:?}"
+        );
+    }
+
+    #[test]
     fn kvm_uses_the_host_cpu() {
         let args = machine_args(Accelerator::Kvm);
         assert_eq!(args, ["-machine", "q35,accel=kvm", "-cpu", "host"]);
@@ -509,7 +546,7 @@ mod tests {
 
     #[test]
     fn commas_in_paths_are_escaped() {
-        let args = drive_args(Path::new("/a,b/disk.qcow2"));
+        let args = drive_args(&["/a,b/disk.qcow2".into()]);
         assert!(
             args[1].starts_with("file=/a,,b/disk.qcow2,if=none"),
             "{}",

@@ -45,7 +45,8 @@ pub struct LeftOut {
 }
 
 /// Which images a snapshot covers: the root overlay first (it holds the VM
-/// state), then the data disks that can and should be rewound.
+/// state), the box's further disks, then the data disks that can and should
+/// be rewound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Images snapshotted.
@@ -63,6 +64,18 @@ pub fn plan(dir: &MachineDir, disks: &[Disk], include_kept: bool) -> Plan {
         node: qemu::ROOT_NODE.into(),
         path: dir.disk(),
     }];
+    // The further disks of a multi-disk box are overlays like the root one.
+    images.extend(
+        dir.box_disks()
+            .into_iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, path)| Image {
+                label: format!("box disk {i}"),
+                node: qemu::box_disk_node(i),
+                path,
+            }),
+    );
     let mut left_out = Vec::new();
     for disk in disks {
         if disk.keep && !include_kept {
@@ -538,6 +551,19 @@ mod tests {
         assert_eq!(nodes, ["node-disk0", "node-data-scratch", "node-data-db"]);
         assert_eq!(p.images[2].path, dir.data_disk(&disks[1]));
         assert_eq!(p.left_out.len(), 1);
+    }
+
+    #[test]
+    fn plan_covers_every_disk_of_a_multi_disk_box() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MachineDir::new(tmp.path(), "db");
+        std::fs::create_dir_all(&dir.root).unwrap();
+        std::fs::write(dir.disk(), "").unwrap();
+        std::fs::write(dir.box_disk(1), "").unwrap();
+        let p = plan(&dir, &[disk("scratch", false, DiskFormat::Qcow2)], false);
+        let nodes: Vec<&str> = p.images.iter().map(|i| i.node.as_str()).collect();
+        assert_eq!(nodes, ["node-disk0", "node-disk1", "node-data-scratch"]);
+        assert_eq!(p.images[1].path, dir.box_disk(1));
     }
 
     #[test]

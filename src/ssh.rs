@@ -202,11 +202,23 @@ pub fn ensure_keypair(key: &Path, comment: &str) -> Result<String> {
     std::fs::read_to_string(&public).with_context(|| format!("cannot read {}", public.display()))
 }
 
-/// Keys to try on first contact: the Envfile's, else env's well-known key and
-/// any Vagrant insecure key installed on the host.
+/// Keys to try on first contact, in order: the Envfile's, else env's
+/// well-known key and any Vagrant insecure key installed on the host. Vagrant
+/// installs its keys readable by everyone, which ssh refuses: env uses
+/// private copies in the machine's folder (as Vagrant copies its key into
+/// `~/.vagrant.d`).
 pub fn first_contact_identities(
     dir: &MachineDir,
     configured: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    identities_with_home(dir, configured, home.as_deref())
+}
+
+fn identities_with_home(
+    dir: &MachineDir,
+    configured: Option<&Path>,
+    home: Option<&Path>,
 ) -> Result<Vec<PathBuf>> {
     if let Some(key) = configured {
         anyhow::ensure!(
@@ -219,9 +231,28 @@ pub fn first_contact_identities(
     let well_known = dir.first_contact_key();
     write_private(&well_known, WELL_KNOWN_KEY)?;
     let mut keys = vec![well_known];
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    keys.extend(vagrant_keys(home.as_deref()));
+    for (index, vagrant_key) in vagrant_keys(home).iter().enumerate() {
+        let Ok(contents) = std::fs::read_to_string(vagrant_key) else {
+            continue;
+        };
+        let copy = dir.vagrant_key_copy(index);
+        write_private(&copy, &contents)?;
+        keys.push(copy);
+    }
     Ok(keys)
+}
+
+/// Removes the first-contact keys written by [`first_contact_identities`]
+/// except `keep` (the one still used when env inserts no key of its own).
+pub fn remove_first_contact_keys(dir: &MachineDir, keep: Option<&Path>) {
+    let copies = (0..)
+        .map(|i| dir.vagrant_key_copy(i))
+        .take_while(|p| p.exists());
+    for key in std::iter::once(dir.first_contact_key()).chain(copies.collect::<Vec<_>>()) {
+        if Some(key.as_path()) != keep {
+            let _ = std::fs::remove_file(key);
+        }
+    }
 }
 
 /// Writes a private key readable by the user only.
@@ -240,24 +271,51 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 }
 
 /// First contact: checks or pins the host key, starts the master connection
-/// and, with `new_public_key`, makes it the only authorized key.
+/// and, with `new_public_key`, makes it the only authorized key. Tries the
+/// identities one at a time and returns the one the guest accepted (env
+/// keeps using it when it inserts no key of its own).
 pub fn first_contact(
     t: &SshTarget,
     identities: &[PathBuf],
     new_public_key: Option<&str>,
     pinned: bool,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let script = new_public_key
         .map(replace_key_script)
         .unwrap_or_else(|| "true".into());
-    crate::process::run_checked(
-        Command::new("ssh")
-            .args(first_contact_args(t, identities, pinned))
-            .arg(script),
-        "cannot run ssh (install the OpenSSH client)",
-        &format!("first SSH contact as {} failed", t.user),
-    )?;
-    Ok(())
+    let mut refusals = Vec::new();
+    for identity in identities {
+        let out = Command::new("ssh")
+            .args(first_contact_args(
+                t,
+                std::slice::from_ref(identity),
+                pinned,
+            ))
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ssh (install the OpenSSH client)")?;
+        if out.status.success() {
+            return Ok(identity.clone());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !is_key_refused(out.status.code(), &stderr) {
+            bail!("first SSH contact as {} failed: {stderr}", t.user);
+        }
+        refusals.push(identity.display().to_string());
+    }
+    bail!(
+        "first SSH contact as {} failed: the guest accepted none of the keys tried ({}). \
+         Give the box's key with `ssh.private_key_path` in the Envfile",
+        t.user,
+        refusals.join(", ")
+    )
+}
+
+/// Whether ssh ended because the server refused the key (try the next one),
+/// rather than for a reason another key would not change.
+fn is_key_refused(code: Option<i32>, stderr: &str) -> bool {
+    code == Some(255) && stderr.contains("Permission denied")
 }
 
 /// An `ssh` command for a machine, through its generated ssh_config.
@@ -468,13 +526,53 @@ mod tests {
         std::fs::write(keys.join("vagrant.key.rsa"), "k").unwrap();
         std::fs::write(home.join(".vagrant.d/insecure_private_key"), "k").unwrap();
         let found = vagrant_keys(Some(home));
-        assert_eq!(found.len(), 3, "{found:?}");
+        let in_home = found.iter().filter(|k| k.starts_with(home)).count();
+        assert_eq!(in_home, 3, "{found:?}");
         // Debian's package layout (vagrant 2.3.4+dfsg, bookworm).
         assert!(vagrant_key_patterns(None).iter().any(|p| {
             glob::Pattern::new(p)
                 .unwrap()
                 .matches("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant")
         }));
+    }
+
+    #[test]
+    fn only_a_refused_key_moves_on_to_the_next() {
+        assert!(is_key_refused(
+            Some(255),
+            "vagrant@127.0.0.1: Permission denied (publickey)."
+        ));
+        assert!(!is_key_refused(Some(255), "Host key verification failed."));
+        assert!(
+            !is_key_refused(Some(1), "Permission denied"),
+            "the script failed"
+        );
+    }
+
+    #[test]
+    fn vagrant_keys_get_private_copies_removed_after_first_contact() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join(".vagrant.d")).unwrap();
+        let key = home.join(".vagrant.d/insecure_private_key");
+        std::fs::write(&key, "vagrant key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = MachineDir::new(&tmp.path().join("state"), "web");
+        std::fs::create_dir_all(&dir.root).unwrap();
+        let keys = identities_with_home(&dir, None, Some(&home)).unwrap();
+        assert_eq!(keys[0], dir.first_contact_key());
+        let copy = keys
+            .iter()
+            .find(|k| std::fs::read_to_string(k).unwrap() == "vagrant key")
+            .expect("a copy of the Vagrant key");
+        assert!(copy.starts_with(&dir.root));
+        let mode = std::fs::metadata(copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        remove_first_contact_keys(&dir, Some(copy));
+        assert!(copy.exists() && !dir.first_contact_key().exists());
+        remove_first_contact_keys(&dir, None);
+        assert!(!copy.exists());
     }
 
     #[test]

@@ -19,8 +19,7 @@ echo debian > "$root/etc/hostname"
 # The 127.0.1.1 line sits in env's block, which env rewrites with the
 # machine's name and its neighbours on the private network.
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n# BEGIN env hosts (managed by env: edits here are replaced)\n127.0.1.1\tdebian\n# END env hosts\n' > "$root/etc/hosts"
-# Root on the whole virtio disk: no partition table, so growing is one resize2fs.
-printf '/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n' > "$root/etc/fstab"
+# /etc/fstab is written by debian-box.sh: it depends on the disk layout.
 
 # Every machine must be unique: no host keys, no machine id, no seed in the box.
 rm -f "$root"/etc/ssh/ssh_host_*

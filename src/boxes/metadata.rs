@@ -82,6 +82,25 @@ impl Metadata {
         {
             bail!("the box's disk format is `{format}`; env boots qcow2 disks");
         }
+        let named = self.disks.iter().map(|d| d.path.as_str()).chain(
+            self.env
+                .iter()
+                .flat_map(|b| [&b.kernel, &b.initrd])
+                .flatten()
+                .map(String::as_str),
+        );
+        for file in named {
+            let path = Path::new(file);
+            let inside = !file.is_empty()
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                bail!(
+                    "the box's metadata names `{file}`: files must be inside the box (no absolute paths or `..`)"
+                );
+            }
+        }
         for disk in self.disk_files() {
             if !dir.join(&disk).is_file() {
                 bail!("the box's disk `{}` is missing", disk.display());
@@ -152,5 +171,16 @@ mod tests {
             .check(dir.path())
             .unwrap_err();
         assert!(err.to_string().contains("vmlinuz"));
+        for escaping in [
+            r#"{"provider":"libvirt","disks":[{"path":"box.img"},{"path":"../other/box.img"}]}"#,
+            r#"{"provider":"libvirt","disks":[{"path":"/etc/passwd"}]}"#,
+            r#"{"provider":"libvirt","env":{"kernel":"../../boot/vmlinuz"}}"#,
+        ] {
+            let err = meta(escaping).check(dir.path()).unwrap_err();
+            assert!(
+                err.to_string().contains("inside the box"),
+                "{escaping}: {err}"
+            );
+        }
     }
 }

@@ -36,11 +36,6 @@ pub struct StoredBox {
 }
 
 impl StoredBox {
-    /// The root disk image.
-    pub fn root_disk(&self) -> PathBuf {
-        self.dir.join(&self.metadata.disk_files()[0])
-    }
-
     /// The package manifest (`packages.txt`), when the box has one.
     pub fn packages(&self) -> Option<String> {
         fs::read_to_string(self.dir.join("packages.txt")).ok()

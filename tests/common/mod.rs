@@ -1,5 +1,6 @@
 //! Shared fixtures of the integration tests: the `env` binary, the test box
-//! (built from boxes/debian-12 once, cached by recipe hash), a box store with
+//! (built from boxes/debian-12 once, cached by recipe hash; other recipes on
+//! demand), a box store with
 //! it, throw-away projects, and a bound on guests booting at once.
 #![allow(dead_code)]
 
@@ -19,9 +20,10 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Hash of every file of the box recipes: a cached box is reused only when
-/// its recipe is unchanged.
-pub fn recipe_hash() -> String {
+/// Hash of the files a box recipe builds from: its folder, the shared
+/// `boxes/lib` and `boxes/keys`, and `boxes/debian-12` (whose config the
+/// variants source). A cached box is reused only when they are unchanged.
+pub fn recipe_hash(recipe: &str) -> String {
     use sha2::{Digest, Sha256};
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -39,7 +41,11 @@ pub fn recipe_hash() -> String {
         }
     }
     let mut files = Vec::new();
-    walk(&repo().join("boxes"), &mut files);
+    let mut folders = vec!["lib", "keys", "debian-12", recipe];
+    folders.dedup();
+    for folder in folders {
+        walk(&repo().join("boxes").join(folder), &mut files);
+    }
     let mut h = Sha256::new();
     for f in files {
         h.update(f.strip_prefix(repo()).unwrap().to_string_lossy().as_bytes());
@@ -52,39 +58,42 @@ pub fn recipe_hash() -> String {
         .collect()
 }
 
-/// The test box: `$ENV_TEST_BOX`, else the cached build for this recipe in
-/// `$ENV_TEST_BOX_CACHE` (default /var/tmp/env-test-box), built now if absent.
+/// The test box: `$ENV_TEST_BOX`, else the cached build of boxes/debian-12.
 pub fn test_box() -> PathBuf {
     static BOX: OnceLock<PathBuf> = OnceLock::new();
-    BOX.get_or_init(|| {
-        if let Some(p) = std::env::var_os("ENV_TEST_BOX") {
-            return PathBuf::from(p);
-        }
-        let cache = PathBuf::from(
-            std::env::var_os("ENV_TEST_BOX_CACHE").unwrap_or("/var/tmp/env-test-box".into()),
-        );
-        std::fs::create_dir_all(&cache).unwrap();
-        let path = cache.join(format!("debian-12-{}.box", recipe_hash()));
-        // Test binaries run one after another, but a developer may run two
-        // `cargo test`s: the lock keeps them from building twice.
-        let lock = std::fs::File::create(cache.join(".lock")).unwrap();
-        lock.lock().unwrap();
-        if !path.exists() {
-            eprintln!("building the test box {} (about 90 s)...", path.display());
-            let status = Command::new(env_bin())
-                .args(["box", "build", "debian-12", "--output"])
-                .arg(&path)
-                .current_dir(repo())
-                .status()
-                .unwrap();
-            assert!(
-                status.success(),
-                "building the test box failed: needs root, mmdebstrap and the Debian mirror"
-            );
-        }
-        path
+    BOX.get_or_init(|| match std::env::var_os("ENV_TEST_BOX") {
+        Some(p) => PathBuf::from(p),
+        None => recipe_box("debian-12"),
     })
     .clone()
+}
+
+/// The box of recipe `boxes/NAME`: the cached build for this recipe in
+/// `$ENV_TEST_BOX_CACHE` (default /var/tmp/env-test-box), built now if absent.
+pub fn recipe_box(recipe: &str) -> PathBuf {
+    let cache = PathBuf::from(
+        std::env::var_os("ENV_TEST_BOX_CACHE").unwrap_or("/var/tmp/env-test-box".into()),
+    );
+    std::fs::create_dir_all(&cache).unwrap();
+    let path = cache.join(format!("{recipe}-{}.box", recipe_hash(recipe)));
+    // Test binaries run one after another, but a developer may run two
+    // `cargo test`s: the lock keeps them from building twice.
+    let lock = std::fs::File::create(cache.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    if !path.exists() {
+        eprintln!("building the test box {} (about 2 min)...", path.display());
+        let status = Command::new(env_bin())
+            .args(["box", "build", recipe, "--output"])
+            .arg(&path)
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "building the test box {recipe} failed: needs root, mmdebstrap and the Debian mirror"
+        );
+    }
+    path
 }
 
 /// A box store (ENV_HOME) shared by the tests of one binary, holding the test

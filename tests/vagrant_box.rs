@@ -1,0 +1,103 @@
+//! Boxes made for Vagrant's libvirt provider boot under env unchanged: the
+//! test box `boxes/debian-12-bios` is such a box (plain Vagrant metadata, a
+//! disk that boots through firmware and GRUB, Vagrant's insecure key).
+//! First contact uses Vagrant's key from the host's Vagrant installation, or
+//! the key the Envfile names.
+
+mod common;
+
+use common::{GuestSlot, TestProject, recipe_box};
+use std::path::PathBuf;
+
+/// Vagrant's insecure private key as Debian's `vagrant` package installs it
+/// (readable by everyone, as Vagrant's own installer leaves it too).
+fn vagrant_private_key() -> PathBuf {
+    glob::glob("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant")
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("Vagrant's insecure key (apt-get install vagrant: scripts/install-host-deps.sh)")
+}
+
+#[test]
+fn a_vagrant_libvirt_box_boots_through_its_bootloader() {
+    let _slots = (GuestSlot::take(), GuestSlot::take());
+    let vagrant_box = recipe_box("debian-12-bios");
+    let p = TestProject::new(
+        r#"
+[machines.found]
+box = "vagrant-bios"
+ssh.insert_key = false
+
+[machines.given]
+box = "vagrant-bios"
+ssh.private_key = "keys/vagrant"
+"#,
+    );
+    let key = p.dir.path().join("keys/vagrant");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::copy(vagrant_private_key(), &key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    p.ok(&[
+        "box",
+        "add",
+        vagrant_box.to_str().unwrap(),
+        "--name",
+        "vagrant-bios",
+    ]);
+    p.ok(&["up"]);
+
+    for machine in ["found", "given"] {
+        let cmdline = p.ok(&["ssh", machine, "--", "cat /proc/cmdline"]);
+        assert!(
+            cmdline.starts_with("BOOT_IMAGE=/boot/vmlinuz") && !cmdline.contains("env.ip="),
+            "booted by the disk's GRUB, not by env's kernel: {cmdline}"
+        );
+        assert_eq!(
+            p.ok(&["ssh", machine, "--", "hostname"]),
+            format!("{machine}\n")
+        );
+        assert_eq!(p.ok(&["ssh", machine, "--", "whoami"]), "vagrant\n");
+        let pinned = std::fs::read_to_string(
+            p.dir
+                .path()
+                .join(format!(".envstate/machines/{machine}/known_hosts")),
+        )
+        .unwrap();
+        assert!(
+            pinned.contains("ssh-ed25519"),
+            "host key pinned on first contact: {pinned}"
+        );
+    }
+    // No key inserted: env keeps using the Vagrant key it found on the host.
+    let found_keys = p.ok(&["ssh", "found", "--", "cat ~/.ssh/authorized_keys"]);
+    assert!(
+        found_keys.contains("vagrant insecure public key"),
+        "{found_keys}"
+    );
+    // The Envfile's key made first contact; a per-machine key replaced it.
+    let given_keys = p.ok(&["ssh", "given", "--", "cat ~/.ssh/authorized_keys"]);
+    assert!(
+        given_keys.starts_with("ssh-ed25519 ") && given_keys.lines().count() == 1,
+        "{given_keys}"
+    );
+    assert!(!given_keys.contains("vagrant insecure"), "{given_keys}");
+    let state = p.dir.path().join(".envstate/machines/found");
+    let left: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("first_contact_key"))
+        .collect();
+    assert_eq!(left.len(), 1, "only the accepted key is kept: {left:?}");
+
+    // A second boot: the pinned host key and the per-machine key still fit.
+    p.ok(&["reload", "given"]);
+    assert_eq!(p.ok(&["ssh", "given", "--", "echo", "again"]), "again\n");
+
+    p.ok(&["destroy", "-f"]);
+    p.ok(&["box", "remove", "vagrant-bios", "--force"]);
+}
