@@ -254,6 +254,11 @@ pub enum BoxCommand {
     Catalog {
         /// The folder of .box files.
         dir: PathBuf,
+        /// Where the folder is served (https://host/boxes/): box URLs are
+        /// written absolute, as Vagrant needs them (it takes a relative URL
+        /// for a local path). Without it URLs are relative to the catalog.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
     },
     /// Remove a box from the store.
     Remove {
@@ -869,8 +874,8 @@ fn box_command(command: BoxCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        BoxCommand::Catalog { dir } => {
-            for path in boxes::maintain::write_catalogs(&dir)? {
+        BoxCommand::Catalog { dir, base_url } => {
+            for path in boxes::maintain::write_catalogs(&dir, base_url.as_deref())? {
                 println!("wrote {}", path.display());
             }
             Ok(0)

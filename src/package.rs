@@ -16,16 +16,17 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The guest script that removes machine-specific state. `host_keys`: the
-/// box gets its SSH host key from env at each boot, so the baked one goes.
-pub fn clean_script(user: &str, well_known_public_key: &str, host_keys: bool) -> String {
+/// The guest script that removes machine-specific state and authorizes the
+/// first-contact public keys again. `host_keys`: the box gets its SSH host
+/// key from env at each boot, so the baked one goes.
+pub fn clean_script(user: &str, first_contact_keys: &[String], host_keys: bool) -> String {
     let home = format!("$(getent passwd {} | cut -d: -f6)", shell_quote(user));
     let mut s = String::from("set -e\n");
     if host_keys {
         s.push_str("rm -f /etc/ssh/ssh_host_*\n");
     }
     s.push_str(&format!(
-        "# the well-known first-contact key again, instead of this machine's\n\
+        "# the well-known first-contact keys again, instead of this machine's\n\
          h={home}\n\
          mkdir -p \"$h/.ssh\"\n\
          printf '%s\\n' {key} > \"$h/.ssh/authorized_keys\"\n\
@@ -44,7 +45,11 @@ pub fn clean_script(user: &str, well_known_public_key: &str, host_keys: bool) ->
          # free blocks read as zeros: the flattened image shrinks\n\
          fstrim -a 2>/dev/null || true\n\
          sync\n",
-        key = shell_quote(well_known_public_key.trim()),
+        key = first_contact_keys
+            .iter()
+            .map(|k| shell_quote(k.trim()))
+            .collect::<Vec<_>>()
+            .join(" "),
         owner = shell_quote(user),
     ));
     s
@@ -92,11 +97,11 @@ pub fn package(
                 &machine.name,
                 "cleaning machine-specific state for packaging",
             );
-            let script = clean_script(
-                &state.ssh_user,
-                crate::ssh::WELL_KNOWN_PUBLIC_KEY,
-                host_keys,
-            );
+            // env's well-known key, and Vagrant's when Vagrant is installed:
+            // the box then greets both tools as boxes made for them.
+            let mut keys = vec![crate::ssh::WELL_KNOWN_PUBLIC_KEY.to_string()];
+            keys.extend(crate::ssh::vagrant_public_keys());
+            let script = clean_script(&state.ssh_user, &keys, host_keys);
             let packages = prepare_guest(&dir, &script)?;
             lifecycle::halt(project, &machine.name, false)?;
             packages
@@ -250,14 +255,20 @@ mod tests {
 
     #[test]
     fn the_clean_script_resets_what_makes_a_machine() {
-        let s = clean_script("vagrant", "ssh-ed25519 AAAA well-known", true);
+        let keys = [
+            "ssh-ed25519 AAAA well-known".to_string(),
+            "ssh-rsa BBBB vagrant\n".to_string(),
+        ];
+        let s = clean_script("vagrant", &keys, true);
         assert!(s.contains("rm -f /etc/ssh/ssh_host_*"));
-        assert!(s.contains("'ssh-ed25519 AAAA well-known' > \"$h/.ssh/authorized_keys\""));
+        assert!(s.contains(
+            "printf '%s\\n' 'ssh-ed25519 AAAA well-known' 'ssh-rsa BBBB vagrant' > \"$h/.ssh/authorized_keys\""
+        ), "{s}");
         assert!(s.contains(": > /etc/machine-id"));
         assert!(s.contains("/var/lib/dhcp/*"));
         assert!(s.contains("20-env-private.network"));
         assert!(s.contains("fstrim"));
-        let kept = clean_script("vagrant", "k", false);
+        let kept = clean_script("vagrant", &keys[..1], false);
         assert!(
             !kept.contains("ssh_host_"),
             "keys stay when nothing would replace them"

@@ -59,6 +59,18 @@ fn vagrant_keys(home: Option<&Path>) -> Vec<PathBuf> {
     keys
 }
 
+/// The public halves of the Vagrant insecure keys on this host (the `.pub`
+/// files Vagrant installs beside them).
+pub fn vagrant_public_keys() -> Vec<String> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    vagrant_keys(home.as_deref())
+        .iter()
+        .filter_map(|k| std::fs::read_to_string(format!("{}.pub", k.display())).ok())
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
 /// What the client needs to reach one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshTarget {

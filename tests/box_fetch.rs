@@ -274,6 +274,60 @@ fn outdated_update_prune_and_a_served_catalog() {
     assert_eq!(versions, ["1.1.0"]);
 }
 
+/// Vagrant itself (Debian's package, as scripts/install-host-deps.sh installs
+/// it) adds a box through a catalog `env box catalog --base-url` wrote, with
+/// a version constraint, checking the sha256 env computed.
+#[test]
+fn vagrant_adds_boxes_from_a_catalog_env_wrote() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let served = files.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    for v in ["1.2.0", "2.0.0"] {
+        let b = tiny_box(files.path(), "team/base", v);
+        std::fs::copy(&b, served.join(format!("base-{v}.box"))).unwrap();
+        server.serve(
+            &format!("base-{v}.box"),
+            served.join(format!("base-{v}.box")),
+        );
+    }
+    let (p, _store) = project();
+    p.ok(&[
+        "box",
+        "catalog",
+        served.to_str().unwrap(),
+        "--base-url",
+        &server.base,
+    ]);
+    let catalog: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(served.join("team-base.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        catalog["versions"][0]["providers"][0]["url"],
+        format!("{}/base-1.2.0.box", server.base),
+        "absolute URLs under --base-url"
+    );
+    let url = server.serve("team-base.json", served.join("team-base.json"));
+    let vagrant_home = files.path().join("vagrant-home");
+    let vagrant = |args: &[&str]| {
+        let out = std::process::Command::new("vagrant")
+            .args(args)
+            .env("VAGRANT_HOME", &vagrant_home)
+            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+            .current_dir(files.path())
+            .output()
+            .expect("vagrant (apt-get install vagrant: scripts/install-host-deps.sh)");
+        assert!(out.status.success(), "vagrant {args:?}: {}", text(&out).0);
+        text(&out).0
+    };
+    vagrant(&["box", "add", &url, "--box-version", ">= 1, < 2"]);
+    let list = vagrant(&["box", "list"]);
+    assert!(list.contains("team/base (libvirt, 1.2.0"), "{list}");
+    // And env reads the same catalog.
+    p.ok(&["box", "add", &url, "--version", ">= 1, < 2"]);
+    assert_eq!(listed(&p), [("team/base".to_string(), "1.2.0".to_string())]);
+}
+
 #[test]
 fn a_zstd_box_is_added() {
     let files = tempfile::tempdir().unwrap();

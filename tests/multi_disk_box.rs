@@ -1,6 +1,7 @@
 //! Vagrant's multi-disk (v2) box form: every disk the box lists is attached
 //! in order (the root disk first), each as an overlay of its own, and
-//! `env package` of such a machine writes the v2 form back.
+//! `env package` of such a machine writes the v2 form back, authorizing
+//! env's and Vagrant's first-contact keys.
 
 mod common;
 
@@ -116,7 +117,8 @@ fn every_disk_of_a_v2_box_is_attached_and_packaged() {
     );
     p.ok(&["destroy", "-f"]);
 
-    let q = TestProject::new("[machines.copy]\nbox = \"baked\"\n");
+    // No key inserted, to see what the baked box authorizes for first contact.
+    let q = TestProject::new("[machines.copy]\nbox = \"baked\"\nssh.insert_key = false\n");
     q.ok(&["box", "add", baked.to_str().unwrap(), "--name", "baked"]);
     q.ok(&["up"]);
     let read_written = "sudo mkdir -p /mnt/box && sudo mount /dev/vdb /mnt/box && cat /mnt/box/marker /mnt/box/written";

@@ -222,7 +222,18 @@ fn box_info(path: &Path) -> Result<serde_json::Value> {
 /// the `.box` files of `dir`, with relative URLs and sha256 checksums;
 /// returns the catalog files. Name and version come from each box's
 /// info.json.
-pub fn write_catalogs(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_catalogs(dir: &Path, base_url: Option<&str>) -> Result<Vec<PathBuf>> {
+    let base = base_url
+        .map(|b| {
+            let with_slash = if b.ends_with('/') {
+                b.to_string()
+            } else {
+                format!("{b}/")
+            };
+            reqwest::Url::parse(&with_slash)
+                .with_context(|| format!("--base-url `{b}` is not a URL"))
+        })
+        .transpose()?;
     let mut by_name: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
@@ -242,11 +253,22 @@ pub fn write_catalogs(dir: &Path) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("{}: info.json has no version", file.display()))?
             .to_string();
         let digest = fetch::sha256_file(file)?;
+        let file_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let url = match &base {
+            Some(base) => base
+                .join(&file_name)
+                .with_context(|| format!("cannot make a URL for {file_name}"))?
+                .to_string(),
+            None => file_name,
+        };
         by_name.entry(name).or_default().push(serde_json::json!({
             "version": version,
             "providers": [{
                 "name": "libvirt",
-                "url": file.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "url": url,
                 "checksum_type": "sha256",
                 "checksum": digest,
                 "architecture": "amd64",
