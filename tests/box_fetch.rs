@@ -354,3 +354,31 @@ fn a_zstd_box_is_added() {
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(listed(&p), [("zst".to_string(), "1.0.0".to_string())]);
 }
+
+/// A zip box (as some Vagrant boxes are packed) over HTTP, unpacked as it
+/// arrives, checksum checked.
+#[test]
+fn a_zip_box_is_added_by_url() {
+    let files = tempfile::tempdir().unwrap();
+    let gz = tiny_box(files.path(), "zipped", "1.0.0");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&gz).unwrap(),
+    ));
+    let zip_path = files.path().join("zipped.box");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        zip.start_file(name, options).unwrap();
+        std::io::copy(&mut entry, &mut zip).unwrap();
+    }
+    zip.finish().unwrap();
+    let server = Server::start();
+    let url = server.serve("zipped.box", zip_path.clone());
+    let (p, _store) = project();
+    let checksum = format!("sha256:{}", sha256(&zip_path));
+    p.ok(&["box", "add", &url, "--checksum", &checksum]);
+    assert_eq!(listed(&p), [("zipped".to_string(), "1.0.0".to_string())]);
+}

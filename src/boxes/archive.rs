@@ -1,5 +1,5 @@
-//! Safe unpacking of box archives (tar, tar.gz): nothing lands outside the
-//! target folder, whatever the archive says.
+//! Safe unpacking of box archives (tar, tar.gz, tar.zst, zip): nothing lands
+//! outside the target folder, whatever the archive says.
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
@@ -15,6 +15,8 @@ pub enum Compression {
     Gzip,
     /// zstd (`.tar.zst`).
     Zstd,
+    /// A zip archive (not a tar at all), read entry by entry as it arrives.
+    Zip,
 }
 
 /// Detects the compression from the magic bytes at the start of a file.
@@ -25,10 +27,10 @@ pub fn detect(head: &[u8]) -> Result<Compression> {
         Ok(Compression::None)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Ok(Compression::Zstd)
-    } else if head.starts_with(b"PK") {
-        bail!("zip boxes are not supported yet: repack it as tar or tar.gz")
+    } else if head.starts_with(b"PK\x03\x04") {
+        Ok(Compression::Zip)
     } else {
-        bail!("not a box archive (expected tar, tar.gz or tar.zst)")
+        bail!("not a box archive (expected tar, tar.gz, tar.zst or zip)")
     }
 }
 
@@ -88,7 +90,7 @@ pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Res
         count: 0,
         progress,
     };
-    unpack_tar(tar::Archive::new(decoder(compression, counted)?), dest)
+    unpack_stream(compression, counted, dest)
         .with_context(|| format!("cannot unpack {}", archive.display()))
 }
 
@@ -109,7 +111,15 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
     head.truncate(filled);
     let compression = detect(&head)?;
     let whole = std::io::Cursor::new(head).chain(reader);
-    unpack_tar(tar::Archive::new(decoder(compression, whole)?), dest)
+    unpack_stream(compression, whole, dest)
+}
+
+/// Unpacks a tar (decompressing it) or a zip read from `raw`.
+fn unpack_stream<R: Read>(compression: Compression, raw: R, dest: &Path) -> Result<()> {
+    match compression {
+        Compression::Zip => unpack_zip(raw, dest),
+        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest),
+    }
 }
 
 /// The decompressed stream of an archive.
@@ -121,6 +131,7 @@ fn decoder<'a, R: Read + 'a>(compression: Compression, raw: R) -> Result<Box<dyn
             ruzstd::decoding::StreamingDecoder::new(raw)
                 .map_err(|e| anyhow::anyhow!("bad zstd stream: {e}"))?,
         ),
+        Compression::Zip => bail!("a zip archive is not a compressed tar"),
     })
 }
 
@@ -131,7 +142,17 @@ pub fn each_entry(
     f: &mut dyn FnMut(&Path, &mut dyn Read) -> Result<bool>,
 ) -> Result<()> {
     let compression = compression_of(archive)?;
-    let raw = BufReader::new(File::open(archive)?);
+    let mut raw = BufReader::new(File::open(archive)?);
+    if compression == Compression::Zip {
+        while let Some(mut file) = next_zip_entry(&mut raw)? {
+            let name = file.name().context("bad zip entry name")?.into_owned();
+            let path = safe_relative_path(Path::new(&name))?;
+            if !f(&path, &mut file)? {
+                break;
+            }
+        }
+        return Ok(());
+    }
     let mut tar = tar::Archive::new(decoder(compression, raw)?);
     for entry in tar.entries()? {
         let mut entry = entry?;
@@ -203,6 +224,40 @@ fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> 
                 raw_path.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// The next entry of a zip read from the front (local headers), or None at
+/// the central directory.
+fn next_zip_entry<R: Read>(raw: &mut R) -> Result<Option<zip::read::ZipFile<'_, R>>> {
+    zip::read::read_zipfile_from_stream(raw).context("bad zip archive")
+}
+
+/// Unpacks a zip read from the front. Read this way a zip tells no file
+/// modes, so every entry is a plain file or a folder (no links, no devices);
+/// an entry is never written twice.
+fn unpack_zip<R: Read>(mut raw: R, dest: &Path) -> Result<()> {
+    while let Some(mut file) = next_zip_entry(&mut raw)? {
+        let name = file.name().context("bad zip entry name")?.into_owned();
+        let path = safe_relative_path(Path::new(&name))?;
+        if path.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dest.join(&path);
+        if file.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .with_context(|| format!("cannot write `{name}` (twice in the archive?)"))?;
+        std::io::copy(&mut file, &mut out).with_context(|| format!("cannot unpack `{name}`"))?;
     }
     Ok(())
 }
@@ -321,12 +376,82 @@ mod tests {
         tar_head[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&tar_head).unwrap(), Compression::None);
         assert!(detect(b"hello").is_err());
-        assert!(
-            detect(b"PK\x03\x04")
-                .unwrap_err()
-                .to_string()
-                .contains("zip")
+        assert_eq!(detect(b"PK\x03\x04").unwrap(), Compression::Zip);
+    }
+
+    fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, data) in entries {
+            if name.ends_with('/') {
+                zip.add_directory(*name, options).unwrap();
+            } else {
+                zip.start_file(*name, options).unwrap();
+                std::io::Write::write_all(&mut zip, data).unwrap();
+            }
+        }
+        zip.finish().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn zip_boxes_unpack_as_they_arrive() {
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Deflated,
+        ] {
+            let bytes = zip_with(
+                &[
+                    ("metadata.json", br#"{"provider":"libvirt"}"#),
+                    ("disks/", b""),
+                    ("disks/box.img", &[7u8; 100_000]),
+                ],
+                method,
+            );
+            let dest = tempfile::tempdir().unwrap();
+            unpack_reader(std::io::Cursor::new(bytes.clone()), dest.path()).unwrap();
+            assert_eq!(
+                std::fs::read(dest.path().join("disks/box.img")).unwrap(),
+                vec![7u8; 100_000]
+            );
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let mut names = Vec::new();
+            each_entry(file.path(), &mut |path, _| {
+                names.push(path.display().to_string());
+                Ok(true)
+            })
+            .unwrap();
+            assert_eq!(names, ["metadata.json", "disks", "disks/box.img"]);
+        }
+    }
+
+    #[test]
+    fn hostile_zip_entries_are_rejected() {
+        for (name, why) in [
+            ("../evil", "leaves the box folder"),
+            ("/etc/evil", "absolute path"),
+            ("a/../../evil", "leaves the box folder"),
+        ] {
+            let bytes = zip_with(&[(name, b"x")], zip::CompressionMethod::Stored);
+            let dest = tempfile::tempdir().unwrap();
+            let err = unpack_reader(std::io::Cursor::new(bytes), dest.path()).unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{name}: {err:#}");
+        }
+        // The writer refuses a name twice: rename the second entry in place.
+        let mut twice = zip_with(
+            &[("box.img", b"one"), ("bix.img", b"two")],
+            zip::CompressionMethod::Stored,
         );
+        for i in 0..twice.len() - 7 {
+            if &twice[i..i + 7] == b"bix.img" {
+                twice[i + 1] = b'o';
+            }
+        }
+        let dest = tempfile::tempdir().unwrap();
+        assert!(unpack_reader(std::io::Cursor::new(twice), dest.path()).is_err());
+        assert_eq!(std::fs::read(dest.path().join("box.img")).unwrap(), b"one");
     }
 
     #[test]
