@@ -115,8 +115,12 @@ fn judge_all(
     let mut outcomes: Vec<Outcome> = checks.iter().map(Outcome::skipped).collect();
     let mut pending: Vec<usize> = (0..checks.len()).filter(|i| !checks[*i].skip).collect();
     let deadline = options.retry_timeout.map(|t| started + t);
-    let limit =
-        checks.iter().map(|c| c.timeout).max().unwrap_or_default() + Duration::from_secs(60);
+    let limit = checks
+        .iter()
+        .map(|c| c.time_limit())
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(60);
     let mut attempt = 0;
     while !pending.is_empty() {
         attempt += 1;

@@ -418,7 +418,7 @@ fn observe(check: &Check, f: &Fields, facts: &Facts) -> HashMap<&'static str, Fo
                     if code == 124 {
                         Found::Absent(format!(
                             "124: timed out after {} s",
-                            check.timeout.as_secs()
+                            check.time_limit().as_secs()
                         ))
                     } else {
                         Found::Number(code)

@@ -222,11 +222,10 @@ pub struct Check {
     pub retries: u32,
     /// Wait between attempts.
     pub retry_delay: Duration,
-    /// Time limit of what it runs (command, http, dns, addr).
-    pub timeout: Duration,
-    /// The spec set `timeout` (a command then runs under `timeout`, which
-    /// costs a process; otherwise the whole run's limit bounds it).
-    pub timeout_set: bool,
+    /// Time limit of what it runs (command, http, dns, addr), when the spec
+    /// sets one (a command then runs under `timeout`, which costs a process;
+    /// otherwise the whole run's limit bounds it). See [`Check::time_limit`].
+    pub timeout: Option<Duration>,
     /// Attribute expectations, in file order.
     pub expect: Vec<(String, Expect)>,
     /// The spec file it comes from.
@@ -244,11 +243,15 @@ impl Check {
             skip: false,
             retries: 0,
             retry_delay: Duration::from_secs(1),
-            timeout: DEFAULT_TIMEOUT,
-            timeout_set: false,
+            timeout: None,
             expect: Vec::new(),
             file: file.to_path_buf(),
         }
+    }
+
+    /// The time limit of what it runs: its own, else the default.
+    pub fn time_limit(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 
     /// `file /etc/motd`, or the title.
@@ -340,8 +343,7 @@ fn check_from(
             }
             "retry_delay" => check.retry_delay = duration(&value).map_err(fail)?,
             "timeout" if TIMED.contains(&kind) => {
-                check.timeout = duration(&value).map_err(fail)?;
-                check.timeout_set = true;
+                check.timeout = Some(duration(&value).map_err(fail)?);
             }
             _ => {
                 let Some((_, ty)) = kind.attrs().iter().find(|(a, _)| *a == field) else {
@@ -629,7 +631,7 @@ skip = true
         assert_eq!(spec.checks.len(), 15);
         let command = &spec.checks[4];
         assert_eq!(command.kind, Kind::Command);
-        assert_eq!(command.timeout, Duration::from_secs(5));
+        assert_eq!(command.timeout, Some(Duration::from_secs(5)));
         assert_eq!(command.retries, 2);
         assert_eq!(command.retry_delay, Duration::from_millis(500));
         assert_eq!(spec.checks[13].label(), "SSH answers locally");

@@ -221,7 +221,7 @@ pub fn compile(checks: &[&Check], ids: &[usize], token: &str) -> String {
 /// The shell that gathers one check's own facts.
 fn gather(id: usize, check: &Check) -> String {
     let n = shell_quote(&check.name);
-    let t = check.timeout.as_secs().max(1);
+    let t = check.time_limit().as_secs().max(1);
     match check.kind {
         Kind::Package => format!(
             "if [ -r /var/lib/dpkg/status ]; then val {id} manager dpkg\n\
@@ -250,7 +250,7 @@ fn gather(id: usize, check: &Check) -> String {
         Kind::File => format!("val {id} seen 1\n"),
         // Without its own timeout a command runs in the subshell itself
         // (no process for sh or timeout: the run's limit bounds it).
-        Kind::Command if check.timeout_set => format!(
+        Kind::Command if check.timeout.is_some() => format!(
             "timeout {t} sh -c {n} > \"$T/o{id}\" 2> \"$T/e{id}\" < /dev/null; val {id} exit_status $?\n\
              etext {id} stdout \"$T/o{id}\"; etext {id} stderr \"$T/e{id}\"\n"
         ),
@@ -300,7 +300,7 @@ fn gather(id: usize, check: &Check) -> String {
         }
         Kind::Dns => format!(
             "{limit}getent ahosts {n} > \"$T/d{id}\" 2>/dev/null; val {id} rc $?; etext {id} answer \"$T/d{id}\"\n",
-            limit = if check.timeout_set {
+            limit = if check.timeout.is_some() {
                 format!("tmo {t} ")
             } else {
                 String::new()
