@@ -481,21 +481,16 @@ pub fn with_user_net_address(cmdline: String) -> String {
     format!("{cmdline} env.ip={USER_NET_GUEST_ADDRESS}")
 }
 
-/// The boot plan of a machine (pure, apart from reading the box's metadata).
+/// The boot plan of a machine from its box's metadata.
 pub fn vm_spec(
     dir: &MachineDir,
     machine: &Machine,
     state: &MachineState,
+    meta: &crate::boxes::metadata::Metadata,
     accel: qemu::Accelerator,
     forwards: Vec<Forward>,
     private_nic: Option<qemu::PrivateNic>,
 ) -> Result<VmSpec> {
-    let meta = crate::boxes::metadata::Metadata::load(&state.box_dir).with_context(|| {
-        format!(
-            "the box of machine `{}` is gone from the store",
-            machine.name
-        )
-    })?;
     let boot = match meta.env.as_ref().and_then(|e| e.kernel.as_ref()) {
         Some(kernel) => Boot::Kernel {
             kernel: state.box_dir.join(kernel),
@@ -546,7 +541,7 @@ pub fn vm_spec(
                 readonly: f.readonly,
             })
             .collect(),
-        fw_cfg: host_key_fw_cfg(dir, &meta),
+        fw_cfg: host_key_fw_cfg(dir, meta),
         extra: machine.qemu_args.clone(),
     })
 }
@@ -559,9 +554,16 @@ fn boot(
     private_nic: Option<qemu::PrivateNic>,
 ) -> Result<()> {
     let requested = accel::requested(options.accel, machine.accel)?;
-    let probe_kernel = crate::boxes::metadata::Metadata::load(&state.box_dir)
-        .ok()
-        .and_then(|m| m.env.and_then(|e| e.kernel))
+    let meta = crate::boxes::metadata::Metadata::load(&state.box_dir).with_context(|| {
+        format!(
+            "the box of machine `{}` is gone from the store",
+            machine.name
+        )
+    })?;
+    let probe_kernel = meta
+        .env
+        .as_ref()
+        .and_then(|e| e.kernel.as_ref())
         .map(|k| state.box_dir.join(k));
     let accel = accel::resolve(requested, probe_kernel.as_deref())?;
     create_data_disks(dir, machine)?;
@@ -582,7 +584,7 @@ fn boot(
     loop {
         let mut all = vec![ssh_forward.clone()];
         all.extend(forwards.iter().cloned());
-        let spec = vm_spec(dir, machine, state, accel, all, private_nic.clone())?;
+        let spec = vm_spec(dir, machine, state, &meta, accel, all, private_nic.clone())?;
         match start_qemu(&spec) {
             Ok(()) => break,
             // Another process (another project's `up`, say) took a port
