@@ -13,7 +13,14 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # A box file for the benchmarks: $BOX, else the tests' cached build.
 bench_box() {
   if [ -n "${BOX:-}" ]; then echo "$BOX"; return; fi
-  ls -t /var/tmp/env-test-box/debian-12-*.box 2>/dev/null | head -n1
+  ls -t /var/tmp/env-test-box/debian-12-*.box 2>/dev/null | grep -v -- '-bios-' | head -n1
+}
+
+# The Vagrant-style BIOS box (boxes/debian-12-bios): $BIOS_BOX, else the
+# tests' cached build; empty when there is none.
+bios_box() {
+  if [ -n "${BIOS_BOX:-}" ]; then echo "$BIOS_BOX"; return; fi
+  ls -t /var/tmp/env-test-box/debian-12-bios-*.box 2>/dev/null | head -n1 || true
 }
 
 # A fresh ENV_HOME holding the box as debian-12.

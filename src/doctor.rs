@@ -196,6 +196,23 @@ fn ninep() -> Check {
     }
 }
 
+/// Which Vagrant insecure keys env would try on first contact with boxes
+/// made for Vagrant. None is fine for env's own boxes.
+fn vagrant_keys() -> Check {
+    let keys = crate::ssh::installed_vagrant_keys();
+    if keys.is_empty() {
+        check(
+            "vagrant keys",
+            Level::Ok,
+            "none (needed only for boxes made for Vagrant)",
+            "for such boxes install Vagrant (apt-get install vagrant) or set ssh.private_key in the Envfile",
+        )
+    } else {
+        let found: Vec<String> = keys.iter().map(|k| k.display().to_string()).collect();
+        check("vagrant keys", Level::Ok, found.join(", "), "")
+    }
+}
+
 /// Runs every check. `probe_kernel` is a box kernel for the KVM probe.
 pub fn run(probe_kernel: Option<&std::path::Path>) -> Vec<Check> {
     vec![
@@ -230,6 +247,7 @@ pub fn run(probe_kernel: Option<&std::path::Path>) -> Vec<Check> {
         ),
         disk_space(),
         ninep(),
+        vagrant_keys(),
         tool(
             "rsync",
             "rsync",

@@ -59,11 +59,17 @@ fn vagrant_keys(home: Option<&Path>) -> Vec<PathBuf> {
     keys
 }
 
+/// The Vagrant insecure private keys on this host, where Vagrant installs
+/// them (`~/.vagrant.d`, its installer's and Debian's gem folders).
+pub fn installed_vagrant_keys() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    vagrant_keys(home.as_deref())
+}
+
 /// The public halves of the Vagrant insecure keys on this host (the `.pub`
 /// files Vagrant installs beside them).
 pub fn vagrant_public_keys() -> Vec<String> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    vagrant_keys(home.as_deref())
+    installed_vagrant_keys()
         .iter()
         .filter_map(|k| std::fs::read_to_string(format!("{}.pub", k.display())).ok())
         .map(|k| k.trim().to_string())

@@ -271,9 +271,20 @@ fn doctor_reports_every_check() {
         "disk space",
         "9p folders",
         "ansible",
+        "vagrant keys",
     ] {
         assert!(names.contains(&name), "{names:?}");
     }
+    let vagrant = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "vagrant keys")
+        .unwrap();
+    assert!(
+        vagrant["found"].as_str().unwrap().contains("keys/vagrant"),
+        "Vagrant is installed for the tests: {vagrant}"
+    );
     let qemu = checks
         .as_array()
         .unwrap()
