@@ -206,11 +206,13 @@ pub enum Commands {
 pub enum BoxCommand {
     /// Build a box from a recipe in boxes/NAME (needs root and mmdebstrap).
     Build(BuildArgs),
-    /// Add a box from a .box file or URL, or from a catalog (Vagrant's box metadata JSON).
+    /// Add a box from a .box file or URL, a catalog (Vagrant's box metadata JSON),
+    /// or an unpacked box folder (such as one in Vagrant's own store).
     Add {
-        /// A .box or catalog: path, file:// or http(s):// URL.
+        /// A .box or catalog (path, file:// or http(s):// URL), or a box folder.
         source: String,
-        /// Name in the store (default: the catalog's, or the file name without .box).
+        /// Name in the store (default: the catalog's, the one in Vagrant's store,
+        /// or the file name without .box).
         #[arg(long)]
         name: Option<String>,
         /// Catalogs: a version constraint (`1.2.0`, `>= 1.0, < 2`, `~> 1.2`);

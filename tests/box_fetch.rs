@@ -276,7 +276,8 @@ fn outdated_update_prune_and_a_served_catalog() {
 
 /// Vagrant itself (Debian's package, as scripts/install-host-deps.sh installs
 /// it) adds a box through a catalog `env box catalog --base-url` wrote, with
-/// a version constraint, checking the sha256 env computed.
+/// a version constraint, checking the sha256 env computed; env then adds the
+/// box from Vagrant's store.
 #[test]
 fn vagrant_adds_boxes_from_a_catalog_env_wrote() {
     let server = Server::start();
@@ -326,6 +327,13 @@ fn vagrant_adds_boxes_from_a_catalog_env_wrote() {
     // And env reads the same catalog.
     p.ok(&["box", "add", &url, "--version", ">= 1, < 2"]);
     assert_eq!(listed(&p), [("team/base".to_string(), "1.2.0".to_string())]);
+
+    // A box Vagrant already has is added from its store, no download.
+    let (q, _other_store) = project();
+    let in_vagrant = vagrant_home.join("boxes/team-VAGRANTSLASH-base/1.2.0/libvirt");
+    assert!(in_vagrant.is_dir(), "Vagrant 2.3's store layout");
+    q.ok(&["box", "add", in_vagrant.to_str().unwrap()]);
+    assert_eq!(listed(&q), [("team/base".to_string(), "1.2.0".to_string())]);
 }
 
 #[test]

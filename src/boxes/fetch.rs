@@ -396,6 +396,19 @@ pub struct AddRequest {
 /// Fetches and adds a box; returns it.
 pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
     let location = Location::parse(&request.source);
+    if let Location::File(folder) = &location
+        && folder.is_dir()
+    {
+        let added = super::import::add_folder(
+            store,
+            folder,
+            request.name.as_deref(),
+            request.version.as_deref(),
+            request.force,
+        )?;
+        record_source(&added, &location, false, request)?;
+        return Ok(added);
+    }
     let catalog = read_catalog(&location)?;
     let from_catalog = catalog.is_some();
     let (box_location, name, version, checksum) = match catalog {
@@ -481,8 +494,19 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
         }
     };
     let added = added?;
+    record_source(&added, &location, from_catalog, request)?;
+    Ok(added)
+}
+
+/// Records where a box came from (for `box outdated` and `box update`).
+fn record_source(
+    added: &StoredBox,
+    location: &Location,
+    from_catalog: bool,
+    request: &AddRequest,
+) -> Result<()> {
     let source = super::maintain::Source {
-        url: match &location {
+        url: match location {
             Location::File(p) => std::path::absolute(p)
                 .unwrap_or_else(|_| p.clone())
                 .display()
@@ -492,8 +516,7 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
         catalog: from_catalog,
         constraint: request.version.clone().filter(|_| from_catalog),
     };
-    super::maintain::record_source(&added, &source)?;
-    Ok(added)
+    super::maintain::record_source(added, &source)
 }
 
 fn check_digest(expected: &Checksum, actual: &str, location: &Location) -> Result<()> {

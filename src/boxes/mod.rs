@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod build;
 pub mod fetch;
+pub mod import;
 pub mod maintain;
 pub mod metadata;
 
