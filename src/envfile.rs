@@ -180,6 +180,8 @@ pub struct Settings {
     pub box_version: Option<String>,
     /// Where to fetch the box (archive or catalog URL) when the store lacks it.
     pub box_url: Option<String>,
+    /// Expected digest of the box fetched from `box_url` (`sha256:HEX`).
+    pub box_checksum: Option<String>,
     /// Virtual CPUs.
     pub cpus: Option<u32>,
     /// Guest memory.
@@ -255,6 +257,8 @@ pub struct BoxRef {
     pub version: Option<String>,
     /// Where to fetch it.
     pub url: Option<String>,
+    /// The digest the fetched box must have (a catalog's own is used otherwise).
+    pub checksum: Option<crate::boxes::fetch::Checksum>,
 }
 
 /// A machine with every default applied.
@@ -674,6 +678,13 @@ fn resolve(
             "the box name is empty".into(),
         ));
     }
+    let checksum = match own.box_checksum.as_ref().or(defaults.box_checksum.as_ref()) {
+        Some(text) => Some(
+            crate::boxes::fetch::Checksum::parse(text)
+                .map_err(|e| fail("box_checksum", own.box_checksum.is_some(), format!("{e:#}")))?,
+        ),
+        None => None,
+    };
     let cpus = own.cpus.or(defaults.cpus).unwrap_or(DEFAULT_CPUS);
     if !(1..=MAX_CPUS).contains(&cpus) {
         return Err(fail(
@@ -842,6 +853,7 @@ fn resolve(
             name: box_name,
             version: own.box_version.or_else(|| defaults.box_version.clone()),
             url: own.box_url.or_else(|| defaults.box_url.clone()),
+            checksum,
         },
         cpus,
         memory,

@@ -364,7 +364,7 @@ fn create(dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
                 source: url.clone(),
                 name: Some(machine.boxref.name.clone()),
                 version: wanted.map(String::from),
-                checksum: None,
+                checksum: machine.boxref.checksum.clone(),
                 force: false,
             };
             crate::boxes::fetch::add(store, &request).with_context(|| {

@@ -211,11 +211,36 @@ fn up_fetches_the_box_it_lacks() {
     let server = Server::start();
     let url = server.serve("debian-12.box", common::test_box());
     let (p, _store) = project();
-    std::fs::write(
-        p.dir.path().join("Envfile"),
-        format!("[machines.m]\nbox = \"fetched\"\nbox_url = \"{url}\"\nbox_version = \">= 12\"\n"),
-    )
-    .unwrap();
+    let envfile = |checksum: &str| {
+        std::fs::write(
+            p.dir.path().join("Envfile"),
+            format!(
+                "[machines.m]\nbox = \"fetched\"\nbox_url = \"{url}\"\nbox_version = \">= 12\"\nbox_checksum = \"sha256:{checksum}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    // A wrong box_checksum: nothing installed, no machine.
+    envfile(&"0".repeat(64));
+    let out = p.env(&["up"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("checksum mismatch"),
+        "{}",
+        text(&out).1
+    );
+    assert!(listed(&p).is_empty());
+    assert_eq!(p.state_of("m"), "not_created");
+    let digest = std::process::Command::new("sha256sum")
+        .arg(common::test_box())
+        .output()
+        .unwrap();
+    envfile(
+        String::from_utf8_lossy(&digest.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap(),
+    );
     let out = p.env(&["up"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(text(&out).1.contains("fetching"), "{}", text(&out).1);

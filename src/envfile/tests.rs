@@ -512,3 +512,22 @@ fn disks_are_validated() {
         e.message
     );
 }
+
+#[test]
+fn box_checksum_is_checked_where_it_is_written() {
+    let hex = "ab".repeat(32);
+    let e = parse_text(&format!(
+        "[defaults]\nbox = \"team/base\"\nbox_url = \"https://b.example/base.box\"\nbox_checksum = \"SHA256:{hex}\"\n"
+    ))
+    .unwrap();
+    let checksum = e.machines[0].boxref.checksum.as_ref().unwrap();
+    assert_eq!(checksum.to_string(), format!("sha256:{hex}"));
+
+    let e = err("[defaults]\nbox = \"b\"\n\n[machines.web]\nbox_checksum = \"sha256:abc\"\n");
+    assert_eq!((e.line, e.field.as_str()), (5, "machines.web.box_checksum"));
+    assert!(e.message.contains("64 hex digits"), "{}", e.message);
+    let e = err("[defaults]\nbox = \"b\"\nbox_checksum = \"md5:abc\"\n");
+    assert_eq!((e.line, e.field.as_str()), (3, "defaults.box_checksum"));
+    let e = err("[defaults]\nbox = \"b\"\nbox_checksum = \"abc\"\n");
+    assert!(e.message.contains("TYPE:HEX"), "{}", e.message);
+}
