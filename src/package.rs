@@ -16,14 +16,40 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// A systemd unit that makes SSH host keys at the first boot of a machine
+/// whose box has none, before sshd starts (as cloud images do).
+const HOST_KEYS_UNIT: &str = "[Unit]
+Description=Make this machine's own SSH host keys (its box carries none)
+DefaultDependencies=no
+After=local-fs.target
+Before=ssh.service sshd.service
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+[Install]
+WantedBy=multi-user.target ssh.service sshd.service
+";
+
 /// The guest script that removes machine-specific state and authorizes the
-/// first-contact public keys again. `host_keys`: the box gets its SSH host
-/// key from env at each boot, so the baked one goes.
-pub fn clean_script(user: &str, first_contact_keys: &[String], host_keys: bool) -> String {
+/// first-contact public keys again. `env_host_keys`: the box gets its SSH
+/// host key from env (or makes one) at each boot, so the baked one just
+/// goes; otherwise a first-boot unit making new ones is installed with it,
+/// where systemd and ssh-keygen are there to run it (else the keys stay).
+pub fn clean_script(user: &str, first_contact_keys: &[String], env_host_keys: bool) -> String {
     let home = format!("$(getent passwd {} | cut -d: -f6)", shell_quote(user));
     let mut s = String::from("set -e\n");
-    if host_keys {
+    if env_host_keys {
         s.push_str("rm -f /etc/ssh/ssh_host_*\n");
+    } else {
+        s.push_str(&format!(
+            "# every machine its own host keys: made at first boot\n\
+             if [ -d /etc/systemd/system ] && [ -x /usr/bin/ssh-keygen ] && command -v systemctl >/dev/null; then\n\
+             cat > /etc/systemd/system/env-ssh-host-keys.service <<'ENVEOF'\n{HOST_KEYS_UNIT}ENVEOF\n\
+             systemctl enable env-ssh-host-keys.service >/dev/null 2>&1\n\
+             rm -f /etc/ssh/ssh_host_*\n\
+             fi\n"
+        ));
     }
     s.push_str(&format!(
         "# the well-known first-contact keys again, instead of this machine's\n\
@@ -268,10 +294,20 @@ mod tests {
         assert!(s.contains("/var/lib/dhcp/*"));
         assert!(s.contains("20-env-private.network"));
         assert!(s.contains("fstrim"));
-        let kept = clean_script("vagrant", &keys[..1], false);
-        assert!(
-            !kept.contains("ssh_host_"),
-            "keys stay when nothing would replace them"
+        let other = clean_script("vagrant", &keys[..1], false);
+        let (unit_at, remove_at) = (
+            other.find("env-ssh-host-keys.service <<").unwrap(),
+            other.find("rm -f /etc/ssh/ssh_host_*").unwrap(),
         );
+        assert!(
+            unit_at < remove_at && other.contains("ExecStart=/usr/bin/ssh-keygen -A"),
+            "a box that does not make its own keys gets a first-boot unit before they go: {other}"
+        );
+        // The unit runs in the guest's shell: the whole script parses.
+        let status = std::process::Command::new("sh")
+            .args(["-n", "-c", &other])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 }

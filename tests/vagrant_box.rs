@@ -98,6 +98,41 @@ ssh.private_key = "keys/vagrant"
     p.ok(&["reload", "given"]);
     assert_eq!(p.ok(&["ssh", "given", "--", "echo", "again"]), "again\n");
 
+    // Baked: a machine from the baked box makes host keys of its own (the
+    // box does not get them from env), and env's own key opens it.
+    let host_key = |project: &TestProject, machine: &str| {
+        let line = std::fs::read_to_string(
+            project
+                .dir
+                .path()
+                .join(format!(".envstate/machines/{machine}/known_hosts")),
+        )
+        .unwrap();
+        line.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let given_host_key = host_key(&p, "given");
+    let baked = p.dir.path().join("baked.box");
+    p.ok(&["package", "given", "--output", baked.to_str().unwrap()]);
     p.ok(&["destroy", "-f"]);
     p.ok(&["box", "remove", "vagrant-bios", "--force"]);
+    let q = TestProject::new("[machines.copy]\nbox = \"baked-bios\"\n");
+    q.ok(&[
+        "box",
+        "add",
+        baked.to_str().unwrap(),
+        "--name",
+        "baked-bios",
+    ]);
+    q.ok(&["up"]);
+    assert_ne!(host_key(&q, "copy"), given_host_key, "fresh host keys");
+    assert_eq!(
+        q.ok(&[
+            "ssh",
+            "--",
+            "systemctl is-enabled env-ssh-host-keys.service"
+        ]),
+        "enabled\n"
+    );
+    q.ok(&["destroy", "-f"]);
+    q.ok(&["box", "remove", "baked-bios", "--force"]);
 }
