@@ -129,7 +129,7 @@ ssh.private_key = "keys/vagrant"
         q.ok(&[
             "ssh",
             "--",
-            "systemctl is-enabled env-ssh-host-keys.service"
+            "sudo systemctl is-enabled env-ssh-host-keys.service"
         ]),
         "enabled\n"
     );
