@@ -740,10 +740,9 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
             ssh::remove_first_contact_keys(dir, Some(&accepted));
             target.identity = accepted;
         }
-    } else if !machine.ssh_insert_key {
-        target.identity =
-            ssh::first_contact_identities(dir, machine.ssh_private_key.as_deref())?[0].clone();
     }
+    // Once env's key is in, it is the only one the guest takes, whatever
+    // `insert_key` says now: the target's identity stays the machine key.
     crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
     if state.key_inserted || !machine.ssh_insert_key {
         // Opens the master connection now, checking the pinned host key.

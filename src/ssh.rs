@@ -249,11 +249,12 @@ fn identities_with_home(
     let well_known = dir.first_contact_key();
     write_private(&well_known, WELL_KNOWN_KEY)?;
     let mut keys = vec![well_known];
-    for (index, vagrant_key) in vagrant_keys(home).iter().enumerate() {
-        let Ok(contents) = std::fs::read_to_string(vagrant_key) else {
+    for vagrant_key in vagrant_keys(home) {
+        let Ok(contents) = std::fs::read_to_string(&vagrant_key) else {
             continue;
         };
-        let copy = dir.vagrant_key_copy(index);
+        // Numbered without gaps: removal stops at the first missing copy.
+        let copy = dir.vagrant_key_copy(keys.len() - 1);
         write_private(&copy, &contents)?;
         keys.push(copy);
     }
