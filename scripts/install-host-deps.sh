@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the host packages env and its tests need on Debian/Ubuntu:
-# QEMU, qemu-img, the OpenSSH client, and what box recipes use.
+# Installs the host packages env needs on Debian/Ubuntu: QEMU, qemu-img, the
+# OpenSSH client, and what box recipes use; with --tests also what only the
+# test suite needs. Usage: scripts/install-host-deps.sh [--tests]
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -15,6 +16,10 @@ as_root apt-get install -y -qq --allow-downgrades \
 # For the ansible provisioner (and its tests); the full `ansible` collection
 # bundle is not needed.
 as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
-# Vagrant itself, for its insecure key: the Vagrant-style test box
-# (boxes/debian-12-bios) carries it, and env finds it where Vagrant installs it.
-as_root apt-get install -y -qq --no-install-recommends vagrant >/dev/null
+# With --tests (what .ci/run passes): what only the test suite needs.
+# Vagrant itself, for its insecure key (the Vagrant-style test box
+# boxes/debian-12-bios carries it, and env finds it where Vagrant installs
+# it) and to check that Vagrant reads env's boxes and catalogs.
+if [ "${1:-}" = --tests ]; then
+  as_root apt-get install -y -qq --no-install-recommends vagrant >/dev/null
+fi
