@@ -9,21 +9,30 @@ box_dir=$(ls -d "$ENV_HOME"/boxes/debian-12/*/)
 key=$(mktemp); cp "$repo/boxes/keys/insecure_ed25519" "$key"; chmod 600 "$key"
 meta() { python3 -c "import json,sys; print(json.load(open('$box_dir/metadata.json'))['env']['$1'])"; }
 
-raw_times=() env_times=() ssh_times=() status_times=() halt_times=() destroy_times=()
-for run in $(seq "$RUNS"); do
-  # (a) plain QEMU + polling ssh
+# Boots a fresh overlay of BACKING under plain QEMU (boot arguments after
+# KEY; none: firmware and the disk's bootloader), polls `ssh true` with KEY
+# and prints the seconds it took: raw_boot BACKING KEY [QEMU ARGS...]
+raw_boot() {
+  local backing=$1 key=$2 work port t
+  shift 2
   work=$(mktemp -d)
-  qemu-img create -q -f qcow2 -F qcow2 -b "$box_dir/box.img" "$work/disk.qcow2"
+  qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$work/disk.qcow2"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   t=$(now)
-  qemu-system-x86_64 -nodefaults -display none -machine q35,accel=tcg -smp 2 -m 1024M \
-    -kernel "$box_dir/$(meta kernel)" -initrd "$box_dir/$(meta initrd)" -append "$(meta cmdline)" \
+  qemu-system-x86_64 -nodefaults -display none -machine q35,accel=tcg -smp 2 -m 1024M "$@" \
     -drive "file=$work/disk.qcow2,if=virtio,format=qcow2" \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0,romfile= \
     -device virtio-rng-pci -serial "file:$work/console.log" -daemonize -pidfile "$work/qemu.pid"
   wait_ssh_true "$port" "$key"
-  raw_times+=("$(elapsed "$t")")
+  elapsed "$t"
   kill "$(cat "$work/qemu.pid")"; rm -rf "$work"
+}
+
+raw_times=() env_times=() ssh_times=() status_times=() halt_times=() destroy_times=()
+for run in $(seq "$RUNS"); do
+  # (a) plain QEMU + polling ssh
+  raw_times+=("$(raw_boot "$box_dir/box.img" "$key" \
+    -kernel "$box_dir/$(meta kernel)" -initrd "$box_dir/$(meta initrd)" -append "$(meta cmdline)")")
 
   # (b) env up, then the everyday commands on the running machine
   project=$(mktemp -d)
@@ -59,17 +68,7 @@ if [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
   vkey=$(mktemp); cp "$vagrant_key" "$vkey"; chmod 600 "$vkey"
   bios_raw=() bios_env=()
   for run in $(seq "$RUNS"); do
-    work=$(mktemp -d)
-    qemu-img create -q -f qcow2 -F qcow2 -b "$bios_dir/box.img" "$work/disk.qcow2"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    t=$(now)
-    qemu-system-x86_64 -nodefaults -display none -machine q35,accel=tcg -smp 2 -m 1024M \
-      -drive "file=$work/disk.qcow2,if=virtio,format=qcow2" \
-      -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0,romfile= \
-      -device virtio-rng-pci -serial "file:$work/console.log" -daemonize -pidfile "$work/qemu.pid"
-    wait_ssh_true "$port" "$vkey"
-    bios_raw+=("$(elapsed "$t")")
-    kill "$(cat "$work/qemu.pid")"; rm -rf "$work"
+    bios_raw+=("$(raw_boot "$bios_dir/box.img" "$vkey")")
     project=$(mktemp -d)
     printf '[defaults]\nbox = "vagrant-bios"\ncpus = 2\nmemory = "1G"\n' > "$project/Envfile"
     cd "$project"
