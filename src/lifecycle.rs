@@ -661,7 +661,7 @@ fn await_ssh(
         }
         bail!(message);
     }
-    connect(dir, machine, state, port)?;
+    connect(dir, machine, state, port, deadline)?;
     ui::step(
         &machine.name,
         &format!(
@@ -710,7 +710,13 @@ fn start_qemu(spec: &VmSpec) -> Result<()> {
 /// SSH set-up after the banner: first contact (pin the host key, replace the
 /// well-known key) or a plain connection with the pinned key; writes the
 /// ssh_config and leaves a master connection for later commands.
-fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: u16) -> Result<()> {
+fn connect(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &mut MachineState,
+    port: u16,
+    deadline: Instant,
+) -> Result<()> {
     let mut target = ssh::target_for(dir, port, &state.ssh_user)?;
     ssh::close_master(&target.control_path);
     if !state.key_inserted {
@@ -729,8 +735,13 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
                 ssh::known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
             )?;
         }
-        let accepted =
-            ssh::first_contact(&target, &identities, public.as_deref(), pinned.is_some())?;
+        let accepted = ssh::first_contact(
+            &target,
+            &identities,
+            public.as_deref(),
+            pinned.is_some(),
+            deadline,
+        )?;
         if machine.ssh_insert_key {
             state.key_inserted = true;
             ssh::remove_first_contact_keys(dir, None);
@@ -746,11 +757,8 @@ fn connect(dir: &MachineDir, machine: &Machine, state: &mut MachineState, port: 
     crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
     if state.key_inserted || !machine.ssh_insert_key {
         // Opens the master connection now, checking the pinned host key.
-        crate::process::run_checked(
-            ssh::command(&dir.ssh_config(), &dir.name).arg("true"),
-            "cannot run ssh",
-            &format!("SSH to `{}` failed", machine.name),
-        )?;
+        ssh::open_master(&dir.ssh_config(), &dir.name, deadline)
+            .with_context(|| format!("SSH to `{}` failed", machine.name))?;
     }
     Ok(())
 }

@@ -292,49 +292,129 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 /// First contact: checks or pins the host key, starts the master connection
 /// and, with `new_public_key`, makes it the only authorized key. Tries the
 /// identities one at a time and returns the one the guest accepted (env
-/// keeps using it when it inserts no key of its own).
+/// keeps using it when it inserts no key of its own). A guest that answers
+/// but does not let users in yet (pam_nologin while it boots) is tried again
+/// until `deadline`.
 pub fn first_contact(
     t: &SshTarget,
     identities: &[PathBuf],
     new_public_key: Option<&str>,
     pinned: bool,
+    deadline: Instant,
 ) -> Result<PathBuf> {
     let script = new_public_key
         .map(replace_key_script)
         .unwrap_or_else(|| "true".into());
     let mut refusals = Vec::new();
     for identity in identities {
-        let out = Command::new("ssh")
-            .args(first_contact_args(
-                t,
-                std::slice::from_ref(identity),
-                pinned,
-            ))
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run ssh (install the OpenSSH client)")?;
-        if out.status.success() {
-            return Ok(identity.clone());
+        let run = || {
+            Command::new("ssh")
+                .args(first_contact_args(
+                    t,
+                    std::slice::from_ref(identity),
+                    pinned,
+                ))
+                .arg(&script)
+                .stdin(Stdio::null())
+                .output()
+                .context("cannot run ssh (install the OpenSSH client)")
+        };
+        match run_until_let_in(run, deadline)? {
+            Ok(()) => return Ok(identity.clone()),
+            Err(Failure::KeyRefused) => refusals.push(identity.display().to_string()),
+            Err(Failure::Other(stderr)) => {
+                bail!("first SSH contact as {} failed: {stderr}", t.user)
+            }
         }
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if !is_key_refused(out.status.code(), &stderr) {
-            bail!("first SSH contact as {} failed: {stderr}", t.user);
-        }
-        refusals.push(identity.display().to_string());
     }
     bail!(
         "first SSH contact as {} failed: the guest accepted none of the keys tried ({}). \
-         Give the box's key with `ssh.private_key_path` in the Envfile",
+         Give the box's key with `ssh.private_key` in the Envfile",
         t.user,
         refusals.join(", ")
     )
 }
 
-/// Whether ssh ended because the server refused the key (try the next one),
-/// rather than for a reason another key would not change.
-fn is_key_refused(code: Option<i32>, stderr: &str) -> bool {
-    code == Some(255) && stderr.contains("Permission denied")
+/// Opens the master connection through the machine's ssh_config, again
+/// while the guest does not let users in yet, until `deadline`.
+pub fn open_master(config: &Path, alias: &str, deadline: Instant) -> Result<()> {
+    let run = || {
+        command(config, alias)
+            .arg("true")
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ssh (install the OpenSSH client)")
+    };
+    match run_until_let_in(run, deadline)? {
+        Ok(()) => Ok(()),
+        Err(Failure::KeyRefused) => bail!("the guest refused the machine's key"),
+        Err(Failure::Other(stderr)) => bail!("{stderr}"),
+    }
+}
+
+/// Why an ssh run failed, as far as the caller's next step goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The server refused the key: another key may do.
+    KeyRefused,
+    /// Anything else, with what ssh said.
+    Other(String),
+}
+
+/// Runs `run` until it succeeds, fails for good, or `deadline` passes. ssh
+/// exits 255 for its own failures; one whose output names neither a refused
+/// key nor a host key problem is a connection the guest closed or refused
+/// while booting (pam_nologin says "System is booting up" and closes), and
+/// is tried again every half second.
+fn run_until_let_in(
+    run: impl Fn() -> Result<std::process::Output>,
+    deadline: Instant,
+) -> Result<std::result::Result<(), Failure>> {
+    loop {
+        let out = run()?;
+        if out.status.success() {
+            return Ok(Ok(()));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        match classify(out.status.code(), &stderr) {
+            Verdict::KeyRefused => return Ok(Err(Failure::KeyRefused)),
+            Verdict::NotYet if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500))
+            }
+            Verdict::NotYet if stderr.is_empty() => {
+                return Ok(Err(Failure::Other(
+                    "the guest closed the connection and let no user in before the boot timeout"
+                        .into(),
+                )));
+            }
+            _ => return Ok(Err(Failure::Other(stderr))),
+        }
+    }
+}
+
+/// What an ssh exit means.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    KeyRefused,
+    /// Worth trying again shortly: the guest is not letting users in yet.
+    NotYet,
+    /// The remote command failed, or the host key does not match.
+    Final,
+}
+
+fn classify(code: Option<i32>, stderr: &str) -> Verdict {
+    if code != Some(255) {
+        Verdict::Final
+    } else if stderr.contains("Permission denied") {
+        Verdict::KeyRefused
+    } else if stderr.contains("Host key verification failed")
+        || stderr.contains("HOST IDENTIFICATION HAS CHANGED")
+        || stderr.contains("Could not resolve")
+    {
+        Verdict::Final
+    } else {
+        Verdict::NotYet
+    }
 }
 
 /// An `ssh` command for a machine, through its generated ssh_config.
@@ -556,16 +636,62 @@ mod tests {
     }
 
     #[test]
-    fn only_a_refused_key_moves_on_to_the_next() {
-        assert!(is_key_refused(
-            Some(255),
-            "vagrant@127.0.0.1: Permission denied (publickey)."
-        ));
-        assert!(!is_key_refused(Some(255), "Host key verification failed."));
-        assert!(
-            !is_key_refused(Some(1), "Permission denied"),
-            "the script failed"
+    fn ssh_failures_are_told_apart() {
+        assert_eq!(
+            classify(
+                Some(255),
+                "vagrant@127.0.0.1: Permission denied (publickey)."
+            ),
+            Verdict::KeyRefused
         );
+        assert_eq!(
+            classify(Some(255), "Host key verification failed."),
+            Verdict::Final
+        );
+        assert_eq!(
+            classify(Some(1), "Permission denied"),
+            Verdict::Final,
+            "the command failed"
+        );
+        // pam_nologin while the guest boots: with LogLevel=ERROR ssh says nothing.
+        assert_eq!(classify(Some(255), ""), Verdict::NotYet);
+        assert_eq!(
+            classify(
+                Some(255),
+                "System is booting up.\nConnection closed by 127.0.0.1 port 2222"
+            ),
+            Verdict::NotYet
+        );
+    }
+
+    #[test]
+    fn a_guest_that_lets_users_in_late_is_tried_again_until_the_deadline() {
+        use std::os::unix::process::ExitStatusExt;
+        let tries = std::cell::Cell::new(0);
+        let exit = |code: i32, stderr: &str| std::process::Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        let later = Instant::now() + Duration::from_secs(30);
+        let result = run_until_let_in(
+            || {
+                tries.set(tries.get() + 1);
+                Ok(if tries.get() < 3 {
+                    exit(255, "")
+                } else {
+                    exit(0, "")
+                })
+            },
+            later,
+        )
+        .unwrap();
+        assert_eq!((result, tries.get()), (Ok(()), 3));
+        let result = run_until_let_in(|| Ok(exit(255, "")), Instant::now()).unwrap();
+        assert!(matches!(result, Err(Failure::Other(m)) if m.contains("boot timeout")));
+        let result =
+            run_until_let_in(|| Ok(exit(255, "Permission denied (publickey)")), later).unwrap();
+        assert_eq!(result, Err(Failure::KeyRefused));
     }
 
     #[test]

@@ -217,6 +217,44 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     );
 }
 
+/// A guest whose sshd answers before users may log in (pam_nologin while
+/// it boots: "System is booting up", then the connection closes): env tries
+/// again until they may, instead of failing the boot.
+#[test]
+fn a_guest_that_lets_users_in_late_is_waited_for() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[defaults]\nbox = \"debian-12\"\n[machines.late]\n");
+    p.ok(&["up"]);
+    // From the next boot on, logins wait 6 s after sshd starts; nothing
+    // else lifts /run/nologin (systemd-user-sessions is masked).
+    p.ok(&[
+        "ssh",
+        "--",
+        r#"sudo sh -c 'systemctl mask -q systemd-user-sessions.service
+cat > /etc/systemd/system/late-logins.service <<UNIT
+[Unit]
+DefaultDependencies=no
+After=systemd-tmpfiles-setup.service
+Before=ssh.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c "echo System is booting up. > /run/nologin; (sleep 6; rm -f /run/nologin) &"
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable -q late-logins.service'"#,
+    ]);
+    p.ok(&["reload"]);
+    assert_eq!(p.ok(&["ssh", "--", "echo in"]), "in\n");
+    assert_eq!(
+        p.ok(&["ssh", "--", "sudo systemctl is-active late-logins.service"]),
+        "active\n",
+        "the gate was there at this boot"
+    );
+    p.ok(&["destroy", "-f"]);
+}
+
 #[test]
 fn a_killed_qemu_is_reported_and_destroy_still_works() {
     let _slot = GuestSlot::take();
