@@ -116,7 +116,7 @@ pub fn package(
         })?;
     let source = store.find(&state.box_name, Some(&state.box_version))?;
     let env_boot = source.metadata.env.clone();
-    let host_keys = env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
+    let env_host_keys = env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
     let packages = match dir.status()? {
         Status::Running { .. } => {
             ui::step(
@@ -127,7 +127,7 @@ pub fn package(
             // the box then greets both tools as boxes made for them.
             let mut keys = vec![crate::ssh::WELL_KNOWN_PUBLIC_KEY.to_string()];
             keys.extend(crate::ssh::vagrant_public_keys());
-            let script = clean_script(&state.ssh_user, &keys, host_keys);
+            let script = clean_script(&state.ssh_user, &keys, env_host_keys);
             let packages = prepare_guest(&dir, &script)?;
             lifecycle::halt(project, &machine.name, false)?;
             packages
@@ -211,11 +211,9 @@ pub fn package(
         work.path().join("info.json"),
         serde_json::to_string_pretty(&info)?,
     )?;
-    if !packages.is_empty() {
-        std::fs::write(work.path().join("packages.txt"), &packages)?;
-    }
     let mut members = vec!["metadata.json".to_string(), "info.json".to_string()];
     if !packages.is_empty() {
+        std::fs::write(work.path().join("packages.txt"), &packages)?;
         members.push("packages.txt".to_string());
     }
     members.extend(images);

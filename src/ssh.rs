@@ -229,14 +229,13 @@ pub fn first_contact_identities(
     dir: &MachineDir,
     configured: Option<&Path>,
 ) -> Result<Vec<PathBuf>> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    identities_with_home(dir, configured, home.as_deref())
+    identities(dir, configured, &installed_vagrant_keys())
 }
 
-fn identities_with_home(
+fn identities(
     dir: &MachineDir,
     configured: Option<&Path>,
-    home: Option<&Path>,
+    vagrant_keys: &[PathBuf],
 ) -> Result<Vec<PathBuf>> {
     if let Some(key) = configured {
         anyhow::ensure!(
@@ -249,8 +248,8 @@ fn identities_with_home(
     let well_known = dir.first_contact_key();
     write_private(&well_known, WELL_KNOWN_KEY)?;
     let mut keys = vec![well_known];
-    for vagrant_key in vagrant_keys(home) {
-        let Ok(contents) = std::fs::read_to_string(&vagrant_key) else {
+    for vagrant_key in vagrant_keys {
+        let Ok(contents) = std::fs::read_to_string(vagrant_key) else {
             continue;
         };
         // Numbered without gaps: removal stops at the first missing copy.
@@ -320,9 +319,9 @@ pub fn first_contact(
                 .context("cannot run ssh (install the OpenSSH client)")
         };
         match run_until_let_in(run, deadline)? {
-            Ok(()) => return Ok(identity.clone()),
-            Err(Failure::KeyRefused) => refusals.push(identity.display().to_string()),
-            Err(Failure::Other(stderr)) => {
+            Outcome::LoggedIn => return Ok(identity.clone()),
+            Outcome::KeyRefused => refusals.push(identity.display().to_string()),
+            Outcome::Failed(stderr) => {
                 bail!("first SSH contact as {} failed: {stderr}", t.user)
             }
         }
@@ -346,19 +345,21 @@ pub fn open_master(config: &Path, alias: &str, deadline: Instant) -> Result<()> 
             .context("cannot run ssh (install the OpenSSH client)")
     };
     match run_until_let_in(run, deadline)? {
-        Ok(()) => Ok(()),
-        Err(Failure::KeyRefused) => bail!("the guest refused the machine's key"),
-        Err(Failure::Other(stderr)) => bail!("{stderr}"),
+        Outcome::LoggedIn => Ok(()),
+        Outcome::KeyRefused => bail!("the guest refused the machine's key"),
+        Outcome::Failed(stderr) => bail!("{stderr}"),
     }
 }
 
-/// Why an ssh run failed, as far as the caller's next step goes.
+/// How logging in ended, as far as the caller's next step goes.
 #[derive(Debug, PartialEq, Eq)]
-enum Failure {
+enum Outcome {
+    /// In, and the command ran.
+    LoggedIn,
     /// The server refused the key: another key may do.
     KeyRefused,
     /// Anything else, with what ssh said.
-    Other(String),
+    Failed(String),
 }
 
 /// Runs `run` until it succeeds, fails for good, or `deadline` passes. ssh
@@ -369,25 +370,25 @@ enum Failure {
 fn run_until_let_in(
     run: impl Fn() -> Result<std::process::Output>,
     deadline: Instant,
-) -> Result<std::result::Result<(), Failure>> {
+) -> Result<Outcome> {
     loop {
         let out = run()?;
         if out.status.success() {
-            return Ok(Ok(()));
+            return Ok(Outcome::LoggedIn);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         match classify(out.status.code(), &stderr) {
-            Verdict::KeyRefused => return Ok(Err(Failure::KeyRefused)),
+            Verdict::KeyRefused => return Ok(Outcome::KeyRefused),
             Verdict::NotYet if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(500))
             }
             Verdict::NotYet if stderr.is_empty() => {
-                return Ok(Err(Failure::Other(
+                return Ok(Outcome::Failed(
                     "the guest closed the connection and let no user in before the boot timeout"
                         .into(),
-                )));
+                ));
             }
-            _ => return Ok(Err(Failure::Other(stderr))),
+            _ => return Ok(Outcome::Failed(stderr)),
         }
     }
 }
@@ -686,12 +687,12 @@ mod tests {
             later,
         )
         .unwrap();
-        assert_eq!((result, tries.get()), (Ok(()), 3));
+        assert_eq!((result, tries.get()), (Outcome::LoggedIn, 3));
         let result = run_until_let_in(|| Ok(exit(255, "")), Instant::now()).unwrap();
-        assert!(matches!(result, Err(Failure::Other(m)) if m.contains("boot timeout")));
+        assert!(matches!(result, Outcome::Failed(m) if m.contains("boot timeout")));
         let result =
             run_until_let_in(|| Ok(exit(255, "Permission denied (publickey)")), later).unwrap();
-        assert_eq!(result, Err(Failure::KeyRefused));
+        assert_eq!(result, Outcome::KeyRefused);
     }
 
     #[test]
@@ -705,7 +706,7 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let dir = MachineDir::new(&tmp.path().join("state"), "web");
         std::fs::create_dir_all(&dir.root).unwrap();
-        let keys = identities_with_home(&dir, None, Some(&home)).unwrap();
+        let keys = identities(&dir, None, &vagrant_keys(Some(&home))).unwrap();
         assert_eq!(keys[0], dir.first_contact_key());
         let copy = keys
             .iter()

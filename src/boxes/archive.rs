@@ -6,29 +6,29 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// Compression of an archive, told from its first bytes.
+/// The format of an archive, told from its first bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Compression {
+pub enum Format {
     /// A plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd (`.tar.zst`).
-    Zstd,
-    /// A zip archive (not a tar at all), read entry by entry as it arrives.
+    Tar,
+    /// A gzip-compressed tar.
+    TarGz,
+    /// A zstd-compressed tar (`.tar.zst`).
+    TarZst,
+    /// A zip, read entry by entry as it arrives.
     Zip,
 }
 
-/// Detects the compression from the magic bytes at the start of a file.
-pub fn detect(head: &[u8]) -> Result<Compression> {
+/// Detects the format from the magic bytes at the start of a file.
+pub fn detect(head: &[u8]) -> Result<Format> {
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Compression::Gzip)
+        Ok(Format::TarGz)
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Ok(Compression::None)
+        Ok(Format::Tar)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Compression::Zstd)
+        Ok(Format::TarZst)
     } else if head.starts_with(b"PK\x03\x04") {
-        Ok(Compression::Zip)
+        Ok(Format::Zip)
     } else {
         bail!("not a box archive (expected tar, tar.gz, tar.zst or zip)")
     }
@@ -83,19 +83,19 @@ pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
 /// calling `progress` with the bytes read so far. Rejects absolute paths,
 /// `..`, links leading outside, and device files, fifos and sockets.
 pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
-    let compression = compression_of(archive)?;
+    let format = format_of(archive)?;
     let file = File::open(archive)?;
     let counted = CountingReader {
         inner: BufReader::with_capacity(1 << 20, file),
         count: 0,
         progress,
     };
-    unpack_stream(compression, counted, dest)
+    unpack_stream(format, counted, dest)
         .with_context(|| format!("cannot unpack {}", archive.display()))
 }
 
-/// The compression of the archive file at `archive`, from its first bytes.
-fn compression_of(archive: &Path) -> Result<Compression> {
+/// The format of the archive file at `archive`, from its first bytes.
+fn format_of(archive: &Path) -> Result<Format> {
     let mut file =
         File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let mut head = [0u8; 512];
@@ -109,29 +109,29 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
     let mut head = vec![0u8; 512];
     let filled = read_up_to(&mut reader, &mut head)?;
     head.truncate(filled);
-    let compression = detect(&head)?;
+    let format = detect(&head)?;
     let whole = std::io::Cursor::new(head).chain(reader);
-    unpack_stream(compression, whole, dest)
+    unpack_stream(format, whole, dest)
 }
 
 /// Unpacks a tar (decompressing it) or a zip read from `raw`.
-fn unpack_stream<R: Read>(compression: Compression, raw: R, dest: &Path) -> Result<()> {
-    match compression {
-        Compression::Zip => unpack_zip(raw, dest),
+fn unpack_stream<R: Read>(format: Format, raw: R, dest: &Path) -> Result<()> {
+    match format {
+        Format::Zip => unpack_zip(raw, dest),
         tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest),
     }
 }
 
-/// The decompressed stream of an archive.
-fn decoder<'a, R: Read + 'a>(compression: Compression, raw: R) -> Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(raw)),
-        Compression::Zstd => Box::new(
+/// The tar stream of a tar archive, decompressed.
+fn decoder<'a, R: Read + 'a>(format: Format, raw: R) -> Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        Format::Tar => Box::new(raw),
+        Format::TarGz => Box::new(flate2::read::GzDecoder::new(raw)),
+        Format::TarZst => Box::new(
             ruzstd::decoding::StreamingDecoder::new(raw)
                 .map_err(|e| anyhow::anyhow!("bad zstd stream: {e}"))?,
         ),
-        Compression::Zip => bail!("a zip archive is not a compressed tar"),
+        Format::Zip => bail!("a zip archive is not a compressed tar"),
     })
 }
 
@@ -141,9 +141,9 @@ pub fn each_entry(
     archive: &Path,
     f: &mut dyn FnMut(&Path, &mut dyn Read) -> Result<bool>,
 ) -> Result<()> {
-    let compression = compression_of(archive)?;
+    let format = format_of(archive)?;
     let mut raw = BufReader::new(File::open(archive)?);
-    if compression == Compression::Zip {
+    if format == Format::Zip {
         while let Some(mut file) = next_zip_entry(&mut raw)? {
             let name = file.name().context("bad zip entry name")?.into_owned();
             let path = safe_relative_path(Path::new(&name))?;
@@ -153,7 +153,7 @@ pub fn each_entry(
         }
         return Ok(());
     }
-    let mut tar = tar::Archive::new(decoder(compression, raw)?);
+    let mut tar = tar::Archive::new(decoder(format, raw)?);
     for entry in tar.entries()? {
         let mut entry = entry?;
         let path = safe_relative_path(&entry.path()?)?;
@@ -371,12 +371,12 @@ mod tests {
 
     #[test]
     fn gzip_is_detected_and_garbage_refused() {
-        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), Compression::Gzip);
+        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), Format::TarGz);
         let mut tar_head = vec![0u8; 512];
         tar_head[257..262].copy_from_slice(b"ustar");
-        assert_eq!(detect(&tar_head).unwrap(), Compression::None);
+        assert_eq!(detect(&tar_head).unwrap(), Format::Tar);
         assert!(detect(b"hello").is_err());
-        assert_eq!(detect(b"PK\x03\x04").unwrap(), Compression::Zip);
+        assert_eq!(detect(b"PK\x03\x04").unwrap(), Format::Zip);
     }
 
     fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {

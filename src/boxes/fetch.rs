@@ -406,7 +406,7 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
             request.version.as_deref(),
             request.force,
         )?;
-        record_source(&added, &location, false, request)?;
+        remember_source(&added, &location, false, request)?;
         return Ok(added);
     }
     let catalog = read_catalog(&location)?;
@@ -494,12 +494,12 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
         }
     };
     let added = added?;
-    record_source(&added, &location, from_catalog, request)?;
+    remember_source(&added, &location, from_catalog, request)?;
     Ok(added)
 }
 
 /// Records where a box came from (for `box outdated` and `box update`).
-fn record_source(
+fn remember_source(
     added: &StoredBox,
     location: &Location,
     from_catalog: bool,
