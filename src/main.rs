@@ -4,43 +4,25 @@
 //! use the domain modules (Envfile, box store, QEMU arguments, ports), which
 //! reach the outside world only at the edges (QEMU, QMP, ssh).
 
-mod accel;
-mod ansible;
+mod backend;
 mod boxes;
-mod citest;
 mod cli;
-mod doctor;
 mod envfile;
-mod lifecycle;
-mod lock;
-mod logs;
+mod guest;
 mod machine;
-mod network;
-mod package;
-mod parallel;
-mod passthrough;
-mod paths;
-mod ports;
-mod process;
-mod project;
-mod provision;
-mod qemu;
-mod qga;
-mod qmp;
-mod size;
-mod snapshot;
+mod ops;
 mod spec;
-mod ssh;
-mod ui;
-mod verify;
+mod util;
 
 use clap::Parser;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let (subcommands, flags) = cli::known_words();
-    if passthrough::handler_for(&args, &subcommands, &flags) == passthrough::Handler::System {
-        let err = passthrough::exec_system_env(&args);
+    if cli::passthrough::handler_for(&args, &subcommands, &flags)
+        == cli::passthrough::Handler::System
+    {
+        let err = cli::passthrough::exec_system_env(&args);
         eprintln!("env: {err:#}");
         std::process::exit(127);
     }

@@ -5,7 +5,7 @@
 //! a finished box enters the store atomically.
 
 use super::{Store, StoredBox, compare_versions};
-use crate::ui;
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -552,10 +552,10 @@ fn each_chunk(path: &Path, f: &mut dyn FnMut(&[u8])) -> Result<()> {
 
 /// The partial download of `url` in the store (kept between tries).
 pub fn partial_path(store: &Store, url: &str) -> PathBuf {
-    store
-        .root
-        .join(".downloads")
-        .join(format!("{}.part", crate::paths::short_hash(Path::new(url))))
+    store.root.join(".downloads").join(format!(
+        "{}.part",
+        crate::util::paths::short_hash(Path::new(url))
+    ))
 }
 
 /// Downloads `url` and unpacks it as the bytes arrive: each chunk goes to

@@ -26,7 +26,7 @@ const SOURCE_FILE: &str = "source.json";
 /// Records a box's source.
 pub fn record_source(b: &StoredBox, source: &Source) -> Result<()> {
     let text = serde_json::to_string_pretty(source)?;
-    crate::machine::write_atomic(&b.dir.join(SOURCE_FILE), text.as_bytes())
+    crate::util::fs::write_atomic(&b.dir.join(SOURCE_FILE), text.as_bytes())
 }
 
 /// A box's recorded source.
@@ -288,7 +288,7 @@ pub fn write_catalogs(dir: &Path, base_url: Option<&str>) -> Result<Vec<PathBuf>
         // Validate what we write the way `box add` will read it.
         let _: Catalog = serde_json::from_value(catalog.clone())?;
         let path = dir.join(format!("{}.json", name.replace('/', "-")));
-        crate::machine::write_atomic(&path, serde_json::to_string_pretty(&catalog)?.as_bytes())?;
+        crate::util::fs::write_atomic(&path, serde_json::to_string_pretty(&catalog)?.as_bytes())?;
         written.push(path);
     }
     Ok(written)

@@ -8,7 +8,7 @@ pub mod import;
 pub mod maintain;
 pub mod metadata;
 
-use crate::lock;
+use crate::util::lock;
 use anyhow::{Context, Result, bail};
 use metadata::Metadata;
 use serde::Serialize;
@@ -102,7 +102,7 @@ pub struct Store {
 impl Store {
     /// The store under the user's data home.
     pub fn open() -> Result<Store> {
-        Ok(Store::at(crate::paths::boxes_dir()?))
+        Ok(Store::at(crate::util::paths::boxes_dir()?))
     }
 
     /// A store at `root` (tests).
@@ -310,7 +310,7 @@ impl Store {
         let dir = self.users_dir(&b.name, &b.version);
         fs::create_dir_all(&dir)?;
         fs::write(
-            dir.join(crate::paths::short_hash(state_dir)),
+            dir.join(crate::util::paths::short_hash(state_dir)),
             state_dir.as_os_str().as_encoded_bytes(),
         )?;
         Ok(())
@@ -320,7 +320,7 @@ impl Store {
     pub fn remove_user(&self, name: &str, version: &str, state_dir: &Path) {
         let _ = fs::remove_file(
             self.users_dir(name, version)
-                .join(crate::paths::short_hash(state_dir)),
+                .join(crate::util::paths::short_hash(state_dir)),
         );
     }
 

@@ -1,9 +1,9 @@
-//! `env snapshot ...`: the command line of [`crate::snapshot`].
+//! `env snapshot ...`: the command line of [`crate::ops::snapshot`].
 
 use crate::envfile::Machine;
-use crate::project::Project;
-use crate::snapshot;
-use crate::ui;
+use crate::machine::project::Project;
+use crate::ops::snapshot;
+use crate::util::ui;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::Path;

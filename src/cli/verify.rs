@@ -1,14 +1,15 @@
 //! `env verify`, `env spec add` and `env test`: the command line of
-//! [`crate::verify`], [`crate::spec`] and [`crate::citest`].
+//! [`crate::ops::verify`], [`crate::spec`] and [`crate::ops::test`].
 
 use crate::boxes::Store;
-use crate::citest::{self, DestroyWhen, TestOptions};
-use crate::project::Project;
+use crate::machine::project::Project;
+use crate::ops::test::{self as citest, DestroyWhen, TestOptions};
+use crate::ops::verify::{self, VerifyOptions};
+use crate::spec;
 use crate::spec::add;
 use crate::spec::model::Kind;
 use crate::spec::report::{self, Format, MachineReport, Totals};
-use crate::verify::{self, VerifyOptions};
-use crate::{spec, ui};
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -90,7 +91,7 @@ fn deliver(reports: &[MachineReport], outputs: &[(Format, Option<PathBuf>)]) -> 
         match file {
             Some(path) => {
                 let text = report::render(*format, reports, false);
-                crate::machine::write_atomic(&std::path::absolute(path)?, text.as_bytes())
+                crate::util::fs::write_atomic(&std::path::absolute(path)?, text.as_bytes())
                     .with_context(|| format!("cannot write the report {}", path.display()))?;
                 ui::line(&format!("report written to {}", path.display()));
             }

@@ -3,7 +3,7 @@
 //! mounted at a guest path.
 
 use super::{EnvfileError, Step, entry_field_error};
-use crate::size::Size;
+use crate::util::size::Size;
 use serde::Deserialize;
 use std::path::Path;
 

@@ -63,7 +63,7 @@ pub fn append(path: &Path, additions: &[(Kind, String, String)]) -> Result<()> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("cannot create {}", folder.display()))?;
     }
-    crate::machine::write_atomic(path, after.as_bytes())
+    crate::util::fs::write_atomic(path, after.as_bytes())
 }
 
 #[cfg(test)]

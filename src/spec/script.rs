@@ -11,7 +11,7 @@
 //! per run, so no content can fake a frame.
 
 use super::model::{Check, Kind, parse_addr};
-use crate::provision::shell_quote;
+use crate::util::shell::shell_quote;
 use std::collections::HashMap;
 
 /// How many bytes of a file's contents or an HTTP body are fetched.

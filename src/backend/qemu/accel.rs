@@ -5,8 +5,8 @@
 //! short probe boot of the box's kernel tells; its verdict is cached per host
 //! so `auto` costs the probe once, and never hangs.
 
+use crate::backend::qemu::args::{Accelerator, QEMU_BINARY};
 use crate::envfile::Accel;
-use crate::qemu::{Accelerator, QEMU_BINARY};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,7 +75,7 @@ pub fn resolve(requested: Accel, probe_kernel: Option<&Path>) -> Result<Accelera
 }
 
 fn cache_file() -> Result<PathBuf> {
-    Ok(crate::paths::data_home()?.join("kvm-probe.json"))
+    Ok(crate::util::paths::data_home()?.join("kvm-probe.json"))
 }
 
 /// A key that changes when the verdict may: host kernel and QEMU binary.
@@ -123,7 +123,7 @@ pub fn kvm_boots_cached(kernel: &Path) -> Result<bool> {
         std::fs::create_dir_all(dir)?;
     }
     let record = serde_json::json!({ "host": key, "kvm_boots": ok });
-    crate::machine::write_atomic(&cache, record.to_string().as_bytes())?;
+    crate::util::fs::write_atomic(&cache, record.to_string().as_bytes())?;
     Ok(ok)
 }
 

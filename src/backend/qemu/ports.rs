@@ -1,7 +1,7 @@
 //! Host ports: which are free, and the forwarding plan of a boot.
 
+use crate::backend::qemu::args::Forward;
 use crate::envfile::{PortForward, Protocol};
-use crate::qemu::Forward;
 use anyhow::{Result, bail};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
@@ -59,7 +59,7 @@ pub fn plan_forwards(
             while taken_here(port, &planned) {
                 port = pick(p.protocol, p.host_ip)?;
             }
-            crate::ui::line(&format!(
+            crate::util::ui::line(&format!(
                 "{machine}: host port {}/{} on {} is in use; forwarding guest port {} from {port} instead (auto_correct)",
                 p.host, p.protocol, p.host_ip, p.guest
             ));

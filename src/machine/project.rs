@@ -1,8 +1,8 @@
 //! A project: its Envfile and its state folder `.envstate/` beside it.
 
 use crate::envfile::{self, Envfile, Machine};
-use crate::lock;
 use crate::machine::MachineDir;
+use crate::util::lock;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 

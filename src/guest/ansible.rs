@@ -2,7 +2,7 @@
 //! machines (reached through their generated ssh_config, host keys pinned) and
 //! the `ansible-playbook` command line.
 
-use crate::provision::shell_quote;
+use crate::util::shell::shell_quote;
 use std::path::{Path, PathBuf};
 
 /// A machine in the inventory.

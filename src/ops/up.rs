@@ -1,19 +1,19 @@
 //! Machine lifecycle: create, boot, halt, destroy. The side-effecting edge
 //! that runs `qemu-img`, QEMU and ssh according to plans built by pure code.
 
-use crate::accel;
+use crate::backend::network;
+use crate::backend::qemu::accel;
+use crate::backend::qemu::args::{self as qemu, Boot, Forward, VmSpec};
+use crate::backend::qemu::ports;
+use crate::backend::qemu::qmp;
 use crate::boxes::{Store, StoredBox};
 use crate::envfile::folders::FolderKind;
 use crate::envfile::{Accel, Machine};
+use crate::guest::provisioner as provision;
+use crate::guest::ssh;
+use crate::machine::project::Project;
 use crate::machine::{MachineDir, MachineState, Status};
-use crate::network;
-use crate::ports;
-use crate::project::Project;
-use crate::provision;
-use crate::qemu::{self, Boot, Forward, VmSpec};
-use crate::qmp;
-use crate::ssh;
-use crate::ui;
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
@@ -106,7 +106,7 @@ pub fn up_boot(
 /// Starts streaming the guest's journal; a failure is reported, not fatal
 /// (the machine works without it).
 pub fn start_journal_forward(dir: &MachineDir, since_unix_secs: Option<u64>) {
-    if let Err(e) = crate::logs::start_forward(dir, since_unix_secs) {
+    if let Err(e) = crate::ops::logs::start_forward(dir, since_unix_secs) {
         ui::step(&dir.name, &format!("journal not forwarded: {e:#}"));
     }
 }
@@ -165,7 +165,7 @@ fn create_data_disks(dir: &MachineDir, machine: &Machine) -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        crate::process::run_checked(
+        crate::util::process::run_checked(
             Command::new("qemu-img")
                 .args(["create", "-q", "-f", disk.format.name()])
                 .arg(&path)
@@ -182,7 +182,7 @@ pub fn disk_mount_script(disks: &[crate::envfile::disks::Disk]) -> String {
     let mut s = String::new();
     for d in disks {
         let Some(mount) = &d.mount else { continue };
-        let mount = provision::shell_quote(mount);
+        let mount = crate::util::shell::shell_quote(mount);
         s.push_str(&format!(
             "dev=/dev/disk/by-id/virtio-env-{name}\ni=0; while [ ! -b \"$dev\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n\
              [ -b \"$dev\" ] || {{ echo \"disk {name} did not appear at $dev\" >&2; exit 1; }}\n\
@@ -205,7 +205,7 @@ pub fn mount_script(folders: &[crate::envfile::folders::Folder]) -> String {
         .enumerate()
         .filter(|(_, f)| f.kind == FolderKind::NineP)
     {
-        let guest = provision::shell_quote(&f.guest);
+        let guest = crate::util::shell::shell_quote(&f.guest);
         s.push_str(&format!(
             "modprobe -a 9pnet_virtio 9p 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t 9p -o trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none{ro} {tag} {guest}\n",
             ro = if f.readonly { ",ro" } else { "" },
@@ -230,18 +230,18 @@ pub fn sync_folders(dir: &MachineDir, machine: &Machine, user: &str) -> Result<(
             .arg("-e")
             .arg(format!(
                 "ssh -F {}",
-                provision::shell_quote(&dir.ssh_config().to_string_lossy())
+                crate::util::shell::shell_quote(&dir.ssh_config().to_string_lossy())
             ))
             .arg(format!(
                 "--rsync-path=sudo mkdir -p {} && sudo rsync",
-                provision::shell_quote(&f.guest)
+                crate::util::shell::shell_quote(&f.guest)
             ));
         for pattern in &f.exclude {
             cmd.arg("--exclude").arg(pattern);
         }
         cmd.arg(format!("{}/", f.host.display()))
             .arg(format!("{}:{}/", dir.name, f.guest));
-        crate::process::run_checked(
+        crate::util::process::run_checked(
             &mut cmd,
             "cannot run rsync (install rsync)",
             &format!(
@@ -299,7 +299,7 @@ fn write_inventory(project: &Project, machine: &Machine) -> Result<std::path::Pa
         if let (Status::Running { .. }, Some(state)) = (dir.status()?, dir.load_state()?)
             && dir.ssh_config().exists()
         {
-            hosts.push(crate::ansible::Host {
+            hosts.push(crate::guest::ansible::Host {
                 name: m.name.clone(),
                 user: state.ssh_user,
                 ssh_config: dir.ssh_config(),
@@ -320,9 +320,9 @@ fn write_inventory(project: &Project, machine: &Machine) -> Result<std::path::Pa
     std::fs::create_dir_all(&folder)?;
     // One file per machine: machines provisioning in parallel do not race.
     let path = folder.join(format!("{}.ini", machine.name));
-    crate::machine::write_atomic(
+    crate::util::fs::write_atomic(
         &path,
-        crate::ansible::render_inventory(&hosts, &groups).as_bytes(),
+        crate::guest::ansible::render_inventory(&hosts, &groups).as_bytes(),
     )?;
     Ok(path)
 }
@@ -446,7 +446,7 @@ fn create_overlays(stored: &StoredBox, dir: &MachineDir, machine: &Machine) -> R
             }
             cmd.arg(format!("{}M", size.mib));
         }
-        crate::process::run_checked(
+        crate::util::process::run_checked(
             &mut cmd,
             "cannot run qemu-img (install qemu-utils)",
             &format!("qemu-img create failed for the box's {}", file.display()),
@@ -699,7 +699,7 @@ fn console_hint(dir: &MachineDir) -> String {
 
 /// Runs QEMU daemonized; its errors (before it detaches) become ours.
 fn start_qemu(spec: &VmSpec) -> Result<()> {
-    crate::process::run_checked(
+    crate::util::process::run_checked(
         Command::new(qemu::QEMU_BINARY).args(qemu::qemu_args(spec)),
         &format!("cannot run {} (install qemu-system-x86)", qemu::QEMU_BINARY),
         "QEMU failed to start",
@@ -730,7 +730,7 @@ fn connect(
         // connection; otherwise the first key seen is pinned.
         let pinned = std::fs::read_to_string(dir.host_key().with_extension("pub")).ok();
         if let Some(host_public) = &pinned {
-            crate::machine::write_atomic(
+            crate::util::fs::write_atomic(
                 &dir.known_hosts(),
                 ssh::known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
             )?;
@@ -754,7 +754,7 @@ fn connect(
     }
     // Once env's key is in, it is the only one the guest takes, whatever
     // `insert_key` says now: the target's identity stays the machine key.
-    crate::machine::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
+    crate::util::fs::write_atomic(&dir.ssh_config(), ssh::render_config(&target).as_bytes())?;
     if state.key_inserted || !machine.ssh_insert_key {
         // Opens the master connection now, checking the pinned host key.
         ssh::open_master(&dir.ssh_config(), &dir.name, deadline)
@@ -772,7 +772,7 @@ pub fn halt(project: &Project, name: &str, force: bool) -> Result<()> {
         ui::step(name, "not created");
         return Ok(());
     };
-    crate::logs::stop_forward(&dir);
+    crate::ops::logs::stop_forward(&dir);
     if let Status::Running { pid } = status {
         let started = Instant::now();
         if let Ok(control) = dir.control_path() {
@@ -823,7 +823,7 @@ pub fn destroy(project: &Project, name: &str, store: &Store, purge_disks: bool) 
         ui::step(name, "not created");
         return Ok(());
     }
-    crate::logs::stop_forward(&dir);
+    crate::ops::logs::stop_forward(&dir);
     // The disk is about to be deleted: no need for QEMU to flush it, and
     // SIGKILL ends it at once (a QMP quit tears a 1 GiB guest down in ~1 s).
     if let Ok(control) = dir.control_path() {
@@ -835,7 +835,9 @@ pub fn destroy(project: &Project, name: &str, store: &Store, purge_disks: bool) 
         wait_exit(pid, QUIT_GRACE);
     }
     let state = dir.load_state().ok().flatten();
-    if let Some(run) = crate::logs::archive(&project.state_dir, &dir, project.envfile.logs_keep)? {
+    if let Some(run) =
+        crate::ops::logs::archive(&project.state_dir, &dir, project.envfile.logs_keep)?
+    {
         ui::step(name, &format!("logs kept in {}", run.display()));
     }
     for socket in [dir.qmp_socket(), dir.qga_socket()].into_iter().flatten() {
@@ -882,7 +884,7 @@ fn stop_qemu(dir: &MachineDir, pid: i32) {
 /// Waits until process `pid` has exited; false on timeout.
 fn wait_exit(pid: i32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while crate::machine::process_alive(pid) {
+    while crate::machine::state::process_alive(pid) {
         if Instant::now() >= deadline {
             return false;
         }

@@ -2,14 +2,15 @@
 
 use crate::boxes::{self, Store};
 use crate::envfile::Accel;
-use crate::lifecycle::{self, UpOptions};
 use crate::machine::Status;
-use crate::project::Project;
-use crate::ui;
+use crate::machine::project::Project;
+use crate::ops::up::{self as lifecycle, UpOptions};
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
+pub mod passthrough;
 mod snapshots;
 mod verify;
 
@@ -167,7 +168,7 @@ pub enum Commands {
         names: Vec<String>,
         /// When to destroy at the end.
         #[arg(long, value_enum, default_value = "passing")]
-        destroy: crate::citest::DestroyWhen,
+        destroy: crate::ops::test::DestroyWhen,
         /// Provision a second time and fail if a step changed something.
         #[arg(long)]
         idempotent: bool,
@@ -380,16 +381,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 accel,
                 provision: provision.choice(),
             };
-            crate::parallel::up_all(&project, &machines, &store, &options, parallel)?;
+            crate::ops::parallel::up_all(&project, &machines, &store, &options, parallel)?;
             Ok(0)
         }
         Commands::Provision { names, with } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let selection = if with.is_empty() {
-                crate::provision::Selection::Normal
+                crate::guest::provisioner::Selection::Normal
             } else {
-                crate::provision::Selection::Named(with)
+                crate::guest::provisioner::Selection::Named(with)
             };
             for machine in project.select(&names)? {
                 lifecycle::provision_machine(&project, machine, &selection)?;
@@ -549,8 +550,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             let folder = if dir.root.exists() {
                 dir.root.clone()
             } else {
-                let runs =
-                    crate::logs::runs(&crate::logs::archive_dir(&project.state_dir, &machine.name));
+                let runs = crate::ops::logs::runs(&crate::ops::logs::archive_dir(
+                    &project.state_dir,
+                    &machine.name,
+                ));
                 let newest = runs
                     .last()
                     .with_context(|| format!("machine `{}` has no logs yet", machine.name))?;
@@ -575,7 +578,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if paths.is_empty() {
                 bail!("machine `{}` has no such log yet", machine.name);
             }
-            crate::logs::show(&paths, follow)?;
+            crate::ops::logs::show(&paths, follow)?;
             Ok(0)
         }
         Commands::Doctor { json } => {
@@ -586,14 +589,17 @@ pub fn run(cli: Cli) -> Result<i32> {
                     .and_then(|e| e.kernel.as_ref())
                     .map(|k| b.dir.join(k))
             });
-            let checks = crate::doctor::run(probe_kernel.as_deref());
+            let checks = crate::ops::doctor::run(probe_kernel.as_deref());
             if json {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
             } else {
-                print!("{}", crate::doctor::render(&checks));
+                print!("{}", crate::ops::doctor::render(&checks));
             }
             Ok(
-                if checks.iter().any(|c| c.level == crate::doctor::Level::Fail) {
+                if checks
+                    .iter()
+                    .any(|c| c.level == crate::ops::doctor::Level::Fail)
+                {
                     1
                 } else {
                     0
@@ -606,7 +612,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let machine = project.one(name.as_deref())?;
             let _lock = project.lock()?;
             let store = Store::open()?;
-            let file = crate::package::package(&project, machine, &store, &output)?;
+            let file = crate::ops::package::package(&project, machine, &store, &output)?;
             println!(
                 "packaged `{}` into {}: add it with `env box add {} --name NAME`",
                 machine.name,
@@ -661,8 +667,8 @@ fn init(box_name: &str, force: bool) -> Result<i32> {
     if path.exists() && !force {
         bail!("{} exists: pass --force to overwrite it", path.display());
     }
-    let text = include_str!("../docs/Envfile.starter").replace("{{BOX}}", box_name);
-    crate::machine::write_atomic(&path, text.as_bytes())?;
+    let text = include_str!("../../docs/Envfile.starter").replace("{{BOX}}", box_name);
+    crate::util::fs::write_atomic(&path, text.as_bytes())?;
     println!("wrote {}: edit it, then `env up`", path.display());
     Ok(0)
 }
@@ -673,7 +679,7 @@ fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result
     let machine = project.one(name)?;
     let dir = project.machine_dir(&machine.name);
     dir.running_state()?;
-    let mut cmd = crate::ssh::command(&dir.ssh_config(), &machine.name);
+    let mut cmd = crate::guest::ssh::command(&dir.ssh_config(), &machine.name);
     if command.is_empty() {
         cmd.arg("-t");
     } else {
@@ -721,7 +727,7 @@ fn status(envfile: Option<&Path>, json: bool) -> Result<i32> {
             "ssh_port": if matches!(status, Status::Running { .. }) { state.as_ref().and_then(|s| s.ssh_port) } else { None },
             "accel": state.as_ref().and_then(|s| s.accel),
             "vm_state": match status {
-                Status::Running { .. } => dir.qmp_socket().ok().and_then(|s| crate::qmp::query_status(&s).ok()),
+                Status::Running { .. } => dir.qmp_socket().ok().and_then(|s| crate::backend::qemu::qmp::query_status(&s).ok()),
                 _ => None,
             },
             "last_action": state.as_ref().map(|s| s.last_action.clone()),
@@ -755,7 +761,7 @@ fn port(envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
     };
     let mut forwards = Vec::new();
     if let Some(p) = state.ssh_port {
-        forwards.push(crate::qemu::Forward {
+        forwards.push(crate::backend::qemu::args::Forward {
             protocol: crate::envfile::Protocol::Tcp,
             host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             host_port: p,
@@ -787,7 +793,7 @@ fn box_command(command: BoxCommand) -> Result<i32> {
                 }
                 None => {
                     let store = Store::open()?;
-                    let dir = crate::paths::data_home()?;
+                    let dir = crate::util::paths::data_home()?;
                     std::fs::create_dir_all(&dir)?;
                     let tmp = tempfile::Builder::new()
                         .prefix(".build-")

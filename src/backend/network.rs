@@ -4,8 +4,8 @@
 //! from a per-project /24, host names and an `/etc/hosts` block.
 
 use crate::envfile::Envfile;
-use crate::paths::short_hash;
-use crate::provision::shell_quote;
+use crate::util::paths::short_hash;
+use crate::util::shell::shell_quote;
 use anyhow::{Result, bail};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -233,11 +233,13 @@ mod tests {
         assert_ne!(mac_for(a, "web"), mac_for(a, "db"));
         assert!(mac_for(a, "web").starts_with("52:54:00:"));
         let s = segment_for(a);
-        let args = crate::qemu::private_network_args(&crate::qemu::PrivateNic {
-            group: s.group,
-            port: s.port,
-            mac: "52:54:00:01:02:03".into(),
-        });
+        let args = crate::backend::qemu::args::private_network_args(
+            &crate::backend::qemu::args::PrivateNic {
+                group: s.group,
+                port: s.port,
+                mac: "52:54:00:01:02:03".into(),
+            },
+        );
         assert!(
             args[1].starts_with("socket,id=net1,mcast=239.255."),
             "{}",

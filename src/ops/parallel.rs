@@ -4,9 +4,9 @@
 
 use crate::boxes::Store;
 use crate::envfile::Machine;
-use crate::lifecycle::{self, UpOptions};
 use crate::machine::Status;
-use crate::project::Project;
+use crate::machine::project::Project;
+use crate::ops::up::{self as lifecycle, UpOptions};
 use anyhow::{Result, bail};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The well-known first-contact key every env box trusts (public knowledge,
 /// like Vagrant's insecure key; replaced on first contact).
-pub const WELL_KNOWN_KEY: &str = include_str!("../boxes/keys/insecure_ed25519");
+pub const WELL_KNOWN_KEY: &str = include_str!("../../../boxes/keys/insecure_ed25519");
 
 /// Its public half (what a box's `authorized_keys` holds before first contact).
-pub const WELL_KNOWN_PUBLIC_KEY: &str = include_str!("../boxes/keys/insecure_ed25519.pub");
+pub const WELL_KNOWN_PUBLIC_KEY: &str = include_str!("../../../boxes/keys/insecure_ed25519.pub");
 
 /// How long an idle master connection stays up.
 const CONTROL_PERSIST: &str = "10m";
@@ -173,7 +173,11 @@ pub fn target_for(dir: &MachineDir, port: u16, user: &str) -> Result<SshTarget> 
         user: user.into(),
         identity: dir.key(),
         known_hosts: dir.known_hosts(),
-        host_key_alias: format!("env-{}-{}", crate::paths::short_hash(&dir.root), dir.name),
+        host_key_alias: format!(
+            "env-{}-{}",
+            crate::util::paths::short_hash(&dir.root),
+            dir.name
+        ),
         control_path: dir.control_path()?,
     })
 }
@@ -208,7 +212,7 @@ pub fn wait_for_banner(
 /// Creates an ed25519 key pair at `key` if there is none; returns the public key.
 pub fn ensure_keypair(key: &Path, comment: &str) -> Result<String> {
     if !key.exists() {
-        crate::process::run_checked(
+        crate::util::process::run_checked(
             Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
                 .arg(key),

@@ -108,7 +108,7 @@ pub fn start_forward(dir: &MachineDir, since_unix_secs: Option<u64>) -> Result<(
         .append(true)
         .open(dir.journal_log())
         .with_context(|| format!("cannot open {}", dir.journal_log().display()))?;
-    let child = crate::ssh::own_connection_command(&dir.ssh_config(), &dir.name)
+    let child = crate::guest::ssh::own_connection_command(&dir.ssh_config(), &dir.name)
         .arg(journal_command(since_unix_secs))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -117,7 +117,7 @@ pub fn start_forward(dir: &MachineDir, since_unix_secs: Option<u64>) -> Result<(
         .process_group(0)
         .spawn()
         .context("cannot start ssh to stream the guest's journal")?;
-    crate::machine::write_atomic(&dir.journal_pidfile(), child.id().to_string().as_bytes())
+    crate::util::fs::write_atomic(&dir.journal_pidfile(), child.id().to_string().as_bytes())
 }
 
 /// Stops the journal stream, if one runs.

@@ -6,14 +6,15 @@
 
 use crate::boxes::Store;
 use crate::envfile::Machine;
-use crate::lifecycle::{self, UpOptions};
+use crate::guest::provisioner as provision;
 use crate::machine::Status;
-use crate::project::Project;
+use crate::machine::project::Project;
+use crate::ops::up::{self as lifecycle, UpOptions};
+use crate::ops::verify::{self, VerifyOptions};
 use crate::spec::Check;
 use crate::spec::judge::{Assertion, Outcome, Verdict};
 use crate::spec::report::MachineReport;
-use crate::verify::{self, VerifyOptions};
-use crate::{provision, ui};
+use crate::util::ui;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -128,7 +129,7 @@ impl Run<'_> {
             .map_err(anyhow::Error::from)
             .and_then(|_| {
                 let text = serde_json::to_string_pretty(&self.record)?;
-                crate::machine::write_atomic(&path, text.as_bytes())
+                crate::util::fs::write_atomic(&path, text.as_bytes())
             });
         if let Err(e) = write {
             ui::step(
@@ -186,7 +187,7 @@ pub fn run(
         .map(|r| r.machine)
         .collect();
     let up_error =
-        crate::parallel::up_all(project, &startable, store, &up_options, options.parallel)
+        crate::ops::parallel::up_all(project, &startable, store, &up_options, options.parallel)
             .err()
             .map(|e| format!("{e:#}"));
     for r in &mut runs {

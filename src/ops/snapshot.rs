@@ -4,14 +4,17 @@
 //! state, so a restore resumes in about a second without a boot; a halted
 //! one with `qemu-img snapshot` (disks only).
 
+use crate::backend::qemu::{args as qemu, qga, qmp};
 use crate::boxes::Store;
 use crate::envfile::Machine;
 use crate::envfile::disks::{Disk, DiskFormat};
 use crate::envfile::folders::FolderKind;
+use crate::guest::ssh;
+use crate::machine::project::Project;
 use crate::machine::{MachineDir, Status};
-use crate::process::run_checked;
-use crate::project::Project;
-use crate::{lifecycle, qemu, qga, qmp, ssh, ui};
+use crate::ops::up as lifecycle;
+use crate::util::process::run_checked;
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -167,7 +170,7 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// The name `push` gives a snapshot taken at `time`: sortable, unique per second.
 pub fn push_name(time: SystemTime) -> String {
-    format!("{PUSH_PREFIX}{}", crate::logs::run_name(time))
+    format!("{PUSH_PREFIX}{}", crate::ops::logs::run_name(time))
 }
 
 /// The snapshot `pop` returns to: the newest pushed one.
@@ -376,7 +379,7 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
             ssh::close_master(&control);
         }
         // So does the journal stream's connection; it restarts from now.
-        crate::logs::stop_forward(dir);
+        crate::ops::logs::stop_forward(dir);
         live_job(dir, qmp::SnapshotJob::Load, tag, &plan.images)?;
         set_guest_clock(dir)?;
         if project.envfile.logs_forward {
@@ -516,7 +519,7 @@ pub fn pop(project: &Project, machine: &Machine, include_kept: bool, keep: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::size::Size;
+    use crate::util::size::Size;
     use std::time::UNIX_EPOCH;
 
     fn disk(name: &str, keep: bool, format: DiskFormat) -> Disk {

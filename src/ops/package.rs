@@ -7,11 +7,13 @@
 
 use crate::boxes::Store;
 use crate::envfile::Machine;
+use crate::guest::ssh;
 use crate::machine::Status;
-use crate::process::run_checked;
-use crate::project::Project;
-use crate::provision::shell_quote;
-use crate::{lifecycle, ssh, ui};
+use crate::machine::project::Project;
+use crate::ops::up as lifecycle;
+use crate::util::process::run_checked;
+use crate::util::shell::shell_quote;
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -125,8 +127,8 @@ pub fn package(
             );
             // env's well-known key, and Vagrant's when Vagrant is installed:
             // the box then greets both tools as boxes made for them.
-            let mut keys = vec![crate::ssh::WELL_KNOWN_PUBLIC_KEY.to_string()];
-            keys.extend(crate::ssh::vagrant_public_keys());
+            let mut keys = vec![crate::guest::ssh::WELL_KNOWN_PUBLIC_KEY.to_string()];
+            keys.extend(crate::guest::ssh::vagrant_public_keys());
             let script = clean_script(&state.ssh_user, &keys, env_host_keys);
             let packages = prepare_guest(&dir, &script)?;
             lifecycle::halt(project, &machine.name, false)?;
@@ -202,7 +204,7 @@ pub fn package(
     )?;
     let info = serde_json::json!({
         "name": state.box_name,
-        "version": format!("{}-{}", state.box_version, crate::logs::run_name(std::time::SystemTime::now())),
+        "version": format!("{}-{}", state.box_version, crate::ops::logs::run_name(std::time::SystemTime::now())),
         "packaged_from": format!("{} ({}) of {}", machine.name, project.envfile.path.display(), state.box_name),
         "source_box": format!("{} {}", state.box_name, state.box_version),
         "built": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),

@@ -4,6 +4,7 @@
 
 use crate::envfile::provisioners::{Action, Provisioner, RunWhen, Script};
 use crate::machine::MachineDir;
+use crate::util::shell::shell_quote;
 use anyhow::{Context, Result, bail};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -45,19 +46,6 @@ pub fn select<'a>(all: &'a [Provisioner], selection: &Selection) -> Result<Vec<&
             }
             Ok(all.iter().filter(|p| names.contains(&p.name)).collect())
         }
-    }
-}
-
-/// Quotes a word for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -162,7 +150,7 @@ pub fn run(
     let log = Log::open(dir)?;
     for p in provisioners {
         let started = Instant::now();
-        crate::ui::step(&dir.name, &format!("provisioning: {}", p.name));
+        crate::util::ui::step(&dir.name, &format!("provisioning: {}", p.name));
         log.line(&format!("==> {} ({:?})", p.name, p.action_kind()));
         let result = run_one(dir, p, &log, inventory);
         match &result {
@@ -221,7 +209,7 @@ fn run_one(
         changed,
         output,
     };
-    let mut cmd = crate::ssh::command(&dir.ssh_config(), &dir.name);
+    let mut cmd = crate::guest::ssh::command(&dir.ssh_config(), &dir.name);
     match &p.action {
         Action::Ansible {
             playbook,
@@ -232,14 +220,14 @@ fn run_one(
             ..
         } => {
             let inventory = inventory.context("no inventory for the ansible provisioner")?;
-            if crate::accel::which("ansible-playbook").is_none() {
+            if crate::backend::qemu::accel::which("ansible-playbook").is_none() {
                 bail!(
                     "provisioner `{}` needs ansible-playbook on this host: install it (`apt-get install ansible-core`, or `pipx install ansible-core`)",
                     p.name
                 );
             }
             let mut cmd = Command::new("ansible-playbook");
-            cmd.args(crate::ansible::playbook_args(
+            cmd.args(crate::guest::ansible::playbook_args(
                 inventory,
                 playbook,
                 &dir.name,
@@ -248,7 +236,7 @@ fn run_one(
                 skip_tags,
                 limit.as_deref(),
             ))
-            .envs(crate::ansible::ANSIBLE_ENV.iter().copied());
+            .envs(crate::guest::ansible::ANSIBLE_ENV.iter().copied());
             if let Some(folder) = playbook.parent() {
                 cmd.current_dir(folder);
             }
@@ -342,7 +330,7 @@ fn stream(
         let (tail, log, machine) = (tail.clone(), log.clone(), machine.to_string());
         std::thread::spawn(move || {
             for line in BufReader::new(source).lines().map_while(Result::ok) {
-                crate::ui::line(&format!("    {machine}: {line}"));
+                crate::util::ui::line(&format!("    {machine}: {line}"));
                 log.line(&format!("    {line}"));
                 if let Ok(mut t) = tail.lock() {
                     if t.len() == KEPT_LINES {

@@ -4,7 +4,7 @@
 
 use crate::envfile::Machine;
 use crate::machine::MachineDir;
-use crate::project::Project;
+use crate::machine::project::Project;
 use crate::spec::judge::{self, Outcome, Verdict};
 use crate::spec::report::MachineReport;
 use crate::spec::script::{self, Facts};
@@ -66,7 +66,7 @@ pub fn load_checks(project: &Project, machine: &Machine) -> Result<Vec<Check>> {
 
 /// Runs a compiled script on the machine as root; returns its output.
 pub fn run_script(dir: &MachineDir, script_text: &str, limit: Duration) -> Result<Vec<u8>> {
-    let out = crate::ssh::run_with_input(
+    let out = crate::guest::ssh::run_with_input(
         &dir.ssh_config(),
         &dir.name,
         script::RUNNER,
@@ -169,7 +169,7 @@ pub fn save_results(dir: &MachineDir, report: &MachineReport) -> Result<()> {
         .with_context(|| format!("cannot open {}", dir.verify_log().display()))?;
     writeln!(log, "==> verify at {stamp}")?;
     log.write_all(crate::spec::report::text(reports, false).as_bytes())?;
-    crate::machine::write_atomic(
+    crate::util::fs::write_atomic(
         &dir.root.join("verify.json"),
         crate::spec::report::json(reports).as_bytes(),
     )

@@ -8,7 +8,7 @@ pub mod folders;
 pub mod provisioners;
 mod validate;
 
-use crate::size::Size;
+use crate::util::size::Size;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::fmt;
@@ -587,7 +587,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         dir,
         machines,
         private_subnet: raw.defaults.private_subnet,
-        logs_keep: raw.logs.keep.unwrap_or(crate::logs::DEFAULT_KEEP),
+        logs_keep: raw.logs.keep.unwrap_or(crate::ops::logs::DEFAULT_KEEP),
         logs_forward: raw.logs.forward.unwrap_or(false),
     })
 }

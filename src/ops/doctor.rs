@@ -1,7 +1,7 @@
 //! `env doctor`: checks the host and says what to do about each problem.
 
-use crate::accel;
-use crate::qemu::QEMU_BINARY;
+use crate::backend::qemu::accel;
+use crate::backend::qemu::args::QEMU_BINARY;
 use serde::Serialize;
 use std::process::{Command, Stdio};
 
@@ -127,7 +127,7 @@ fn kvm(probe_kernel: Option<&std::path::Path>) -> Check {
 
 /// Free space where boxes and machine disks live.
 fn disk_space() -> Check {
-    let Ok(home) = crate::paths::data_home() else {
+    let Ok(home) = crate::util::paths::data_home() else {
         return check("disk space", Level::Fail, "no data folder", "set ENV_HOME");
     };
     let mut probe = home.clone();
@@ -153,7 +153,7 @@ fn disk_space() -> Check {
     let free = stat.f_bavail as u64 * stat.f_frsize as u64;
     let found = format!(
         "{} free in {}",
-        crate::ui::human_bytes(free),
+        crate::util::ui::human_bytes(free),
         probe.display()
     );
     if free < 2 << 30 {
@@ -199,7 +199,7 @@ fn ninep() -> Check {
 /// Which Vagrant insecure keys env would try on first contact with boxes
 /// made for Vagrant. None is fine for env's own boxes.
 fn vagrant_keys() -> Check {
-    let keys = crate::ssh::installed_vagrant_keys();
+    let keys = crate::guest::ssh::installed_vagrant_keys();
     if keys.is_empty() {
         check(
             "vagrant keys",
@@ -277,13 +277,13 @@ pub fn render(checks: &[Check]) -> String {
     let mut rows = vec![vec!["CHECK".to_string(), "STATUS".into(), "FOUND".into()]];
     for c in checks {
         let status = match c.level {
-            Level::Ok => crate::ui::paint("ok", "32"),
-            Level::Warn => crate::ui::paint("warn", "33"),
-            Level::Fail => crate::ui::paint("FAIL", "31"),
+            Level::Ok => crate::util::ui::paint("ok", "32"),
+            Level::Warn => crate::util::ui::paint("warn", "33"),
+            Level::Fail => crate::util::ui::paint("FAIL", "31"),
         };
         rows.push(vec![c.name.to_string(), status, c.found.clone()]);
     }
-    let mut out = crate::ui::table(&rows);
+    let mut out = crate::util::ui::table(&rows);
     for c in checks
         .iter()
         .filter(|c| !c.advice.is_empty() && c.level != Level::Ok)
