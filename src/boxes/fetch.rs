@@ -4,12 +4,12 @@
 //! unpacked; an interrupted download resumes (HTTP Range) on the next try;
 //! a finished box enters the store atomically.
 
-use super::{Store, StoredBox, compare_versions};
+use super::{Store, StoredBox};
+use crate::util::version::{Constraint, compare_dotted as compare_versions};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use sha2::Digest as _;
-use std::cmp::Ordering;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -131,66 +131,6 @@ impl Hasher {
             Hasher::Sha512(h) => h.finalize().to_vec(),
         };
         bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-/// A version constraint: `>= 1.0, < 2`, `~> 1.2`, `= 1.0`, `1.0`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Constraint(Vec<(String, String)>);
-
-impl Constraint {
-    /// Parses a constraint; `~> X.Y` means `>= X.Y, < X+1` and `~> X.Y.Z`
-    /// means `>= X.Y.Z, < X.Y+1` (Vagrant's and RubyGems' pessimistic operator).
-    pub fn parse(text: &str) -> Result<Constraint> {
-        let mut parts = Vec::new();
-        for part in text.split(',') {
-            let part = part.trim();
-            let (op, version) = ["~>", ">=", "<=", "!=", ">", "<", "="]
-                .iter()
-                .find_map(|op| part.strip_prefix(op).map(|v| (*op, v.trim())))
-                .unwrap_or(("=", part));
-            if version.is_empty() || version.contains(char::is_whitespace) {
-                bail!(
-                    "`{text}` is not a version constraint: write `1.2`, `>= 1.0, < 2` or `~> 1.2`"
-                );
-            }
-            if op == "~>" {
-                let numbers: Vec<&str> = version.split('.').collect();
-                if numbers.len() < 2 {
-                    bail!("`~> {version}` needs at least two parts (`~> 1.2`)");
-                }
-                let mut upper: Vec<String> = numbers[..numbers.len() - 1]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                let last = upper.len() - 1;
-                let bumped = upper[last]
-                    .parse::<u64>()
-                    .with_context(|| format!("`~> {version}`: not a numeric version"))?
-                    + 1;
-                upper[last] = bumped.to_string();
-                parts.push((">=".to_string(), version.to_string()));
-                parts.push(("<".to_string(), upper.join(".")));
-            } else {
-                parts.push((op.to_string(), version.to_string()));
-            }
-        }
-        Ok(Constraint(parts))
-    }
-
-    /// Whether `version` satisfies every part.
-    pub fn holds(&self, version: &str) -> bool {
-        self.0.iter().all(|(op, want)| {
-            let o = compare_versions(version, want);
-            match op.as_str() {
-                ">=" => o != Ordering::Less,
-                "<=" => o != Ordering::Greater,
-                ">" => o == Ordering::Greater,
-                "<" => o == Ordering::Less,
-                "!=" => o != Ordering::Equal,
-                _ => o == Ordering::Equal,
-            }
-        })
     }
 }
 
@@ -416,7 +356,7 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
             let constraint = request
                 .version
                 .as_deref()
-                .map(Constraint::parse)
+                .map(|c| Constraint::parse_box(c).map_err(anyhow::Error::msg))
                 .transpose()?;
             let Some((v, provider)) = pick(&catalog, constraint.as_ref()) else {
                 let offered: Vec<&str> = catalog
@@ -685,21 +625,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constraints() {
-        let c = Constraint::parse(">= 1.0, < 2").unwrap();
-        assert!(c.holds("1.0") && c.holds("1.9.9") && !c.holds("2.0") && !c.holds("0.9"));
-        let c = Constraint::parse("~> 1.2").unwrap();
-        assert!(c.holds("1.2") && c.holds("1.9") && !c.holds("2.0") && !c.holds("1.1"));
-        let c = Constraint::parse("~> 1.2.3").unwrap();
-        assert!(c.holds("1.2.3") && c.holds("1.2.10") && !c.holds("1.3.0"));
-        assert!(Constraint::parse("1.10").unwrap().holds("1.10"));
-        assert!(!Constraint::parse("= 1.10").unwrap().holds("1.9"));
-        assert!(Constraint::parse("!= 1.1").unwrap().holds("1.2"));
-        assert!(Constraint::parse("~> 1").is_err());
-        assert!(Constraint::parse(">= ").is_err());
-    }
-
-    #[test]
     fn checksums() {
         let c = Checksum::parse(
             "SHA256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
@@ -734,9 +659,9 @@ mod tests {
             (v.version.as_str(), p.url.as_str()),
             ("1.10.0", "https://x/b.box")
         );
-        let c = Constraint::parse("< 1.5").unwrap();
+        let c = Constraint::parse_box("< 1.5").unwrap();
         assert_eq!(pick(&catalog, Some(&c)).unwrap().0.version, "1.0.0");
-        let c = Constraint::parse(">= 3").unwrap();
+        let c = Constraint::parse_box(">= 3").unwrap();
         assert!(pick(&catalog, Some(&c)).is_none());
     }
 

@@ -3,8 +3,10 @@
 //! (`prune`), and catalogs for a folder of baked boxes (`catalog`), so a
 //! team can serve them from any static web server.
 
-use super::fetch::{self, AddRequest, Catalog, Constraint};
-use super::{Store, StoredBox, compare_versions};
+use super::fetch::{self, AddRequest, Catalog};
+use crate::util::version::Constraint;
+use super::{Store, StoredBox};
+use crate::util::version::compare_dotted as compare_versions;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -115,7 +117,7 @@ fn latest_in_catalog(source: &Source) -> Result<Option<String>> {
     let constraint = source
         .constraint
         .as_deref()
-        .map(Constraint::parse)
+        .map(|c| Constraint::parse_box(c).map_err(anyhow::Error::msg))
         .transpose()?;
     Ok(fetch::pick(&catalog, constraint.as_ref()).map(|(v, _)| v.version.clone()))
 }

@@ -12,7 +12,6 @@ use crate::util::lock;
 use anyhow::{Context, Result, bail};
 use metadata::Metadata;
 use serde::Serialize;
-use std::cmp::Ordering;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -40,29 +39,6 @@ impl StoredBox {
     /// The package manifest (`packages.txt`), when the box has one.
     pub fn packages(&self) -> Option<String> {
         fs::read_to_string(self.dir.join("packages.txt")).ok()
-    }
-}
-
-/// Orders versions numerically part by part (`1.10` > `1.9`), falling back to
-/// text for non-numeric parts.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let mut pa = a.split(['.', '-']);
-    let mut pb = b.split(['.', '-']);
-    loop {
-        match (pa.next(), pb.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let order = match (x.parse::<u64>(), y.parse::<u64>()) {
-                    (Ok(x), Ok(y)) => x.cmp(&y),
-                    _ => x.cmp(y),
-                };
-                if order != Ordering::Equal {
-                    return order;
-                }
-            }
-        }
     }
 }
 
@@ -141,7 +117,7 @@ impl Store {
         boxes.sort_by(|a, b| {
             a.name
                 .cmp(&b.name)
-                .then_with(|| compare_versions(&a.version, &b.version))
+                .then_with(|| crate::util::version::compare_dotted(&a.version, &b.version))
         });
         Ok(boxes)
     }
@@ -171,7 +147,9 @@ impl Store {
             .filter(|b| b.name == name)
             .collect();
         // A version is a constraint (`12.0.0`, `>= 12, < 13`, `~> 12.0`).
-        let constraint = version.map(fetch::Constraint::parse).transpose()?;
+        let constraint = version
+            .map(|c| crate::util::version::Constraint::parse_box(c).map_err(anyhow::Error::msg))
+            .transpose()?;
         let candidates: Vec<StoredBox> = candidates
             .into_iter()
             .filter(|b| constraint.as_ref().is_none_or(|c| c.holds(&b.version)))

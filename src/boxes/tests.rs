@@ -145,14 +145,6 @@ fn boxes_in_use_are_kept_unless_forced() {
 }
 
 #[test]
-fn version_order() {
-    assert_eq!(compare_versions("1.10", "1.9"), Ordering::Greater);
-    assert_eq!(compare_versions("1.0", "1.0"), Ordering::Equal);
-    assert_eq!(compare_versions("1.0", "1.0.1"), Ordering::Less);
-    assert_eq!(compare_versions("2", "10"), Ordering::Less);
-}
-
-#[test]
 fn names() {
     for ok in ["debian-12", "org/box", "a.b_c"] {
         check_name(ok).unwrap();

@@ -3,7 +3,8 @@
 //! silent overwrite. Each attribute is an expectation; errors name the file,
 //! line, column and field.
 
-use super::matchers::{NumberMatch, Pattern, VersionMatch};
+use super::matchers::{NumberMatch, Pattern};
+use crate::util::version::Constraint;
 use crate::envfile::{EnvfileError, Step, error_at};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -198,7 +199,7 @@ pub enum Expect {
     /// `uid = 33`, `size = "> 100"`.
     Number(NumberMatch),
     /// `version = ">= 1.2, < 2"`.
-    Version(VersionMatch),
+    Version(Constraint),
     /// `owner = "root"`, `shell = "/bin/.*sh/"`, `mode = "0644"`.
     Exact(Pattern),
     /// `contains = ["a", "/re/", "!b"]`: each must hold.
@@ -466,7 +467,7 @@ fn expectation(ty: AttrType, value: &toml::Value) -> Result<Expect, String> {
             toml::Value::String(s) => NumberMatch::parse(s)?,
             _ => return Err("expected a number or a comparison like \"> 10\"".into()),
         }),
-        AttrType::Version => Expect::Version(VersionMatch::parse(&text(value)?)?),
+        AttrType::Version => Expect::Version(Constraint::parse_package(&text(value)?)?),
         AttrType::Exact => Expect::Exact(Pattern::parse(&match value {
             toml::Value::Integer(n) => n.to_string(),
             _ => text(value)?,

@@ -9,3 +9,4 @@ pub mod process;
 pub mod shell;
 pub mod size;
 pub mod ui;
+pub mod version;
