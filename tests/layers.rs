@@ -195,7 +195,12 @@ fn scan(
             continue;
         }
         if let TokenTree::Group(g) = t {
-            scan(g.stream().into_iter().collect(), scope.clone(), found, declared);
+            scan(
+                g.stream().into_iter().collect(),
+                scope.clone(),
+                found,
+                declared,
+            );
         }
         i += 1;
     }
@@ -326,7 +331,11 @@ fn edges() -> BTreeMap<(ModPath, ModPath), String> {
     for (scope, full) in snapshot {
         if let Some(binding) = use_binding(&[], &full) {
             let file = file_of(&scope, &modules);
-            modules.get_mut(&file).unwrap().reexports.insert(binding, full);
+            modules
+                .get_mut(&file)
+                .unwrap()
+                .reexports
+                .insert(binding, full);
         }
     }
     let mut edges = BTreeMap::new();

@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn envfile(text: &str) -> Envfile {
-        crate::envfile::parse(Path::new("/p/Envfile"), text).unwrap()
+        crate::envfile::read::parse(Path::new("/p/Envfile"), text).unwrap()
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! a finished box enters the store atomically.
 
 use super::{Store, StoredBox};
-use crate::util::version::{Constraint, compare_dotted as compare_versions};
 use crate::util::ui;
+use crate::util::version::{Constraint, compare_dotted as compare_versions};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -445,7 +445,7 @@ fn remember_source(
     from_catalog: bool,
     request: &AddRequest,
 ) -> Result<()> {
-    let source = super::maintain::Source {
+    let source = super::source::Source {
         url: match location {
             Location::File(p) => std::path::absolute(p)
                 .unwrap_or_else(|_| p.clone())
@@ -456,7 +456,7 @@ fn remember_source(
         catalog: from_catalog,
         constraint: request.version.clone().filter(|_| from_catalog),
     };
-    super::maintain::record_source(added, &source)
+    super::source::record_source(added, &source)
 }
 
 fn check_digest(expected: &Checksum, actual: &str, location: &Location) -> Result<()> {

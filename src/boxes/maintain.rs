@@ -4,38 +4,14 @@
 //! team can serve them from any static web server.
 
 use super::fetch::{self, AddRequest, Catalog};
-use crate::util::version::Constraint;
+use super::source::{Source, record_source, source_of};
 use super::{Store, StoredBox};
+use crate::util::version::Constraint;
 use crate::util::version::compare_dotted as compare_versions;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Where a stored box came from (`source.json` in its folder).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    /// The catalog or `.box` it was added from.
-    pub url: String,
-    /// It came through a catalog (so newer versions can be looked up).
-    pub catalog: bool,
-    /// The version constraint it was added with.
-    pub constraint: Option<String>,
-}
-
-const SOURCE_FILE: &str = "source.json";
-
-/// Records a box's source.
-pub fn record_source(b: &StoredBox, source: &Source) -> Result<()> {
-    let text = serde_json::to_string_pretty(source)?;
-    crate::util::fs::write_atomic(&b.dir.join(SOURCE_FILE), text.as_bytes())
-}
-
-/// A box's recorded source.
-pub fn source_of(b: &StoredBox) -> Option<Source> {
-    let text = std::fs::read_to_string(b.dir.join(SOURCE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
 
 /// One box checked against its catalog.
 #[derive(Debug, Clone, Serialize)]

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod import;
 pub mod maintain;
 pub mod metadata;
+pub mod source;
 
 use crate::util::lock;
 use anyhow::{Context, Result, bail};

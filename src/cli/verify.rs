@@ -38,7 +38,7 @@ pub struct ReportArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::envfile::parse_duration(text)
+    crate::util::duration::parse_duration(text)
 }
 
 /// `env spec ...`.

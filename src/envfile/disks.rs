@@ -2,7 +2,7 @@
 //! `destroy` (a database's data is not cattle), optionally formatted and
 //! mounted at a guest path.
 
-use super::{EnvfileError, Step, entry_field_error};
+use super::error::{EnvfileError, Step, entry_field_error};
 use crate::util::size::Size;
 use serde::Deserialize;
 use std::path::Path;

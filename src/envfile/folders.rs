@@ -1,7 +1,7 @@
 //! Shared folders in the Envfile: project folders seen in the guest, through
 //! 9p (live, both ways) or rsync (one-way copies at each `up` and `env rsync`).
 
-use super::{EnvfileError, Step, entry_field_error};
+use super::error::{EnvfileError, Step, entry_field_error};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

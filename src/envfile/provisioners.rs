@@ -1,7 +1,7 @@
 //! Provisioners in the Envfile: what turns a box into the machine, run in
 //! order at the first `up` (and on request).
 
-use super::{EnvfileError, Step, entry_field_error, error_at};
+use super::error::{EnvfileError, Step, entry_field_error, error_at};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

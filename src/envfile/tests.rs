@@ -1,4 +1,11 @@
+use super::error::with_suggestion;
+use super::model::*;
+use super::read::parse;
 use super::*;
+use crate::util::duration::parse_duration;
+use crate::util::size::Size;
+use std::path::Path;
+use std::time::Duration;
 
 fn parse_text(text: &str) -> Result<Envfile, EnvfileError> {
     parse(Path::new("/p/Envfile"), text)

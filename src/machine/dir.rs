@@ -209,7 +209,7 @@ impl MachineDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::qemu::args::Accelerator;
+    use crate::machine::state::Accelerator;
 
     fn state() -> MachineState {
         MachineState {

@@ -1,9 +1,33 @@
 //! What env remembers about a machine between commands, and its status.
 
-use crate::backend::qemu::args::{Accelerator, Forward};
+use crate::envfile::Protocol;
 use serde::{Deserialize, Serialize};
 use std::fs;
+use std::net::IpAddr;
 use std::path::PathBuf;
+
+/// The accelerator a boot actually uses (`auto` already resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// Hardware virtualization.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// A host port forwarded to the guest through QEMU user networking.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Forward {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Host address bound.
+    pub host_ip: IpAddr,
+    /// Host port.
+    pub host_port: u16,
+    /// Guest port.
+    pub guest_port: u16,
+}
 
 /// Whether process `pid` runs. A zombie has exited: daemonized QEMU is
 /// reaped by init, which may take its time (a second or more in containers).

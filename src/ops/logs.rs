@@ -7,9 +7,6 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// How many archived runs of a machine are kept by default.
-pub const DEFAULT_KEEP: usize = 10;
-
 /// The files of a machine that are worth keeping after it is gone.
 pub fn log_files(dir: &MachineDir) -> Vec<PathBuf> {
     [

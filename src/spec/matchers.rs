@@ -2,8 +2,8 @@
 //! `/regex/`, `!` negation), exact values, numbers with comparisons, and
 //! package versions compared the way dpkg does (epochs, `~`).
 
-use regex::Regex;
 use crate::util::version::Op;
+use regex::Regex;
 use std::fmt;
 
 /// How a pattern's text is matched.
@@ -184,5 +184,4 @@ mod tests {
             ">= 2, < 5"
         );
     }
-
 }

@@ -4,8 +4,8 @@
 //! line, column and field.
 
 use super::matchers::{NumberMatch, Pattern};
-use crate::util::version::Constraint;
 use crate::envfile::{EnvfileError, Step, error_at};
+use crate::util::version::Constraint;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -513,7 +513,7 @@ fn duration(value: &toml::Value) -> Result<Duration, String> {
                 .parse::<u64>()
                 .map(Duration::from_millis)
                 .map_err(|_| format!("`{s}` is not a duration")),
-            None => crate::envfile::parse_duration(s),
+            None => crate::util::duration::parse_duration(s),
         },
         _ => Err("expected seconds (10) or a duration (\"10s\", \"500ms\", \"2m\")".into()),
     }

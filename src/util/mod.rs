@@ -2,6 +2,7 @@
 //! helper programs with time limits, version rules, paths, locks, sizes and
 //! terminal output. Nothing here knows about machines, boxes or Envfiles.
 
+pub mod duration;
 pub mod fs;
 pub mod lock;
 pub mod paths;

@@ -310,9 +310,21 @@ mod tests {
         assert!(Constraint::parse_box("1.10").unwrap().holds("1.10"));
         assert!(!Constraint::parse_box("= 1.10").unwrap().holds("1.9"));
         assert!(Constraint::parse_box("!= 1").unwrap().holds("2"));
-        assert!(Constraint::parse_box(">= 1 0").unwrap_err().contains("not a version constraint"));
-        assert!(Constraint::parse_box("~> 1").unwrap_err().contains("two parts"));
-        assert!(Constraint::parse_box("~> x.1").unwrap_err().contains("not a numeric"));
+        assert!(
+            Constraint::parse_box(">= 1 0")
+                .unwrap_err()
+                .contains("not a version constraint")
+        );
+        assert!(
+            Constraint::parse_box("~> 1")
+                .unwrap_err()
+                .contains("two parts")
+        );
+        assert!(
+            Constraint::parse_box("~> x.1")
+                .unwrap_err()
+                .contains("not a numeric")
+        );
         assert!(Constraint::parse_box("").is_err());
     }
 
@@ -346,9 +358,21 @@ mod tests {
         assert!(m.holds("3.11.2-6+deb12u1"));
         assert!(!m.holds("3.10.9-1"));
         assert!(!m.holds("4.0-1"));
-        assert!(Constraint::parse_package("1.22.1").unwrap().holds("1.22.1-9"));
-        assert!(Constraint::parse_package("= 1.22.1-9").unwrap().holds("1.22.1-9"));
-        assert!(!Constraint::parse_package("= 1.22.1-8").unwrap().holds("1.22.1-9"));
+        assert!(
+            Constraint::parse_package("1.22.1")
+                .unwrap()
+                .holds("1.22.1-9")
+        );
+        assert!(
+            Constraint::parse_package("= 1.22.1-9")
+                .unwrap()
+                .holds("1.22.1-9")
+        );
+        assert!(
+            !Constraint::parse_package("= 1.22.1-8")
+                .unwrap()
+                .holds("1.22.1-9")
+        );
         assert!(Constraint::parse_package(">= ").is_err());
         assert_eq!(
             Constraint::parse_package(">=1.2,<2").unwrap().to_string(),

@@ -1,35 +1,12 @@
 //! QEMU's command line, built by small pure functions, one per concern, from
 //! a [`VmSpec`] (the "plan" of a boot).
 
-use crate::envfile::Protocol;
+pub use crate::machine::state::{Accelerator, Forward};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The QEMU system emulator env runs.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
-
-/// The accelerator a boot actually uses (`auto` already resolved).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accelerator {
-    /// Hardware virtualization.
-    Kvm,
-    /// Software emulation.
-    Tcg,
-}
-
-/// A host port forwarded to the guest through QEMU user networking.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Forward {
-    /// tcp or udp.
-    pub protocol: Protocol,
-    /// Host address bound.
-    pub host_ip: IpAddr,
-    /// Host port.
-    pub host_port: u16,
-    /// Guest port.
-    pub guest_port: u16,
-}
 
 /// How the guest's kernel is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,6 +375,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envfile::Protocol;
 
     fn spec() -> VmSpec {
         VmSpec {

@@ -1,0 +1,262 @@
+//! Defaults merged into each machine, field by field, and each field
+//! checked where it is written.
+
+use super::error::{Step, error_at};
+use super::model::*;
+use super::{EnvfileError, disks, folders, provisioners};
+use std::path::Path;
+
+/// One machine of the Envfile: its own settings over `[defaults]`, each
+/// field checked where it is written.
+pub fn machine(
+    file: &Path,
+    text: &str,
+    dir: &Path,
+    name: String,
+    defaults: &Settings,
+    own: Settings,
+    at: &[Step],
+) -> Result<Machine, EnvfileError> {
+    // Where a field is written: the machine's table when it sets it, else the defaults.
+    let field_path = |field: &str, own_has: bool| -> Vec<Step> {
+        let mut p = if own_has {
+            at.to_vec()
+        } else {
+            vec![Step::Key("defaults".into())]
+        };
+        p.push(Step::Key(field.into()));
+        p
+    };
+    let fail = |field: &str, own_has: bool, message: String| {
+        error_at(file, text, &field_path(field, own_has), message)
+    };
+
+    let box_name = own
+        .box_name
+        .clone()
+        .or_else(|| defaults.box_name.clone())
+        .ok_or_else(|| {
+            error_at(
+                file,
+                text,
+                at,
+                format!(
+                    "machine `{name}` has no box: set `box = \"debian-12\"` in it or in [defaults]"
+                ),
+            )
+        })?;
+    if box_name.trim().is_empty() {
+        return Err(fail(
+            "box",
+            own.box_name.is_some(),
+            "the box name is empty".into(),
+        ));
+    }
+    let checksum = match own.box_checksum.as_ref().or(defaults.box_checksum.as_ref()) {
+        Some(text) => Some(
+            crate::boxes::fetch::Checksum::parse(text)
+                .map_err(|e| fail("box_checksum", own.box_checksum.is_some(), format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let cpus = own.cpus.or(defaults.cpus).unwrap_or(DEFAULT_CPUS);
+    if !(1..=MAX_CPUS).contains(&cpus) {
+        return Err(fail(
+            "cpus",
+            own.cpus.is_some(),
+            format!("{cpus} CPUs: use 1 to {MAX_CPUS}"),
+        ));
+    }
+    let memory = own.memory.or(defaults.memory).unwrap_or(DEFAULT_MEMORY);
+    if memory < MIN_MEMORY {
+        return Err(fail(
+            "memory",
+            own.memory.is_some(),
+            format!("{memory} is too little memory: use at least {MIN_MEMORY}"),
+        ));
+    }
+    let ports = own
+        .ports
+        .clone()
+        .or_else(|| defaults.ports.clone())
+        .unwrap_or_default();
+    for (i, p) in ports.iter().enumerate() {
+        let mut at_port = field_path("ports", own.ports.is_some());
+        at_port.push(Step::Index(i));
+        if p.guest == 0 || p.host == 0 {
+            at_port.push(Step::Key(
+                if p.guest == 0 { "guest" } else { "host" }.into(),
+            ));
+            return Err(error_at(
+                file,
+                text,
+                &at_port,
+                "port 0 is not a port: use 1 to 65535".into(),
+            ));
+        }
+        if let Some(j) = ports[..i]
+            .iter()
+            .position(|q| q.host == p.host && q.protocol == p.protocol && q.host_ip == p.host_ip)
+        {
+            at_port.push(Step::Key("host".into()));
+            return Err(error_at(
+                file,
+                text,
+                &at_port,
+                format!(
+                    "host port {}/{} is already forwarded by ports[{j}]",
+                    p.host, p.protocol
+                ),
+            ));
+        }
+    }
+    let ssh = own.ssh.clone().unwrap_or_default();
+    let dssh = defaults.ssh.clone().unwrap_or_default();
+    let ssh_guest_port = ssh.guest_port.or(dssh.guest_port).unwrap_or(22);
+    if ssh_guest_port == 0 {
+        return Err(fail(
+            "ssh",
+            own.ssh.is_some(),
+            "ssh.guest_port 0 is not a port: use 1 to 65535".into(),
+        ));
+    }
+    let user = ssh.user.or(dssh.user);
+    if let Some(u) = &user
+        && (u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@'))
+    {
+        return Err(fail(
+            "ssh",
+            own.ssh.is_some(),
+            format!("`{u}` is not a user name"),
+        ));
+    }
+    let mut specs = Vec::new();
+    for (origin, list) in [
+        (vec![Step::Key("defaults".into())], &defaults.specs),
+        (at.to_vec(), &own.specs),
+    ] {
+        for (i, pattern) in list.iter().flatten().enumerate() {
+            if pattern.trim().is_empty() {
+                let mut path = origin.clone();
+                path.push(Step::Key("specs".into()));
+                path.push(Step::Index(i));
+                return Err(error_at(
+                    file,
+                    text,
+                    &path,
+                    "an empty spec path: name a file or a glob like \"specs/*.toml\"".into(),
+                ));
+            }
+            if !specs.contains(pattern) {
+                specs.push(pattern.clone());
+            }
+        }
+    }
+    let mut machine_disks = disks::resolve(
+        file,
+        text,
+        defaults.disks.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("disks".into())],
+        &[],
+    )?;
+    if at.first() == Some(&Step::Key("machines".into())) {
+        let mut own_disks_at = at.to_vec();
+        own_disks_at.push(Step::Key("disks".into()));
+        let own_disks = disks::resolve(
+            file,
+            text,
+            own.disks.as_deref().unwrap_or_default(),
+            &own_disks_at,
+            &machine_disks,
+        )?;
+        machine_disks.extend(own_disks);
+    }
+    let mut machine_folders = folders::resolve(
+        file,
+        text,
+        dir,
+        defaults.folders.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("folders".into())],
+    )?;
+    if at.first() == Some(&Step::Key("machines".into())) {
+        let mut own_folders_at = at.to_vec();
+        own_folders_at.push(Step::Key("folders".into()));
+        for f in folders::resolve(
+            file,
+            text,
+            dir,
+            own.folders.as_deref().unwrap_or_default(),
+            &own_folders_at,
+        )? {
+            if machine_folders.iter().any(|d| d.guest == f.guest) {
+                own_folders_at.push(Step::Key("guest".into()));
+                return Err(error_at(
+                    file,
+                    text,
+                    &own_folders_at,
+                    format!("`{}` is a folder of [defaults] already", f.guest),
+                ));
+            }
+            machine_folders.push(f);
+        }
+    }
+    let defaults_provisioners = provisioners::resolve(
+        file,
+        text,
+        dir,
+        defaults.provision.as_deref().unwrap_or_default(),
+        &[Step::Key("defaults".into()), Step::Key("provision".into())],
+        0,
+    )?;
+    let mut own_at = at.to_vec();
+    own_at.push(Step::Key("provision".into()));
+    let mut provisioners = defaults_provisioners.clone();
+    if at.first() == Some(&Step::Key("machines".into())) {
+        provisioners.extend(provisioners::resolve(
+            file,
+            text,
+            dir,
+            own.provision.as_deref().unwrap_or_default(),
+            &own_at,
+            defaults_provisioners.len(),
+        )?);
+    }
+    Ok(Machine {
+        name,
+        boxref: BoxRef {
+            name: box_name,
+            version: own.box_version.or_else(|| defaults.box_version.clone()),
+            url: own.box_url.or_else(|| defaults.box_url.clone()),
+            checksum,
+        },
+        cpus,
+        memory,
+        disk: own.disk.or(defaults.disk),
+        accel: own.accel.or(defaults.accel).unwrap_or(Accel::Auto),
+        boot_timeout: own
+            .boot_timeout
+            .or(defaults.boot_timeout)
+            .map_or(DEFAULT_BOOT_TIMEOUT, |t| t.0),
+        ports,
+        ssh_user: user,
+        ssh_private_key: ssh.private_key.or(dssh.private_key).map(|k| dir.join(k)),
+        ssh_insert_key: ssh.insert_key.or(dssh.insert_key).unwrap_or(true),
+        ssh_guest_port,
+        qemu_args: own
+            .qemu_args
+            .or_else(|| defaults.qemu_args.clone())
+            .unwrap_or_default(),
+        provisioners,
+        depends_on: own.depends_on.clone().unwrap_or_default(),
+        folders: machine_folders,
+        disks: machine_disks,
+        specs,
+        ip: own
+            .ip
+            .or(if at.first() == Some(&Step::Key("defaults".into())) {
+                defaults.ip
+            } else {
+                None
+            }),
+    })
+}
