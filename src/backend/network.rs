@@ -5,15 +5,9 @@
 
 use crate::envfile::Envfile;
 use crate::util::paths::short_hash;
-use crate::util::shell::shell_quote;
 use anyhow::{Result, bail};
 use std::net::Ipv4Addr;
 use std::path::Path;
-
-/// Marks env's block in a guest's `/etc/hosts` (other lines are never touched).
-pub const HOSTS_BEGIN: &str = "# BEGIN env hosts (managed by env: edits here are replaced)";
-/// End of env's block.
-pub const HOSTS_END: &str = "# END env hosts";
 
 /// The multicast segment of a project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +27,27 @@ pub struct Plan {
     pub subnet: Ipv4Addr,
     /// Each machine's name, private address (when there is a network) and MAC.
     pub machines: Vec<MachineNet>,
+}
+
+/// A machine's link on the project's private network: what a backend
+/// needs to attach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateLink {
+    /// The project's segment.
+    pub segment: Segment,
+    /// The machine's MAC on it.
+    pub mac: String,
+}
+
+impl Plan {
+    /// The link of machine `name`, when the project has a private network.
+    pub fn link_of(&self, name: &str) -> Option<PrivateLink> {
+        let me = self.machines.iter().find(|m| m.name == name)?;
+        Some(PrivateLink {
+            segment: self.segment?,
+            mac: me.mac.clone(),
+        })
+    }
 }
 
 /// One machine in the plan.
@@ -120,78 +135,9 @@ pub fn plan(envfile: &Envfile, state_dir: &Path) -> Result<Plan> {
     })
 }
 
-/// env's `/etc/hosts` block: the machine's own name on 127.0.1.1, then every
-/// machine of the project with a private address.
-pub fn hosts_block(own_name: &str, plan: &Plan) -> String {
-    let mut block = format!("{HOSTS_BEGIN}\n127.0.1.1\t{own_name}\n");
-    for m in &plan.machines {
-        if let Some(ip) = m.ip {
-            block.push_str(&format!("{ip}\t{}\n", m.name));
-        }
-    }
-    block.push_str(HOSTS_END);
-    block.push('\n');
-    block
-}
-
-/// The root script that names a guest, sets its private address and writes
-/// the hosts block. It carries the whole hosts file logic (awk) so that it
-/// runs in one SSH round trip on any guest with a POSIX shell.
-pub fn guest_script(me: &MachineNet, plan: &Plan) -> String {
-    let mut s = String::from("set -e\n");
-    s.push_str(&format!(
-        "echo {name} > /etc/hostname\nhostname {name}\n",
-        name = shell_quote(&me.name)
-    ));
-    if let Some(ip) = me.ip {
-        s.push_str(&format!(
-            "mkdir -p /etc/systemd/network\ncat > /etc/systemd/network/20-env-private.network <<'ENVEOF'\n# written by env: the project's private network\n[Match]\nMACAddress={mac}\n[Network]\nAddress={ip}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\nENVEOF\n\
-             dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)\n\
-             if [ -n \"$dev\" ]; then ip link set dev \"$dev\" up; ip addr replace {ip}/24 dev \"$dev\"; fi\n",
-            mac = me.mac
-        ));
-    }
-    let block = hosts_block(&me.name, plan);
-    s.push_str(&format!(
-        "awk -v block={block} 'BEGIN {{ placed = 0 }} /^# BEGIN env hosts/ {{ printf \"%s\", block; placed = 1; skip = 1; next }} skip && $0 == \"{end}\" {{ skip = 0; next }} skip {{ next }} {{ print }} END {{ if (!placed) printf \"%s\", block }}' /etc/hosts > /etc/hosts.env-new\n\
-         cat /etc/hosts.env-new > /etc/hosts\nrm -f /etc/hosts.env-new\n",
-        block = shell_quote(&block.replace('\\', "\\\\").replace('\n', "\\n")),
-        end = HOSTS_END,
-    ));
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Replaces env's block in an `/etc/hosts` text (appending it when absent),
-    /// keeping every other line as it was.
-    fn replace_hosts_block(hosts: &str, block: &str) -> String {
-        let mut out = String::new();
-        let mut inside = false;
-        let mut placed = false;
-        for line in hosts.lines() {
-            if line.starts_with("# BEGIN env hosts") {
-                inside = true;
-                out.push_str(block);
-                placed = true;
-                continue;
-            }
-            if inside {
-                if line == HOSTS_END {
-                    inside = false;
-                }
-                continue;
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        if !placed {
-            out.push_str(block);
-        }
-        out
-    }
 
     fn envfile(text: &str) -> Envfile {
         crate::envfile::read::parse(Path::new("/p/Envfile"), text).unwrap()
@@ -249,76 +195,6 @@ mod tests {
         assert_eq!(
             args[3],
             "virtio-net-pci,netdev=net1,mac=52:54:00:01:02:03,romfile="
-        );
-    }
-
-    #[test]
-    fn hosts_block_is_replaced_and_nothing_else() {
-        let plan = Plan {
-            segment: None,
-            subnet: Ipv4Addr::new(10, 1, 1, 0),
-            machines: vec![
-                MachineNet {
-                    name: "web".into(),
-                    ip: Some(Ipv4Addr::new(10, 1, 1, 11)),
-                    mac: "m".into(),
-                },
-                MachineNet {
-                    name: "db".into(),
-                    ip: Some(Ipv4Addr::new(10, 1, 1, 12)),
-                    mac: "n".into(),
-                },
-            ],
-        };
-        let block = hosts_block("web", &plan);
-        assert_eq!(
-            block,
-            format!("{HOSTS_BEGIN}\n127.0.1.1\tweb\n10.1.1.11\tweb\n10.1.1.12\tdb\n{HOSTS_END}\n")
-        );
-        let original = "127.0.0.1\tlocalhost\n# mine\n10.9.9.9 other\n";
-        let once = replace_hosts_block(original, &block);
-        assert!(once.starts_with(original));
-        let twice = replace_hosts_block(&once, &hosts_block("db", &plan));
-        assert!(twice.starts_with(original));
-        assert_eq!(twice.matches(HOSTS_BEGIN).count(), 1);
-        assert!(twice.contains("127.0.1.1\tdb\n"));
-    }
-
-    #[test]
-    fn the_guest_script_matches_the_pure_hosts_logic() {
-        // Run the generated awk against a sample hosts file with the host's sh.
-        let plan = Plan {
-            segment: None,
-            subnet: Ipv4Addr::new(10, 1, 1, 0),
-            machines: vec![MachineNet {
-                name: "web".into(),
-                ip: None,
-                mac: "m".into(),
-            }],
-        };
-        let script = guest_script(&plan.machines[0], &plan);
-        let awk_line = script
-            .lines()
-            .find(|l| l.starts_with("awk"))
-            .unwrap()
-            .replace(" /etc/hosts > /etc/hosts.env-new", " \"$1\"");
-        let dir = tempfile::tempdir().unwrap();
-        let hosts = dir.path().join("hosts");
-        let original = format!(
-            "127.0.0.1 localhost\n{HOSTS_BEGIN}\n127.0.1.1\tdebian\n{HOSTS_END}\n::1 ip6-localhost\n"
-        );
-        std::fs::write(&hosts, &original).unwrap();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&awk_line)
-            .arg("sh")
-            .arg(&hosts)
-            .output()
-            .unwrap();
-        let got = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(
-            got,
-            replace_hosts_block(&original, &hosts_block("web", &plan))
         );
     }
 }

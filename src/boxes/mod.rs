@@ -348,4 +348,4 @@ pub fn dir_size(dir: &Path) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,15 +1,20 @@
-//! The command line: clap definitions and the dispatch to operations.
+//! The command line: clap definitions and the dispatch to operations. It
+//! parses, calls one operation, and renders; no business logic lives here.
 
-use crate::boxes::{self, Store};
+use crate::boxes::Store;
 use crate::envfile::Accel;
-use crate::machine::Status;
+use crate::guest::provisioner::Selection;
 use crate::machine::project::Project;
-use crate::ops::up::{self as lifecycle, UpOptions};
-use crate::util::ui;
-use anyhow::{Context, Result, bail};
+use crate::ops::logs::LogChoice;
+use crate::ops::up::UpOptions;
+use crate::ops::{self, Ctx};
+use anyhow::Result;
+use boxes::BoxCommand;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+mod boxes;
+mod machines;
 pub mod passthrough;
 mod snapshots;
 mod verify;
@@ -202,80 +207,6 @@ pub enum Commands {
     },
 }
 
-/// `env box ...`.
-#[derive(Debug, Subcommand)]
-pub enum BoxCommand {
-    /// Build a box from a recipe in boxes/NAME (needs root and mmdebstrap).
-    Build(BuildArgs),
-    /// Add a box from a .box file or URL, a catalog (Vagrant's box metadata JSON),
-    /// or an unpacked box folder (such as one in Vagrant's own store).
-    Add {
-        /// A .box or catalog (path, file:// or http(s):// URL), or a box folder.
-        source: String,
-        /// Name in the store (default: the catalog's, the one in Vagrant's store,
-        /// or the file name without .box).
-        #[arg(long)]
-        name: Option<String>,
-        /// Catalogs: a version constraint (`1.2.0`, `>= 1.0, < 2`, `~> 1.2`);
-        /// a .box: the version to record (default: its info.json, else 0).
-        #[arg(long, value_name = "VERSION")]
-        version: Option<String>,
-        /// Expected digest, TYPE:HEX (sha1, sha256, sha384, sha512); a catalog's is used otherwise.
-        #[arg(long, value_name = "TYPE:HEX")]
-        checksum: Option<String>,
-        /// Replace the same name and version.
-        #[arg(short, long)]
-        force: bool,
-    },
-    /// List the boxes in the store.
-    List {
-        /// Show each box's info and package manifest size.
-        #[arg(short = 'i', long)]
-        info: bool,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check each box against its catalog for newer versions.
-    Outdated {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add the newer versions the catalogs offer (within each box's constraint).
-    Update {
-        /// Only this box.
-        name: Option<String>,
-    },
-    /// Remove old versions: keeps the newest of each box and any a machine uses.
-    Prune {
-        /// Only say what would be removed.
-        #[arg(short = 'n', long)]
-        dry_run: bool,
-    },
-    /// Write catalogs (NAME.json) for the .box files of a folder, to serve it.
-    Catalog {
-        /// The folder of .box files.
-        dir: PathBuf,
-        /// Where the folder is served (https://host/boxes/): box URLs are
-        /// written absolute, as Vagrant needs them (it takes a relative URL
-        /// for a local path). Without it URLs are relative to the catalog.
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-    },
-    /// Remove a box from the store.
-    Remove {
-        /// Box name.
-        name: String,
-        /// Only this version.
-        #[arg(long, value_name = "VERSION")]
-        version: Option<String>,
-        /// Remove even if machines use it.
-        #[arg(short, long)]
-        force: bool,
-    },
-}
-
 /// `--provision` / `--no-provision` of `up` and `reload`.
 #[derive(Debug, Args)]
 pub struct ProvisionFlags {
@@ -298,16 +229,6 @@ impl ProvisionFlags {
             None
         }
     }
-}
-
-/// `env box build`.
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// Recipe name (boxes/NAME).
-    pub name: String,
-    /// Write the box here instead of adding it to the store.
-    #[arg(short, long, value_name = "FILE.box")]
-    pub output: Option<PathBuf>,
 }
 
 fn parse_accel(text: &str) -> Result<Accel, String> {
@@ -343,24 +264,10 @@ pub fn known_words() -> (Vec<String>, Vec<String>) {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let envfile = cli.envfile.as_deref();
+    let ctx = &Ctx::local();
     match cli.command {
-        Commands::Init { r#box, force } => init(&r#box, force),
-        Commands::Validate => {
-            let project = Project::load(envfile)?;
-            let names: Vec<&str> = project
-                .envfile
-                .machines
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect();
-            println!(
-                "{} is valid: {} machine(s): {}",
-                project.envfile.path.display(),
-                names.len(),
-                names.join(", ")
-            );
-            Ok(0)
-        }
+        Commands::Init { r#box, force } => machines::init(&r#box, force),
+        Commands::Validate => machines::validate(envfile),
         Commands::Up {
             names,
             accel,
@@ -381,63 +288,38 @@ pub fn run(cli: Cli) -> Result<i32> {
                 accel,
                 provision: provision.choice(),
             };
-            crate::ops::parallel::up_all(&project, &machines, &store, &options, parallel)?;
+            ops::parallel::up_all(ctx, &project, &machines, &store, &options, parallel)?;
             Ok(0)
         }
         Commands::Provision { names, with } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let selection = if with.is_empty() {
-                crate::guest::provisioner::Selection::Normal
+                Selection::Normal
             } else {
-                crate::guest::provisioner::Selection::Named(with)
+                Selection::Named(with)
             };
             for machine in project.select(&names)? {
-                lifecycle::provision_machine(&project, machine, &selection)?;
+                ops::provision::provision_machine(ctx, &project, machine, &selection)?;
             }
             Ok(0)
         }
         Commands::Rsync { names } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
-            for machine in project.select(&names)? {
-                let dir = project.machine_dir(&machine.name);
-                match dir.running_state() {
-                    Ok(state) => lifecycle::sync_folders(&dir, machine, &state.ssh_user)?,
-                    // Without names, machines that are not running are skipped.
-                    Err(_) if names.is_empty() => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let machines = project.select(&names)?;
+            ops::provision::rsync(ctx, &project, &machines, !names.is_empty())?;
             Ok(0)
         }
-        Commands::Ssh { name, command } => ssh(envfile, name.as_deref(), &command),
-        Commands::SshConfig { names } => {
-            let project = Project::load(envfile)?;
-            let mut printed = 0;
-            for machine in project.select(&names)? {
-                let dir = project.machine_dir(&machine.name);
-                match dir.running_state() {
-                    Ok(_) => {
-                        print!("{}", std::fs::read_to_string(dir.ssh_config())?);
-                        printed += 1;
-                    }
-                    Err(_) if names.is_empty() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if printed == 0 {
-                bail!("no machine is running: `env up` first");
-            }
-            Ok(0)
-        }
-        Commands::Status { json } => status(envfile, json),
-        Commands::Port { name, json } => port(envfile, name.as_deref(), json),
+        Commands::Ssh { name, command } => machines::ssh(ctx, envfile, name.as_deref(), &command),
+        Commands::SshConfig { names } => machines::ssh_config(ctx, envfile, &names),
+        Commands::Status { json } => machines::status(ctx, envfile, json),
+        Commands::Port { name, json } => machines::port(ctx, envfile, name.as_deref(), json),
         Commands::Halt { names, force } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             for machine in project.select(&names)? {
-                lifecycle::halt(&project, &machine.name, force)?;
+                ops::down::halt(ctx, &project, &machine.name, force)?;
             }
             Ok(0)
         }
@@ -449,17 +331,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             let store = Store::open()?;
+            let options = UpOptions {
+                accel,
+                provision: provision.choice(),
+            };
             for machine in project.select(&names)? {
-                lifecycle::halt(&project, &machine.name, false)?;
-                lifecycle::up(
-                    &project,
-                    machine,
-                    &store,
-                    &UpOptions {
-                        accel,
-                        provision: provision.choice(),
-                    },
-                )?;
+                ops::down::halt(ctx, &project, &machine.name, false)?;
+                ops::up::up(ctx, &project, machine, &store, &options)?;
             }
             Ok(0)
         }
@@ -467,76 +345,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             names,
             force,
             purge_disks,
-        } => {
-            let project = Project::load(envfile)?;
-            let machines = project.select(&names)?;
-            if !force
-                && !confirm(&format!(
-                    "Destroy {}? Their disks are deleted{}. [y/N] ",
-                    if purge_disks {
-                        ", kept data disks too"
-                    } else {
-                        ""
-                    },
-                    machines
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))?
-            {
-                bail!("not destroyed (pass -f to skip the question)");
-            }
-            let _lock = project.lock()?;
-            let store = Store::open()?;
-            for machine in machines {
-                lifecycle::destroy(&project, &machine.name, &store, purge_disks)?;
-            }
-            Ok(0)
-        }
-        Commands::Disks { json } => {
-            let project = Project::load(envfile)?;
-            let mut rows = vec![vec![
-                "MACHINE".to_string(),
-                "DISK".into(),
-                "KEPT".into(),
-                "SIZE".into(),
-                "USED".into(),
-                "MOUNT".into(),
-                "FILE".into(),
-            ]];
-            let mut items = Vec::new();
-            for m in &project.envfile.machines {
-                let dir = project.machine_dir(&m.name);
-                for d in &m.disks {
-                    let path = dir.data_disk(d);
-                    let used = std::fs::metadata(&path).ok().map(|meta| {
-                        use std::os::unix::fs::MetadataExt;
-                        meta.blocks() * 512
-                    });
-                    items.push(serde_json::json!({
-                        "machine": m.name, "name": d.name, "keep": d.keep, "size_mib": d.size.mib,
-                        "used_bytes": used, "mount": d.mount, "file": path, "exists": used.is_some(),
-                    }));
-                    rows.push(vec![
-                        m.name.clone(),
-                        d.name.clone(),
-                        if d.keep { "yes".into() } else { "no".into() },
-                        d.size.to_string(),
-                        used.map(ui::human_bytes)
-                            .unwrap_or_else(|| "not created".into()),
-                        d.mount.clone().unwrap_or_else(|| "-".into()),
-                        path.display().to_string(),
-                    ]);
-                }
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&items)?);
-            } else {
-                print!("{}", ui::table(&rows));
-            }
-            Ok(0)
-        }
+        } => machines::destroy(ctx, envfile, &names, force, purge_disks),
+        Commands::Disks { json } => machines::disks(envfile, json),
         Commands::Logs {
             name,
             console,
@@ -544,75 +354,21 @@ pub fn run(cli: Cli) -> Result<i32> {
             journal,
             follow,
         } => {
-            let project = Project::load(envfile)?;
-            let machine = project.one(name.as_deref())?;
-            let dir = project.machine_dir(&machine.name);
-            let folder = if dir.root.exists() {
-                dir.root.clone()
-            } else {
-                let runs = crate::ops::logs::runs(&crate::ops::logs::archive_dir(
-                    &project.state_dir,
-                    &machine.name,
-                ));
-                let newest = runs
-                    .last()
-                    .with_context(|| format!("machine `{}` has no logs yet", machine.name))?;
-                eprintln!(
-                    "machine `{}` is destroyed: showing its newest archived run, {}",
-                    machine.name,
-                    newest.display()
-                );
-                newest.clone()
+            let choice = LogChoice {
+                console,
+                provision,
+                journal,
             };
-            let all = !(console || provision || journal);
-            let mut paths: Vec<PathBuf> = [
-                (console, "console.log"),
-                (provision, "provision.log"),
-                (journal, "journal.log"),
-            ]
-            .into_iter()
-            .filter(|(chosen, _)| all || *chosen)
-            .map(|(_, file)| folder.join(file))
-            .collect();
-            paths.retain(|p| p.exists());
-            if paths.is_empty() {
-                bail!("machine `{}` has no such log yet", machine.name);
-            }
-            crate::ops::logs::show(&paths, follow)?;
-            Ok(0)
+            machines::logs(envfile, name.as_deref(), choice, follow)
         }
-        Commands::Doctor { json } => {
-            let probe_kernel = Store::open()?.list()?.into_iter().find_map(|b| {
-                b.metadata
-                    .env
-                    .as_ref()
-                    .and_then(|e| e.kernel.as_ref())
-                    .map(|k| b.dir.join(k))
-            });
-            let checks = crate::ops::doctor::run(probe_kernel.as_deref());
-            if json {
-                println!("{}", serde_json::to_string_pretty(&checks)?);
-            } else {
-                print!("{}", crate::ops::doctor::render(&checks));
-            }
-            Ok(
-                if checks
-                    .iter()
-                    .any(|c| c.level == crate::ops::doctor::Level::Fail)
-                {
-                    1
-                } else {
-                    0
-                },
-            )
-        }
+        Commands::Doctor { json } => machines::doctor(json),
         Commands::Snapshot(command) => snapshots::run(envfile, command),
         Commands::Package { name, output } => {
             let project = Project::load(envfile)?;
             let machine = project.one(name.as_deref())?;
             let _lock = project.lock()?;
             let store = Store::open()?;
-            let file = crate::ops::package::package(&project, machine, &store, &output)?;
+            let file = ops::package::package(ctx, &project, machine, &store, &output)?;
             println!(
                 "packaged `{}` into {}: add it with `env box add {} --name NAME`",
                 machine.name,
@@ -633,7 +389,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => verify::test_command(envfile, &names, destroy, idempotent, parallel, &report)
             .or_else(verify_error),
         Commands::Spec(command) => verify::spec_command(envfile, command),
-        Commands::Box(command) => box_command(command),
+        Commands::Box(command) => boxes::run(command),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "env", &mut std::io::stdout());
             Ok(0)
@@ -641,336 +397,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Asks a yes/no question on the terminal; without a terminal the answer is no.
 /// `verify` and `test` keep 1 for failed checks: their other errors (a bad
 /// spec, a machine not running) exit with 2.
 fn verify_error(err: anyhow::Error) -> Result<i32> {
     eprintln!("error: {err:#}");
     Ok(verify::EXIT_ERROR)
-}
-
-fn confirm(question: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        return Ok(false);
-    }
-    eprint!("{question}");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-fn init(box_name: &str, force: bool) -> Result<i32> {
-    boxes::check_name(box_name)?;
-    let path = std::env::current_dir()?.join(crate::envfile::ENVFILE_NAME);
-    if path.exists() && !force {
-        bail!("{} exists: pass --force to overwrite it", path.display());
-    }
-    let text = include_str!("../../docs/Envfile.starter").replace("{{BOX}}", box_name);
-    crate::util::fs::write_atomic(&path, text.as_bytes())?;
-    println!("wrote {}: edit it, then `env up`", path.display());
-    Ok(0)
-}
-
-fn ssh(envfile: Option<&Path>, name: Option<&str>, command: &[String]) -> Result<i32> {
-    use std::os::unix::process::CommandExt;
-    let project = Project::load(envfile)?;
-    let machine = project.one(name)?;
-    let dir = project.machine_dir(&machine.name);
-    dir.running_state()?;
-    let mut cmd = crate::guest::ssh::command(&dir.ssh_config(), &machine.name);
-    if command.is_empty() {
-        cmd.arg("-t");
-    } else {
-        cmd.arg("--").args(command);
-    }
-    Err(cmd.exec()).context("cannot run ssh")
-}
-
-fn status(envfile: Option<&Path>, json: bool) -> Result<i32> {
-    let project = Project::load(envfile)?;
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "STATE".into(),
-        "BOX".into(),
-        "SSH".into(),
-        "ACCEL".into(),
-    ]];
-    let mut items = Vec::new();
-    for machine in &project.envfile.machines {
-        let dir = project.machine_dir(&machine.name);
-        let status = dir.status()?;
-        let state = dir.load_state()?;
-        let ssh = match (&status, state.as_ref().and_then(|s| s.ssh_port)) {
-            (Status::Running { .. }, Some(p)) => format!("127.0.0.1:{p}"),
-            _ => "-".into(),
-        };
-        let accel = state
-            .as_ref()
-            .and_then(|s| s.accel)
-            .map(|a| format!("{a:?}").to_lowercase())
-            .unwrap_or_else(|| "-".into());
-        let box_label = state
-            .as_ref()
-            .map(|s| format!("{}@{}", s.box_name, s.box_version))
-            .unwrap_or_else(|| machine.boxref.name.clone());
-        let word = match status {
-            Status::Died => "died (QEMU exited without env halt)".to_string(),
-            other => other.word().replace('_', " "),
-        };
-        items.push(serde_json::json!({
-            "name": machine.name,
-            "state": status.word(),
-            "pid": match status { Status::Running { pid } => Some(pid), _ => None },
-            "box": box_label,
-            "ssh_port": if matches!(status, Status::Running { .. }) { state.as_ref().and_then(|s| s.ssh_port) } else { None },
-            "accel": state.as_ref().and_then(|s| s.accel),
-            "vm_state": match status {
-                Status::Running { .. } => dir.qmp_socket().ok().and_then(|s| crate::backend::qemu::qmp::query_status(&s).ok()),
-                _ => None,
-            },
-            "last_action": state.as_ref().map(|s| s.last_action.clone()),
-            "last_error": state.as_ref().and_then(|s| s.last_error.clone()),
-        }));
-        let colored = match status {
-            Status::Running { .. } => ui::paint(&word, "32"),
-            Status::Died => ui::paint(&word, "31"),
-            _ => word,
-        };
-        rows.push(vec![machine.name.clone(), colored, box_label, ssh, accel]);
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&items)?);
-    } else {
-        print!("{}", ui::table(&rows));
-    }
-    Ok(0)
-}
-
-fn port(envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
-    let project = Project::load(envfile)?;
-    let machine = project.one(name)?;
-    let dir = project.machine_dir(&machine.name);
-    let state = dir.load_state()?;
-    let (Status::Running { .. }, Some(state)) = (dir.status()?, state) else {
-        bail!(
-            "machine `{}` is not running: ports are assigned at boot",
-            machine.name
-        );
-    };
-    let mut forwards = Vec::new();
-    if let Some(p) = state.ssh_port {
-        forwards.push(crate::backend::qemu::args::Forward {
-            protocol: crate::envfile::Protocol::Tcp,
-            host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            host_port: p,
-            guest_port: machine.ssh_guest_port,
-        });
-    }
-    forwards.extend(state.forwards.iter().cloned());
-    if json {
-        println!("{}", serde_json::to_string_pretty(&forwards)?);
-    } else {
-        for f in forwards {
-            println!(
-                "{:>6}/{} (guest) => {}:{} (host)",
-                f.guest_port, f.protocol, f.host_ip, f.host_port
-            );
-        }
-    }
-    Ok(0)
-}
-
-fn box_command(command: BoxCommand) -> Result<i32> {
-    match command {
-        BoxCommand::Build(args) => {
-            let recipe = boxes::build::find_recipe(&args.name, &std::env::current_dir()?)?;
-            match args.output {
-                Some(output) => {
-                    boxes::build::run_recipe(&recipe, &output)?;
-                    println!("built {}", output.display());
-                }
-                None => {
-                    let store = Store::open()?;
-                    let dir = crate::util::paths::data_home()?;
-                    std::fs::create_dir_all(&dir)?;
-                    let tmp = tempfile::Builder::new()
-                        .prefix(".build-")
-                        .tempdir_in(&dir)?;
-                    let output = tmp.path().join(format!("{}.box", args.name));
-                    boxes::build::run_recipe(&recipe, &output)?;
-                    let b = add_with_progress(&store, &output, &args.name, None, true)?;
-                    println!("built and added {} version {}", b.name, b.version);
-                }
-            }
-            Ok(0)
-        }
-        BoxCommand::Add {
-            source,
-            name,
-            version,
-            checksum,
-            force,
-        } => {
-            let store = Store::open()?;
-            let request = boxes::fetch::AddRequest {
-                source,
-                name,
-                version,
-                checksum: checksum
-                    .as_deref()
-                    .map(boxes::fetch::Checksum::parse)
-                    .transpose()?,
-                force,
-            };
-            let b = boxes::fetch::add(&store, &request)?;
-            println!(
-                "added {} version {} ({})",
-                b.name,
-                b.version,
-                ui::human_bytes(b.size)
-            );
-            Ok(0)
-        }
-        BoxCommand::Outdated { json } => {
-            let checks = boxes::maintain::outdated(&Store::open()?, None)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&checks)?);
-                return Ok(0);
-            }
-            let mut rows = vec![vec![
-                "NAME".to_string(),
-                "CURRENT".into(),
-                "LATEST".into(),
-                "STATUS".into(),
-            ]];
-            for f in &checks {
-                rows.push(vec![
-                    f.name.clone(),
-                    f.current.clone(),
-                    f.latest.clone().unwrap_or_else(|| "-".into()),
-                    match (&f.note, f.outdated()) {
-                        (Some(note), _) => note.clone(),
-                        (None, true) => "newer version available: `env box update`".into(),
-                        (None, false) => "up to date".into(),
-                    },
-                ]);
-            }
-            print!("{}", ui::table(&rows));
-            Ok(0)
-        }
-        BoxCommand::Update { name } => {
-            let added = boxes::maintain::update(&Store::open()?, name.as_deref())?;
-            if added.is_empty() {
-                println!("every box is up to date");
-            }
-            for b in added {
-                println!("added {} version {}", b.name, b.version);
-            }
-            Ok(0)
-        }
-        BoxCommand::Prune { dry_run } => {
-            let plan = boxes::maintain::prune(&Store::open()?, dry_run)?;
-            for item in &plan {
-                let verb = match (item.remove, dry_run) {
-                    (true, true) => "would remove",
-                    (true, false) => "removed",
-                    (false, _) => "kept",
-                };
-                println!("{verb} {} {} ({})", item.name, item.version, item.reason);
-            }
-            Ok(0)
-        }
-        BoxCommand::Catalog { dir, base_url } => {
-            for path in boxes::maintain::write_catalogs(&dir, base_url.as_deref())? {
-                println!("wrote {}", path.display());
-            }
-            Ok(0)
-        }
-        BoxCommand::List { info, json } => {
-            let boxes = Store::open()?.list()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&boxes)?);
-                return Ok(0);
-            }
-            if boxes.is_empty() {
-                println!("no boxes: `env box add FILE --name NAME` or `env box build debian-12`");
-                return Ok(0);
-            }
-            let mut rows = vec![vec![
-                "NAME".to_string(),
-                "VERSION".into(),
-                "PROVIDER".into(),
-                "ARCH".into(),
-                "SIZE".into(),
-            ]];
-            for b in &boxes {
-                rows.push(vec![
-                    b.name.clone(),
-                    b.version.clone(),
-                    b.metadata.provider.clone(),
-                    b.info
-                        .as_ref()
-                        .and_then(|i| i.get("architecture"))
-                        .and_then(|a| a.as_str())
-                        .unwrap_or("amd64")
-                        .to_string(),
-                    ui::human_bytes(b.size),
-                ]);
-            }
-            print!("{}", ui::table(&rows));
-            if info {
-                for b in &boxes {
-                    println!("\n{} {}:", b.name, b.version);
-                    if let Some(serde_json::Value::Object(map)) = &b.info {
-                        for (k, v) in map {
-                            println!(
-                                "  {k}: {}",
-                                v.as_str()
-                                    .map(String::from)
-                                    .unwrap_or_else(|| v.to_string())
-                            );
-                        }
-                    }
-                    if let Some(packages) = b.packages() {
-                        println!(
-                            "  manifest: {} packages ({}/packages.txt)",
-                            packages.lines().count(),
-                            b.dir.display()
-                        );
-                    }
-                }
-            }
-            Ok(0)
-        }
-        BoxCommand::Remove {
-            name,
-            version,
-            force,
-        } => {
-            for b in Store::open()?.remove(&name, version.as_deref(), force)? {
-                println!("removed {} version {}", b.name, b.version);
-            }
-            Ok(0)
-        }
-    }
-}
-
-fn add_with_progress(
-    store: &Store,
-    file: &Path,
-    name: &str,
-    version: Option<&str>,
-    force: bool,
-) -> Result<boxes::StoredBox> {
-    let total = std::fs::metadata(file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .len();
-    let bar = ui::bytes_bar(total, &format!("adding {name} from {}", file.display()));
-    let result = store.add_archive(file, name, version, force, &mut |n| bar.set_position(n));
-    bar.finish_and_clear();
-    result
 }
 
 #[cfg(test)]

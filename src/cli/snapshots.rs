@@ -1,8 +1,9 @@
 //! `env snapshot ...`: the command line of [`crate::ops::snapshot`].
 
 use crate::envfile::Machine;
+use crate::machine::Status;
 use crate::machine::project::Project;
-use crate::ops::snapshot;
+use crate::ops::{Ctx, snapshot};
 use crate::util::ui;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -77,12 +78,13 @@ impl Target {
 /// Runs one `env snapshot` command.
 pub fn run(envfile: Option<&Path>, command: SnapshotCommand) -> Result<i32> {
     let project = Project::load(envfile)?;
+    let ctx = &Ctx::local();
     let (target, action): (&Target, Action) = match &command {
-        SnapshotCommand::List { names, json } => return list(&project, names, *json),
+        SnapshotCommand::List { names, json } => return list(ctx, &project, names, *json),
         SnapshotCommand::Push { names, kept } => {
             let _lock = project.lock()?;
-            return each(&project, names, |p, m| {
-                snapshot::push(p, m, kept.include_kept).map(drop)
+            return each(ctx, &project, names, |p, m| {
+                snapshot::push(ctx, p, m, kept.include_kept).map(drop)
             });
         }
         SnapshotCommand::Pop {
@@ -91,8 +93,8 @@ pub fn run(envfile: Option<&Path>, command: SnapshotCommand) -> Result<i32> {
             kept,
         } => {
             let _lock = project.lock()?;
-            return each(&project, names, |p, m| {
-                snapshot::pop(p, m, kept.include_kept, *no_delete)
+            return each(ctx, &project, names, |p, m| {
+                snapshot::pop(ctx, p, m, kept.include_kept, *no_delete)
             });
         }
         SnapshotCommand::Save(t) => (t, snapshot::save),
@@ -101,17 +103,18 @@ pub fn run(envfile: Option<&Path>, command: SnapshotCommand) -> Result<i32> {
     };
     let (names, tag) = target.split();
     let _lock = project.lock()?;
-    each(&project, &names, |p, m| {
-        action(p, m, tag, target.kept.include_kept)
+    each(ctx, &project, &names, |p, m| {
+        action(ctx, p, m, tag, target.kept.include_kept)
     })
 }
 
 /// save, restore or delete.
-type Action = fn(&Project, &Machine, &str, bool) -> Result<()>;
+type Action = fn(&Ctx, &Project, &Machine, &str, bool) -> Result<()>;
 
 /// Runs `action` on each selected machine. With no names given, machines
 /// never created are skipped (a project's snapshot covers what exists).
 fn each(
+    ctx: &Ctx,
     project: &Project,
     names: &[String],
     action: impl Fn(&Project, &Machine) -> Result<()>,
@@ -120,7 +123,7 @@ fn each(
     let mut done = 0;
     for machine in project.select(names)? {
         let dir = project.machine_dir(&machine.name);
-        if skip_uncreated && !dir.disk().exists() {
+        if skip_uncreated && ctx.status(&dir)? == Status::NotCreated {
             continue;
         }
         action(project, machine)?;
@@ -132,7 +135,7 @@ fn each(
     Ok(0)
 }
 
-fn list(project: &Project, names: &[String], json: bool) -> Result<i32> {
+fn list(ctx: &Ctx, project: &Project, names: &[String], json: bool) -> Result<i32> {
     let mut rows = vec![vec![
         "MACHINE".to_string(),
         "SNAPSHOT".into(),
@@ -143,10 +146,10 @@ fn list(project: &Project, names: &[String], json: bool) -> Result<i32> {
     let mut items = Vec::new();
     for machine in project.select(names)? {
         let dir = project.machine_dir(&machine.name);
-        if names.is_empty() && !dir.disk().exists() {
+        if names.is_empty() && ctx.status(&dir)? == Status::NotCreated {
             continue;
         }
-        for s in snapshot::list(&dir)? {
+        for s in snapshot::list(ctx, &dir)? {
             let taken = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.created);
             rows.push(vec![
                 machine.name.clone(),

@@ -3,9 +3,9 @@
 
 use crate::boxes::Store;
 use crate::machine::project::Project;
+use crate::ops::Ctx;
 use crate::ops::test::{self as citest, DestroyWhen, TestOptions};
 use crate::ops::verify::{self, VerifyOptions};
-use crate::spec;
 use crate::spec::add;
 use crate::spec::model::Kind;
 use crate::spec::report::{self, Format, MachineReport, Totals};
@@ -136,25 +136,7 @@ pub fn verify_command(envfile: Option<&Path>, names: &[String], args: &ReportArg
     let options = VerifyOptions {
         retry_timeout: args.retry_timeout,
     };
-    let reports: Vec<MachineReport> = std::thread::scope(|scope| {
-        let handles: Vec<_> = planned
-            .iter()
-            .map(|(machine, checks)| {
-                let dir = project.machine_dir(&machine.name);
-                scope.spawn(move || {
-                    let report = verify::verify(&dir, checks, options);
-                    if let Err(e) = verify::save_results(&dir, &report) {
-                        ui::step(&dir.name, &format!("cannot keep the results: {e:#}"));
-                    }
-                    report
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a verify thread panicked"))
-            .collect()
-    });
+    let reports = verify::verify_all(&Ctx::local(), &project, &planned, options);
     deliver(&reports, &outputs)
 }
 
@@ -181,7 +163,7 @@ pub fn test_command(
         },
     };
     let started = std::time::Instant::now();
-    let (reports, passed) = citest::run(&project, &machines, &store, &options)?;
+    let (reports, passed) = citest::run(&Ctx::local(), &project, &machines, &store, &options)?;
     deliver(&reports, &outputs)?;
     ui::line(&format!(
         "env test: {} in {:.1} s ({} machine(s); state in {})",
@@ -211,7 +193,8 @@ pub fn spec_command(envfile: Option<&Path>, command: SpecCommand) -> Result<i32>
     let project = Project::load(envfile)?;
     let machine = project.one(machine.as_deref())?;
     let dir = project.machine_dir(&machine.name);
-    dir.running_state()?;
+    let ctx = Ctx::local();
+    ctx.running_state(&dir)?;
     let target = match file {
         Some(f) => std::path::absolute(&f)?,
         None => default_spec_file(&project, machine),
@@ -220,19 +203,9 @@ pub fn spec_command(envfile: Option<&Path>, command: SpecCommand) -> Result<i32>
         .iter()
         .map(|n| add::probe(kind, n))
         .collect::<Result<Vec<_>>>()?;
-    let refs: Vec<&spec::Check> = probes.iter().collect();
-    let ids: Vec<usize> = (0..probes.len()).collect();
-    let token = spec::script::new_token();
-    let output = verify::run_script(
-        &dir,
-        &spec::script::compile(&refs, &ids, &token),
-        Duration::from_secs(120),
-    )?;
-    let mut facts = spec::script::parse_output(&output, &token);
-    spec::script::distribute(&refs, &ids, &mut facts);
+    let found = verify::current_values(&ctx, &dir, &probes)?;
     let mut additions = Vec::new();
-    for (id, probe) in probes.iter().enumerate() {
-        let values = spec::judge::current_values(id, probe, &facts);
+    for (probe, values) in probes.iter().zip(found) {
         if values.is_empty() {
             bail!(
                 "could not read {} `{}` on `{}`",

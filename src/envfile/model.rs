@@ -10,6 +10,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The environment variable that overrides the Envfile's accelerator.
+pub const ACCEL_VAR: &str = "ENV_ACCEL";
+
 /// The file name looked for when walking up from the current folder.
 pub const ENVFILE_NAME: &str = "Envfile";
 

@@ -209,7 +209,7 @@ fn run_one(
         changed,
         output,
     };
-    let mut cmd = crate::guest::ssh::command(&dir.ssh_config(), &dir.name);
+    let mut cmd = crate::guest::ssh::exec::command(&dir.ssh_config(), &dir.name);
     match &p.action {
         Action::Ansible {
             playbook,
@@ -220,7 +220,7 @@ fn run_one(
             ..
         } => {
             let inventory = inventory.context("no inventory for the ansible provisioner")?;
-            if crate::backend::qemu::accel::which("ansible-playbook").is_none() {
+            if crate::util::process::which("ansible-playbook").is_none() {
                 bail!(
                     "provisioner `{}` needs ansible-playbook on this host: install it (`apt-get install ansible-core`, or `pipx install ansible-core`)",
                     p.name

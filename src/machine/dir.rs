@@ -1,7 +1,7 @@
 //! A machine's state folder (`.envstate/machines/NAME/`) and what it says
 //! about the machine: the files, the persisted record, the live status.
 
-use super::state::{MachineState, Status};
+use super::state::{MachineState, STATE_FORMAT};
 use crate::util::fs::write_atomic;
 use anyhow::{Context, Result};
 use std::fs;
@@ -142,9 +142,16 @@ impl MachineDir {
         let path = self.state_file();
         match fs::read_to_string(&path) {
             Ok(text) => {
-                Ok(Some(serde_json::from_str(&text).with_context(|| {
-                    format!("{} is corrupt", path.display())
-                })?))
+                let state: MachineState = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is corrupt", path.display()))?;
+                if state.format > STATE_FORMAT {
+                    anyhow::bail!(
+                        "{} was written by a newer env (state format {}; this one reads up to {STATE_FORMAT}): use that release",
+                        path.display(),
+                        state.format
+                    );
+                }
+                Ok(Some(state))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -158,75 +165,11 @@ impl MachineDir {
             serde_json::to_string_pretty(state)?.as_bytes(),
         )
     }
-
-    /// QEMU's pid when its process is alive and really this machine's QEMU
-    /// (a recycled pid belongs to someone else).
-    pub fn qemu_pid(&self) -> Option<i32> {
-        let pid: i32 = fs::read_to_string(self.pidfile())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let disk = self.disk();
-        let needle = disk.as_os_str().as_encoded_bytes();
-        cmdline
-            .windows(needle.len())
-            .any(|w| w == needle)
-            .then_some(pid)
-    }
-
-    /// The state of a running machine whose SSH is set up; otherwise an error
-    /// that says how to start it (what every command needing the guest asks).
-    pub fn running_state(&self) -> Result<MachineState> {
-        match (self.status()?, self.load_state()?) {
-            (Status::Running { .. }, Some(state)) if self.ssh_config().exists() => Ok(state),
-            _ => anyhow::bail!(
-                "machine `{}` is not running: `env up {}` first",
-                self.name,
-                self.name
-            ),
-        }
-    }
-
-    /// The machine's status, from its files and process table alone (fast:
-    /// no QMP round trip).
-    pub fn status(&self) -> Result<Status> {
-        let Some(state) = self.load_state()? else {
-            return Ok(Status::NotCreated);
-        };
-        if !self.disk().exists() {
-            return Ok(Status::NotCreated);
-        }
-        Ok(match self.qemu_pid() {
-            Some(pid) => Status::Running { pid },
-            None if state.running => Status::Died,
-            None => Status::Halted,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::state::Accelerator;
-
-    fn state() -> MachineState {
-        MachineState {
-            box_name: "b".into(),
-            box_version: "0".into(),
-            box_dir: "/boxes/b/0".into(),
-            accel: Some(Accelerator::Tcg),
-            ssh_user: "vagrant".into(),
-            ssh_port: Some(2222),
-            forwards: vec![],
-            key_inserted: true,
-            provisioned: false,
-            running: true,
-            last_action: "up".into(),
-            last_error: None,
-        }
-    }
 
     #[test]
     fn box_disks_are_the_overlays_present_in_order() {
@@ -244,30 +187,6 @@ mod tests {
     }
 
     #[test]
-    fn status_from_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = MachineDir::new(tmp.path(), "web");
-        assert_eq!(dir.status().unwrap(), Status::NotCreated);
-        fs::create_dir_all(&dir.root).unwrap();
-        dir.save_state(&state()).unwrap();
-        assert_eq!(dir.status().unwrap(), Status::NotCreated, "no disk yet");
-        fs::write(dir.disk(), "").unwrap();
-        assert_eq!(
-            dir.status().unwrap(),
-            Status::Died,
-            "running per state, no QEMU"
-        );
-        let mut halted = state();
-        halted.running = false;
-        dir.save_state(&halted).unwrap();
-        assert_eq!(dir.status().unwrap(), Status::Halted);
-        // A pid file naming a live process that is not this machine's QEMU.
-        fs::write(dir.pidfile(), std::process::id().to_string()).unwrap();
-        assert_eq!(dir.qemu_pid(), None);
-        assert_eq!(dir.load_state().unwrap(), Some(halted));
-    }
-
-    #[test]
     fn corrupt_state_is_an_error_naming_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = MachineDir::new(tmp.path(), "web");
@@ -275,5 +194,19 @@ mod tests {
         fs::write(dir.state_file(), "{").unwrap();
         let err = dir.load_state().unwrap_err();
         assert!(err.to_string().contains("state.json"));
+    }
+
+    #[test]
+    fn a_state_from_a_newer_release_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MachineDir::new(tmp.path(), "web");
+        fs::create_dir_all(&dir.root).unwrap();
+        let mut state = MachineState::created("b", "0", "/b".into(), "u".into());
+        dir.save_state(&state).unwrap();
+        assert_eq!(dir.load_state().unwrap(), Some(state.clone()));
+        state.format = STATE_FORMAT + 1;
+        dir.save_state(&state).unwrap();
+        let err = dir.load_state().unwrap_err().to_string();
+        assert!(err.contains("newer env"), "{err}");
     }
 }

@@ -2,7 +2,6 @@
 
 use crate::envfile::Protocol;
 use serde::{Deserialize, Serialize};
-use std::fs;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -29,32 +28,16 @@ pub struct Forward {
     pub guest_port: u16,
 }
 
-/// Whether process `pid` runs. A zombie has exited: daemonized QEMU is
-/// reaped by init, which may take its time (a second or more in containers).
-pub fn process_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the command name, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|s| s != 'Z' && s != 'X'),
-        Err(_) => false,
-    }
-}
-
 /// What `env status` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// No disk, no state.
     NotCreated,
-    /// QEMU is running.
-    Running {
-        /// QEMU's pid.
-        pid: i32,
-    },
+    /// The machine runs.
+    Running,
     /// Halted by env; the disk is kept.
     Halted,
-    /// QEMU is gone but env did not halt it (killed, crashed, or the guest
+    /// The machine is gone but env did not halt it (killed, crashed, or the guest
     /// powered itself off). The disk is kept.
     Died,
 }
@@ -64,16 +47,24 @@ impl Status {
     pub fn word(&self) -> &'static str {
         match self {
             Status::NotCreated => "not_created",
-            Status::Running { .. } => "running",
+            Status::Running => "running",
             Status::Halted => "halted",
             Status::Died => "died",
         }
     }
 }
 
+/// The format of `state.json` this release writes. Files without a
+/// `format` field were written before it existed (format 0): they load as
+/// they are, their SSH address being the loopback one that release used.
+pub const STATE_FORMAT: u32 = 1;
+
 /// What env remembers about a machine between commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineState {
+    /// The file's format ([`STATE_FORMAT`] when written by this release).
+    #[serde(default)]
+    pub format: u32,
     /// Box name.
     pub box_name: String,
     /// Box version.
@@ -84,8 +75,15 @@ pub struct MachineState {
     pub accel: Option<Accelerator>,
     /// Login user.
     pub ssh_user: String,
-    /// Host port of SSH in the last boot.
+    /// Where SSH answered in the last boot: host (absent in format 0:
+    /// the loopback address), port, and jump host.
+    #[serde(default)]
+    pub ssh_host: Option<String>,
+    /// Port of SSH in the last boot.
     pub ssh_port: Option<u16>,
+    /// Jump host of SSH in the last boot.
+    #[serde(default)]
+    pub ssh_jump: Option<String>,
     /// Forwarded ports of the last boot (SSH excluded).
     pub forwards: Vec<Forward>,
     /// The first-contact key was replaced by the per-machine key.
@@ -101,18 +99,106 @@ pub struct MachineState {
     pub last_error: Option<String>,
 }
 
+impl MachineState {
+    /// A new machine's state: created, never booted.
+    pub fn created(box_name: &str, box_version: &str, box_dir: PathBuf, ssh_user: String) -> Self {
+        MachineState {
+            format: STATE_FORMAT,
+            box_name: box_name.into(),
+            box_version: box_version.into(),
+            box_dir,
+            accel: None,
+            ssh_user,
+            ssh_host: None,
+            ssh_port: None,
+            ssh_jump: None,
+            forwards: Vec::new(),
+            key_inserted: false,
+            provisioned: false,
+            running: false,
+            last_action: "create".into(),
+            last_error: None,
+        }
+    }
+
+    /// Where SSH answered in the last boot.
+    pub fn ssh_endpoint(&self) -> Option<SshEndpoint> {
+        Some(SshEndpoint {
+            host: self
+                .ssh_host
+                .clone()
+                .unwrap_or_else(|| FORMAT_0_SSH_HOST.into()),
+            port: self.ssh_port?,
+            jump: self.ssh_jump.clone(),
+        })
+    }
+
+    /// Records where SSH answers now.
+    pub fn set_ssh_endpoint(&mut self, endpoint: Option<&SshEndpoint>) {
+        self.ssh_host = endpoint.map(|e| e.host.clone());
+        self.ssh_port = endpoint.map(|e| e.port);
+        self.ssh_jump = endpoint.and_then(|e| e.jump.clone());
+    }
+}
+
+/// The only SSH address releases before format 1 used (QEMU's forward on
+/// the host's loopback interface).
+const FORMAT_0_SSH_HOST: &str = "127.0.0.1";
+
+/// Where SSH reaches a machine's guest: what a backend hands back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    /// Host name or address the client connects to.
+    pub host: String,
+    /// Port there.
+    pub port: u16,
+    /// A host to jump through first (`ProxyJump`), when the port listens
+    /// only on the hypervisor's own loopback.
+    pub jump: Option<String>,
+}
+
+impl std::fmt::Display for SshEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)?;
+        if let Some(jump) = &self.jump {
+            write!(f, " via {jump}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn liveness_of_processes() {
-        assert!(process_alive(std::process::id() as i32));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(!process_alive(pid), "an exited, unreaped child is a zombie");
-        child.wait().unwrap();
-        assert!(!process_alive(pid));
+    fn a_format_0_state_reads_with_its_loopback_endpoint() {
+        let old = r#"{"box_name":"b","box_version":"0","box_dir":"/x","accel":"tcg","ssh_user":"vagrant","ssh_port":2222,"forwards":[],"key_inserted":true,"provisioned":true,"running":true,"last_action":"up","last_error":null}"#;
+        let state: MachineState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.format, 0);
+        let endpoint = state.ssh_endpoint().unwrap();
+        assert_eq!((endpoint.host.as_str(), endpoint.port), ("127.0.0.1", 2222));
+        assert_eq!(endpoint.jump, None);
+    }
+
+    #[test]
+    fn endpoints_round_trip() {
+        let mut state = MachineState::created("b", "1", "/x".into(), "u".into());
+        assert_eq!(state.ssh_endpoint(), None);
+        let e = SshEndpoint {
+            host: "kvm1".into(),
+            port: 40022,
+            jump: Some("ops@kvm1".into()),
+        };
+        state.set_ssh_endpoint(Some(&e));
+        let text = serde_json::to_string(&state).unwrap();
+        let back: MachineState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.ssh_endpoint(), Some(e));
+        assert_eq!(back.format, STATE_FORMAT);
+        assert_eq!(e_display(&back), "kvm1:40022 via ops@kvm1");
+    }
+
+    fn e_display(s: &MachineState) -> String {
+        s.ssh_endpoint().unwrap().to_string()
     }
 }

@@ -65,7 +65,7 @@ fn first_line(program: &str, args: &[&str]) -> Option<String> {
 /// A program's version line (its path when `args` is empty), or a failed
 /// check with install advice.
 fn tool(name: &'static str, program: &str, args: &[&str], missing: Level, advice: &str) -> Check {
-    let found = accel::which(program).and_then(|path| {
+    let found = crate::util::process::which(program).and_then(|path| {
         if args.is_empty() {
             Some(path.display().to_string())
         } else {
@@ -199,7 +199,7 @@ fn ninep() -> Check {
 /// Which Vagrant insecure keys env would try on first contact with boxes
 /// made for Vagrant. None is fine for env's own boxes.
 fn vagrant_keys() -> Check {
-    let keys = crate::guest::ssh::installed_vagrant_keys();
+    let keys = crate::guest::ssh::keys::installed_vagrant_keys();
     if keys.is_empty() {
         check(
             "vagrant keys",

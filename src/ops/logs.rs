@@ -3,7 +3,8 @@
 //! the newest runs; `env logs` shows the live ones or the newest archive.
 
 use crate::machine::MachineDir;
-use anyhow::{Context, Result};
+use crate::machine::project::Project;
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -84,55 +85,49 @@ pub fn runs(base: &Path) -> Vec<PathBuf> {
     runs
 }
 
-/// The guest command that streams its journal: the whole boot's entries at
-/// the first start, only new ones after a restart (a snapshot restore).
-pub fn journal_command(since_unix_secs: Option<u64>) -> String {
-    let from = match since_unix_secs {
-        Some(secs) => format!("--since=@{secs}"),
-        None => "--boot".to_string(),
+/// Which logs `env logs` shows (none chosen: all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogChoice {
+    /// The serial console.
+    pub console: bool,
+    /// The provisioning log.
+    pub provision: bool,
+    /// The guest's journal.
+    pub journal: bool,
+}
+
+/// The logs to show of machine `name`: its live ones, or those of its
+/// newest archived run when it is destroyed (returned second, to say so).
+pub fn chosen(
+    project: &Project,
+    name: &str,
+    choice: LogChoice,
+) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    let dir = project.machine_dir(name);
+    let (folder, archived) = if dir.root.exists() {
+        (dir.root.clone(), None)
+    } else {
+        let runs = runs(&archive_dir(&project.state_dir, name));
+        let newest = runs
+            .last()
+            .with_context(|| format!("machine `{name}` has no logs yet"))?;
+        (newest.clone(), Some(newest.clone()))
     };
-    format!("exec sudo -n journalctl --follow --no-pager --output=short-iso {from}")
-}
-
-/// Starts streaming the guest's journal into `journal.log` (appending), in
-/// the background: the stream outlives this command and is stopped by
-/// [`stop_forward`] (halt, destroy, restore). Any earlier stream is stopped.
-pub fn start_forward(dir: &MachineDir, since_unix_secs: Option<u64>) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    stop_forward(dir);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.journal_log())
-        .with_context(|| format!("cannot open {}", dir.journal_log().display()))?;
-    let child = crate::guest::ssh::own_connection_command(&dir.ssh_config(), &dir.name)
-        .arg(journal_command(since_unix_secs))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C meant for env does not end it.
-        .process_group(0)
-        .spawn()
-        .context("cannot start ssh to stream the guest's journal")?;
-    crate::util::fs::write_atomic(&dir.journal_pidfile(), child.id().to_string().as_bytes())
-}
-
-/// Stops the journal stream, if one runs.
-pub fn stop_forward(dir: &MachineDir) {
-    let pidfile = dir.journal_pidfile();
-    let pid = std::fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok());
-    if let Some(pid) = pid {
-        // Only our ssh: the pid may have been reused since.
-        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|cmdline| cmdline.windows(10).any(|w| w == b"journalctl"));
-        if ours {
-            // SAFETY: kill(2) on a pid checked to be our journal stream.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+    let all = !(choice.console || choice.provision || choice.journal);
+    let paths: Vec<PathBuf> = [
+        (choice.console, "console.log"),
+        (choice.provision, "provision.log"),
+        (choice.journal, "journal.log"),
+    ]
+    .into_iter()
+    .filter(|(chosen, _)| all || *chosen)
+    .map(|(_, file)| folder.join(file))
+    .filter(|p| p.exists())
+    .collect();
+    if paths.is_empty() {
+        bail!("machine `{name}` has no such log yet");
     }
-    let _ = std::fs::remove_file(pidfile);
+    Ok((paths, archived))
 }
 
 /// Prints `path` from `offset`, returning the new offset.
@@ -207,15 +202,6 @@ mod tests {
         // The same second again gets its own folder.
         let again = archive(state, &dir, 10).unwrap().unwrap();
         assert_ne!(again, run);
-    }
-
-    #[test]
-    fn journal_stream_starts_at_boot_then_at_the_restart() {
-        assert_eq!(
-            journal_command(None),
-            "exec sudo -n journalctl --follow --no-pager --output=short-iso --boot"
-        );
-        assert!(journal_command(Some(1_795_731_000)).ends_with(" --since=@1795731000"));
     }
 
     #[test]

@@ -1,11 +1,80 @@
-//! Operations: what each command does to a project's machines, through the
-//! backend and the guest side.
+//! Operations: what each command does to a project's machines. They reach
+//! the hypervisor only through a [`Backend`] and the guest only through a
+//! [`Guest`], both carried by a [`Ctx`], so they can be tested against
+//! fakes (`ops/tests.rs`).
 
 pub mod doctor;
+pub mod down;
 pub mod logs;
 pub mod package;
 pub mod parallel;
+pub mod provision;
 pub mod snapshot;
+pub mod status;
 pub mod test;
 pub mod up;
 pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use crate::backend::Backend;
+use crate::backend::qemu::QemuBackend;
+use crate::guest::{Guest, SshGuest};
+use crate::machine::{MachineDir, MachineState, Status};
+use anyhow::{Context, Result};
+
+/// What operations act through: the machine backend and the guest side.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Runs the machines.
+    pub backend: &'a dyn Backend,
+    /// Works inside them.
+    pub guest: &'a dyn Guest,
+}
+
+impl Ctx<'static> {
+    /// The local QEMU and OpenSSH: what the command line uses.
+    pub fn local() -> Ctx<'static> {
+        Ctx {
+            backend: &QemuBackend,
+            guest: &SshGuest,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// A machine's status.
+    pub fn status(&self, dir: &MachineDir) -> Result<Status> {
+        self.backend.status(dir)
+    }
+
+    /// The state of a running machine whose SSH is set up; otherwise an
+    /// error that says how to start it (what every command needing the
+    /// guest asks).
+    pub fn running_state(&self, dir: &MachineDir) -> Result<MachineState> {
+        match (self.status(dir)?, dir.load_state()?) {
+            (Status::Running, Some(state)) if dir.ssh_config().exists() => Ok(state),
+            _ => anyhow::bail!(
+                "machine `{}` is not running: `env up {}` first",
+                dir.name,
+                dir.name
+            ),
+        }
+    }
+}
+
+/// Runs `action` on the machine's state and saves the state with the action's
+/// name and outcome, whether it failed or not.
+pub fn record(
+    dir: &MachineDir,
+    action: &str,
+    f: impl FnOnce(&mut MachineState) -> Result<()>,
+) -> Result<()> {
+    let mut state = dir.load_state()?.context("machine state vanished")?;
+    let result = f(&mut state);
+    state.last_action = action.into();
+    state.last_error = result.as_ref().err().map(|e| format!("{e:#}"));
+    dir.save_state(&state)?;
+    result
+}

@@ -7,92 +7,27 @@
 
 use crate::boxes::Store;
 use crate::envfile::Machine;
-use crate::guest::ssh;
-use crate::machine::Status;
+use crate::guest::ssh::keys;
+use crate::guest::{ROOT_SCRIPT_LIMIT, run_root_script, scripts};
 use crate::machine::project::Project;
-use crate::ops::up as lifecycle;
-use crate::util::process::run_checked;
-use crate::util::shell::shell_quote;
+use crate::machine::{MachineDir, Status};
+use crate::ops::{Ctx, down};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-/// A systemd unit that makes SSH host keys at the first boot of a machine
-/// whose box has none, before sshd starts (as cloud images do).
-const HOST_KEYS_UNIT: &str = "[Unit]
-Description=Make this machine's own SSH host keys (its box carries none)
-DefaultDependencies=no
-After=local-fs.target
-Before=ssh.service sshd.service
-ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-[Install]
-WantedBy=multi-user.target ssh.service sshd.service
-";
-
-/// The guest script that removes machine-specific state and authorizes the
-/// first-contact public keys again. `env_host_keys`: the box gets its SSH
-/// host key from env (or makes one) at each boot, so the baked one just
-/// goes; otherwise a first-boot unit making new ones is installed with it,
-/// where systemd and ssh-keygen are there to run it (else the keys stay).
-pub fn clean_script(user: &str, first_contact_keys: &[String], env_host_keys: bool) -> String {
-    let home = format!("$(getent passwd {} | cut -d: -f6)", shell_quote(user));
-    let mut s = String::from("set -e\n");
-    if env_host_keys {
-        s.push_str("rm -f /etc/ssh/ssh_host_*\n");
-    } else {
-        s.push_str(&format!(
-            "# every machine its own host keys: made at first boot\n\
-             if [ -d /etc/systemd/system ] && [ -x /usr/bin/ssh-keygen ] && command -v systemctl >/dev/null; then\n\
-             cat > /etc/systemd/system/env-ssh-host-keys.service <<'ENVEOF'\n{HOST_KEYS_UNIT}ENVEOF\n\
-             systemctl enable env-ssh-host-keys.service >/dev/null 2>&1\n\
-             rm -f /etc/ssh/ssh_host_*\n\
-             fi\n"
-        ));
-    }
-    s.push_str(&format!(
-        "# the well-known first-contact keys again, instead of this machine's\n\
-         h={home}\n\
-         mkdir -p \"$h/.ssh\"\n\
-         printf '%s\\n' {key} > \"$h/.ssh/authorized_keys\"\n\
-         chmod 700 \"$h/.ssh\"; chmod 600 \"$h/.ssh/authorized_keys\"\n\
-         chown -R {owner}: \"$h/.ssh\"\n\
-         # a new machine-id at the next boot\n\
-         : > /etc/machine-id\n\
-         rm -f /var/lib/dbus/machine-id\n\
-         # leases, env's network and name settings, logs, temporary files\n\
-         rm -f /var/lib/dhcp/* /var/lib/systemd/network/* /etc/systemd/network/20-env-private.network\n\
-         awk '/^# BEGIN env hosts/ {{ skip = 1; next }} skip && /^# END env hosts/ {{ skip = 0; next }} !skip' /etc/hosts > /etc/hosts.env-new && cat /etc/hosts.env-new > /etc/hosts && rm -f /etc/hosts.env-new\n\
-         echo localhost > /etc/hostname\n\
-         rm -rf /var/log/journal/* /tmp/* /var/tmp/* /root/.bash_history \"$h/.bash_history\"\n\
-         find /var/log -type f -exec truncate -s 0 {{}} + 2>/dev/null || true\n\
-         apt-get clean 2>/dev/null || true\n\
-         # free blocks read as zeros: the flattened image shrinks\n\
-         fstrim -a 2>/dev/null || true\n\
-         sync\n",
-        key = first_contact_keys
-            .iter()
-            .map(|k| shell_quote(k.trim()))
-            .collect::<Vec<_>>()
-            .join(" "),
-        owner = shell_quote(user),
-    ));
-    s
-}
-
-/// What a package run needs from the guest before it halts.
-fn prepare_guest(dir: &crate::machine::MachineDir, script: &str) -> Result<String> {
-    let packages = ssh::command(&dir.ssh_config(), &dir.name)
-        .arg("dpkg-query -W -f='${Package} ${Version}\\n' 2>/dev/null || true")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run ssh")?;
-    ssh::run_root_script(
-        &dir.ssh_config(),
-        &dir.name,
+/// What a package run needs from the guest before it halts: its package
+/// manifest, then the clean-up.
+fn prepare_guest(ctx: &Ctx, dir: &MachineDir, script: &str) -> Result<String> {
+    let packages = ctx.guest.run(
+        dir,
+        "dpkg-query -W -f='${Package} ${Version}\\n' 2>/dev/null || true",
+        &[],
+        Some(ROOT_SCRIPT_LIMIT),
+    )?;
+    run_root_script(
+        ctx.guest,
+        dir,
         script,
         &format!("cleaning `{}` for packaging failed", dir.name),
     )?;
@@ -101,6 +36,7 @@ fn prepare_guest(dir: &crate::machine::MachineDir, script: &str) -> Result<Strin
 
 /// Bakes `machine` into a box at `output`; returns the box file.
 pub fn package(
+    ctx: &Ctx,
     project: &Project,
     machine: &Machine,
     store: &Store,
@@ -119,19 +55,19 @@ pub fn package(
     let source = store.find(&state.box_name, Some(&state.box_version))?;
     let env_boot = source.metadata.env.clone();
     let env_host_keys = env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
-    let packages = match dir.status()? {
-        Status::Running { .. } => {
+    let packages = match ctx.status(&dir)? {
+        Status::Running => {
             ui::step(
                 &machine.name,
                 "cleaning machine-specific state for packaging",
             );
             // env's well-known key, and Vagrant's when Vagrant is installed:
             // the box then greets both tools as boxes made for them.
-            let mut keys = vec![crate::guest::ssh::WELL_KNOWN_PUBLIC_KEY.to_string()];
-            keys.extend(crate::guest::ssh::vagrant_public_keys());
-            let script = clean_script(&state.ssh_user, &keys, env_host_keys);
-            let packages = prepare_guest(&dir, &script)?;
-            lifecycle::halt(project, &machine.name, false)?;
+            let mut keys = vec![keys::WELL_KNOWN_PUBLIC_KEY.to_string()];
+            keys.extend(keys::vagrant_public_keys());
+            let script = scripts::clean_script(&state.ssh_user, &keys, env_host_keys);
+            let packages = prepare_guest(ctx, &dir, &script)?;
+            down::halt(ctx, project, &machine.name, false)?;
             packages
         }
         _ => bail!(
@@ -153,9 +89,9 @@ pub fn package(
     let started = std::time::Instant::now();
     // One image per box disk: the root disk as box.img (Vagrant's v1 form),
     // further disks under the names the source box gave them (the v2 form).
-    let overlays = dir.box_disks();
     let mut images: Vec<String> = Vec::new();
-    for (index, overlay) in overlays.iter().enumerate() {
+    let mut root_size = 0;
+    for index in 0..ctx.backend.box_disk_count(&dir) {
         let name = match (index, source.metadata.disks.get(index)) {
             (0, _) => "box.img".to_string(),
             (_, Some(disk)) => disk.path.clone(),
@@ -165,21 +101,19 @@ pub fn package(
             &machine.name,
             &format!("flattening disk {index} into a compressed qcow2 ({name})"),
         );
-        run_checked(
-            Command::new("qemu-img")
-                .args(["convert", "-c", "-O", "qcow2"])
-                .arg(overlay)
-                .arg(work.path().join(&name)),
-            "cannot run qemu-img (install qemu-utils)",
-            "flattening the disk failed",
-        )?;
+        let size = ctx
+            .backend
+            .export_disk(&dir, index, &work.path().join(&name))?;
+        if index == 0 {
+            root_size = size;
+        }
         images.push(name);
     }
     let mut metadata: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(source.dir.join("metadata.json"))
             .context("cannot read the source box's metadata")?,
     )?;
-    let virtual_gib = image_virtual_size(&work.path().join("box.img"))?.div_ceil(1 << 30);
+    let virtual_gib = root_size.div_ceil(1 << 30);
     metadata["virtual_size"] = serde_json::json!(virtual_gib);
     metadata["format"] = serde_json::json!("qcow2");
     if let Some(obj) = metadata.as_object_mut() {
@@ -259,55 +193,4 @@ pub fn package(
         ),
     );
     Ok(output.to_path_buf())
-}
-
-fn image_virtual_size(image: &Path) -> Result<u64> {
-    let out = run_checked(
-        Command::new("qemu-img")
-            .args(["info", "--output=json"])
-            .arg(image),
-        "cannot run qemu-img (install qemu-utils)",
-        "cannot read the flattened image",
-    )?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["virtual-size"]
-        .as_u64()
-        .context("qemu-img reported no virtual size")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_clean_script_resets_what_makes_a_machine() {
-        let keys = [
-            "ssh-ed25519 AAAA well-known".to_string(),
-            "ssh-rsa BBBB vagrant\n".to_string(),
-        ];
-        let s = clean_script("vagrant", &keys, true);
-        assert!(s.contains("rm -f /etc/ssh/ssh_host_*"));
-        assert!(s.contains(
-            "printf '%s\\n' 'ssh-ed25519 AAAA well-known' 'ssh-rsa BBBB vagrant' > \"$h/.ssh/authorized_keys\""
-        ), "{s}");
-        assert!(s.contains(": > /etc/machine-id"));
-        assert!(s.contains("/var/lib/dhcp/*"));
-        assert!(s.contains("20-env-private.network"));
-        assert!(s.contains("fstrim"));
-        let other = clean_script("vagrant", &keys[..1], false);
-        let (unit_at, remove_at) = (
-            other.find("env-ssh-host-keys.service <<").unwrap(),
-            other.find("rm -f /etc/ssh/ssh_host_*").unwrap(),
-        );
-        assert!(
-            unit_at < remove_at && other.contains("ExecStart=/usr/bin/ssh-keygen -A"),
-            "a box that does not make its own keys gets a first-boot unit before they go: {other}"
-        );
-        // The unit runs in the guest's shell: the whole script parses.
-        let status = std::process::Command::new("sh")
-            .args(["-n", "-c", &other])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
 }

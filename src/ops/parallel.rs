@@ -6,6 +6,7 @@ use crate::boxes::Store;
 use crate::envfile::Machine;
 use crate::machine::Status;
 use crate::machine::project::Project;
+use crate::ops::Ctx;
 use crate::ops::up::{self as lifecycle, UpOptions};
 use anyhow::{Result, bail};
 use std::collections::HashMap;
@@ -51,13 +52,17 @@ impl Drop for SlotGuard<'_> {
 
 /// Checks that machines outside the selection that selected ones depend on
 /// are running (they will not be brought up by this command).
-pub fn check_outside_dependencies(project: &Project, machines: &[&Machine]) -> Result<()> {
+pub fn check_outside_dependencies(
+    ctx: &Ctx,
+    project: &Project,
+    machines: &[&Machine],
+) -> Result<()> {
     for m in machines {
         for dep in &m.depends_on {
             if machines.iter().any(|o| &o.name == dep) {
                 continue;
             }
-            if !matches!(project.machine_dir(dep).status()?, Status::Running { .. }) {
+            if ctx.status(&project.machine_dir(dep))? != Status::Running {
                 bail!(
                     "machine `{}` depends on `{dep}`, which is not running: `env up {dep} {}`",
                     m.name,
@@ -71,16 +76,17 @@ pub fn check_outside_dependencies(project: &Project, machines: &[&Machine]) -> R
 
 /// Brings `machines` up, at most `parallel` booting at once.
 pub fn up_all(
+    ctx: &Ctx,
     project: &Project,
     machines: &[&Machine],
     store: &Store,
     options: &UpOptions,
     parallel: usize,
 ) -> Result<()> {
-    check_outside_dependencies(project, machines)?;
+    check_outside_dependencies(ctx, project, machines)?;
     if machines.len() == 1 || parallel <= 1 && machines.iter().all(|m| m.depends_on.is_empty()) {
         for m in machines {
-            lifecycle::up(project, m, store, options)?;
+            lifecycle::up(ctx, project, m, store, options)?;
         }
         return Ok(());
     }
@@ -97,7 +103,7 @@ pub fn up_all(
             let (slots, outcomes, settled, failed) = (&slots, &outcomes, &settled, &failed);
             scope.spawn(move || {
                 let outcome = run_machine(
-                    project, m, store, options, machines, slots, outcomes, settled, failed,
+                    ctx, project, m, store, options, machines, slots, outcomes, settled, failed,
                 );
                 if matches!(outcome, Outcome::Failed(_)) {
                     failed.store(true, Ordering::SeqCst);
@@ -136,6 +142,7 @@ pub fn up_all(
 
 #[allow(clippy::too_many_arguments)]
 fn run_machine(
+    ctx: &Ctx,
     project: &Project,
     m: &Machine,
     store: &Store,
@@ -151,7 +158,7 @@ fn run_machine(
         if failed.load(Ordering::SeqCst) {
             return Outcome::Skipped("another machine failed".into());
         }
-        match lifecycle::up_boot(project, m, store, options) {
+        match lifecycle::up_boot(ctx, project, m, store, options) {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(format!("{e:#}")),
         }
@@ -184,7 +191,7 @@ fn run_machine(
     if failed.load(Ordering::SeqCst) {
         return Outcome::Skipped("another machine failed".into());
     }
-    match lifecycle::up_provision(project, m, options, booted) {
+    match lifecycle::up_provision(ctx, project, m, options, booted) {
         Ok(()) => Outcome::Up,
         Err(e) => Outcome::Failed(format!("{e:#}")),
     }

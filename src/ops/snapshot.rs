@@ -1,42 +1,26 @@
-//! Snapshots: rewinding a machine instead of rebuilding it. Internal qcow2
-//! snapshots of the machine's overlay (and of its non-kept qcow2 data
-//! disks). A running machine is snapshotted through QMP jobs with its VM
-//! state, so a restore resumes in about a second without a boot; a halted
-//! one with `qemu-img snapshot` (disks only).
+//! Snapshots: rewinding a machine instead of rebuilding it. A running
+//! machine is snapshotted with its VM state, so a restore resumes in about
+//! a second without a boot; a halted one disks only. Which disks a snapshot
+//! covers is decided here; how is the backend's (QEMU: internal qcow2
+//! snapshots, through QMP jobs while it runs, `qemu-img` while it does not).
 
-use crate::backend::qemu::{args as qemu, qga, qmp};
+use crate::backend::{DiskRef, SnapshotInfo, SnapshotOp};
 use crate::boxes::Store;
 use crate::envfile::Machine;
 use crate::envfile::disks::{Disk, DiskFormat};
 use crate::envfile::folders::FolderKind;
-use crate::guest::ssh;
 use crate::machine::project::Project;
 use crate::machine::{MachineDir, Status};
-use crate::ops::up as lifecycle;
-use crate::util::process::run_checked;
+use crate::ops::{Ctx, down, up};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
-
-/// How long a snapshot job may take (it writes the guest's RAM).
-const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Names `env snapshot push` gives, so `pop` finds them again.
 const PUSH_PREFIX: &str = "push-";
 
-/// One disk image a snapshot covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// What the user calls it (`root`, `data disk db`).
-    pub label: String,
-    /// QEMU's block node name (for QMP jobs).
-    pub node: String,
-    /// The image file (for `qemu-img`).
-    pub path: PathBuf,
-}
+/// How long the guest's `sync` before a live snapshot may take.
+const SYNC_LIMIT: Duration = Duration::from_secs(60);
 
 /// A data disk a snapshot leaves alone, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +31,13 @@ pub struct LeftOut {
     pub reason: &'static str,
 }
 
-/// Which images a snapshot covers: the root overlay first (it holds the VM
-/// state), the box's further disks, then the data disks that can and should
-/// be rewound.
+/// Which disks a snapshot covers: the root disk first (it holds the VM
+/// state), the box's further disks, then the data disks that can and
+/// should be rewound.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// Images snapshotted.
-    pub images: Vec<Image>,
+pub struct Plan<'a> {
+    /// Disks snapshotted.
+    pub disks: Vec<DiskRef<'a>>,
     /// Data disks left out.
     pub left_out: Vec<LeftOut>,
 }
@@ -61,24 +45,8 @@ pub struct Plan {
 /// Decides what a snapshot covers. Kept disks hold what must survive, so
 /// they are not rewound unless `include_kept`; raw images cannot hold
 /// snapshots at all.
-pub fn plan(dir: &MachineDir, disks: &[Disk], include_kept: bool) -> Plan {
-    let mut images = vec![Image {
-        label: "root".into(),
-        node: qemu::ROOT_NODE.into(),
-        path: dir.disk(),
-    }];
-    // The further disks of a multi-disk box are overlays like the root one.
-    images.extend(
-        dir.box_disks()
-            .into_iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, path)| Image {
-                label: format!("box disk {i}"),
-                node: qemu::box_disk_node(i),
-                path,
-            }),
-    );
+pub fn plan(box_disks: usize, disks: &[Disk], include_kept: bool) -> Plan<'_> {
+    let mut covered: Vec<DiskRef<'_>> = (0..box_disks.max(1)).map(DiskRef::Box).collect();
     let mut left_out = Vec::new();
     for disk in disks {
         if disk.keep && !include_kept {
@@ -92,62 +60,13 @@ pub fn plan(dir: &MachineDir, disks: &[Disk], include_kept: bool) -> Plan {
                 reason: "raw image, cannot hold snapshots (use format = \"qcow2\")",
             });
         } else {
-            images.push(Image {
-                label: format!("data disk {}", disk.name),
-                node: qemu::data_node(&disk.name),
-                path: dir.data_disk(disk),
-            });
+            covered.push(DiskRef::Data(disk));
         }
     }
-    Plan { images, left_out }
-}
-
-/// A snapshot as `qemu-img info` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotInfo {
-    /// Its name (tag).
-    pub name: String,
-    /// Bytes of saved VM state (0: disks only).
-    pub vm_state_bytes: u64,
-    /// When it was taken (seconds since the epoch).
-    pub created: u64,
-    /// How long the guest had run when it was taken (seconds).
-    pub guest_uptime_secs: u64,
-}
-
-#[derive(Deserialize)]
-struct ImageInfo {
-    #[serde(default)]
-    snapshots: Vec<RawSnapshot>,
-}
-
-#[derive(Deserialize)]
-struct RawSnapshot {
-    name: String,
-    #[serde(rename = "vm-state-size", default)]
-    vm_state_size: u64,
-    #[serde(rename = "date-sec", default)]
-    date_sec: u64,
-    #[serde(rename = "vm-clock-sec", default)]
-    vm_clock_sec: u64,
-}
-
-/// Parses `qemu-img info --output=json` into its snapshots, oldest first.
-pub fn parse_snapshots(json: &str) -> Result<Vec<SnapshotInfo>> {
-    let info: ImageInfo =
-        serde_json::from_str(json).context("cannot read qemu-img's image information")?;
-    let mut list: Vec<SnapshotInfo> = info
-        .snapshots
-        .into_iter()
-        .map(|s| SnapshotInfo {
-            name: s.name,
-            vm_state_bytes: s.vm_state_size,
-            created: s.date_sec,
-            guest_uptime_secs: s.vm_clock_sec,
-        })
-        .collect();
-    list.sort_by_key(|s| s.created);
-    Ok(list)
+    Plan {
+        disks: covered,
+        left_out,
+    }
 }
 
 /// Checks a snapshot name: QEMU looks snapshots up by name or by numeric
@@ -180,35 +99,23 @@ pub fn newest_pushed(list: &[SnapshotInfo]) -> Option<&SnapshotInfo> {
         .max_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)))
 }
 
-/// The snapshots of one image file (readable while QEMU runs).
-pub fn list_image(path: &Path) -> Result<Vec<SnapshotInfo>> {
-    let out = run_checked(
-        Command::new("qemu-img")
-            .args(["info", "--force-share", "--output=json"])
-            .arg(path),
-        "cannot run qemu-img (install qemu-utils)",
-        &format!("cannot read {}", path.display()),
-    )?;
-    parse_snapshots(&String::from_utf8_lossy(&out.stdout))
-}
-
 /// The snapshots of a machine (those of its root disk).
-pub fn list(dir: &MachineDir) -> Result<Vec<SnapshotInfo>> {
-    if !dir.disk().exists() {
+pub fn list(ctx: &Ctx, dir: &MachineDir) -> Result<Vec<SnapshotInfo>> {
+    if ctx.status(dir)? == Status::NotCreated {
         bail!(
             "machine `{}` is not created: `env up {}` first",
             dir.name,
             dir.name
         );
     }
-    list_image(&dir.disk())
+    ctx.backend.snapshots(dir, DiskRef::Box(0))
 }
 
-/// Whether the machine runs (QMP) or not (`qemu-img`); an error when it was
-/// never created.
-fn is_running(dir: &MachineDir) -> Result<bool> {
-    match dir.status()? {
-        Status::Running { .. } => Ok(true),
+/// Whether the machine runs (a live snapshot) or not (disks only); an
+/// error when it was never created.
+fn is_running(ctx: &Ctx, dir: &MachineDir) -> Result<bool> {
+    match ctx.status(dir)? {
+        Status::Running => Ok(true),
         Status::Halted | Status::Died => Ok(false),
         Status::NotCreated => bail!(
             "machine `{}` is not created: `env up {}` first",
@@ -218,15 +125,15 @@ fn is_running(dir: &MachineDir) -> Result<bool> {
     }
 }
 
-fn labels(images: &[Image]) -> String {
-    images
+fn labels(disks: &[DiskRef<'_>]) -> String {
+    disks
         .iter()
-        .map(|i| i.label.as_str())
+        .map(|d| d.label())
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn report_left_out(name: &str, plan: &Plan) {
+fn report_left_out(name: &str, plan: &Plan<'_>) {
     for l in &plan.left_out {
         ui::step(
             name,
@@ -235,35 +142,54 @@ fn report_left_out(name: &str, plan: &Plan) {
     }
 }
 
-fn qemu_img_snapshot(flag: &str, tag: &str, image: &Image) -> Result<()> {
-    run_checked(
-        Command::new("qemu-img")
-            .args(["snapshot", flag, tag])
-            .arg(&image.path),
-        "cannot run qemu-img (install qemu-utils)",
-        &format!(
-            "qemu-img snapshot {flag} {tag} on the {} failed",
-            image.label
-        ),
-    )
-    .map(drop)
+/// A snapshot operation on a running machine, named in its error.
+fn live(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    op: SnapshotOp,
+    tag: &str,
+    disks: &[DiskRef<'_>],
+) -> Result<()> {
+    let verb = match op {
+        SnapshotOp::Save => "save",
+        SnapshotOp::Load => "restore",
+        SnapshotOp::Delete => "delete",
+    };
+    ctx.backend
+        .snapshot(dir, op, tag, disks, true)
+        .with_context(|| format!("cannot {verb} snapshot `{tag}` of `{}`", dir.name))
 }
 
 /// Saves snapshot `tag` of a machine. Refuses a name in use. On a halted
-/// machine a failure part way removes what was made, so no image is left
+/// machine a failure part way removes what was made, so no disk is left
 /// with a snapshot the others lack.
-pub fn save(project: &Project, machine: &Machine, tag: &str, include_kept: bool) -> Result<()> {
+pub fn save(
+    ctx: &Ctx,
+    project: &Project,
+    machine: &Machine,
+    tag: &str,
+    include_kept: bool,
+) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
     check_name(tag)?;
-    let running = is_running(dir)?;
-    let plan = plan(dir, &machine.disks, include_kept);
-    for image in &plan.images {
-        if list_image(&image.path)?.iter().any(|s| s.name == tag) {
+    let running = is_running(ctx, dir)?;
+    let plan = plan(
+        ctx.backend.box_disk_count(dir),
+        &machine.disks,
+        include_kept,
+    );
+    for disk in &plan.disks {
+        if ctx
+            .backend
+            .snapshots(dir, *disk)?
+            .iter()
+            .any(|s| s.name == tag)
+        {
             bail!(
                 "machine `{}` already has a snapshot `{tag}` (on its {}): delete it first \
                  (`env snapshot delete {} {tag}`)",
                 dir.name,
-                image.label,
+                disk.label(),
                 dir.name
             );
         }
@@ -279,18 +205,28 @@ pub fn save(project: &Project, machine: &Machine, tag: &str, include_kept: bool)
         }
         // The disks alone must hold what the guest wrote: a restore that
         // boots (left-out disks) sees the disks, not the saved memory.
-        if let Err(e) = guest_command(dir, "sync") {
+        let synced = ctx.guest.run(dir, "sync", &[], Some(SYNC_LIMIT));
+        if let Some(problem) = match synced {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            Err(e) => Some(format!("{e:#}")),
+        } {
             ui::step(
                 &dir.name,
-                &format!("could not sync the guest's disks: {e:#}"),
+                &format!("could not sync the guest's disks: {problem}"),
             );
         }
-        live_job(dir, qmp::SnapshotJob::Save, tag, &plan.images)?;
+        live(ctx, dir, SnapshotOp::Save, tag, &plan.disks)?;
     } else {
-        for (done, image) in plan.images.iter().enumerate() {
-            if let Err(e) = qemu_img_snapshot("-c", tag, image) {
-                for made in &plan.images[..done] {
-                    let _ = qemu_img_snapshot("-d", tag, made);
+        for (done, disk) in plan.disks.iter().enumerate() {
+            if let Err(e) = ctx
+                .backend
+                .snapshot(dir, SnapshotOp::Save, tag, &[*disk], false)
+            {
+                for made in &plan.disks[..done] {
+                    let _ = ctx
+                        .backend
+                        .snapshot(dir, SnapshotOp::Delete, tag, &[*made], false);
                 }
                 return Err(e);
             }
@@ -300,7 +236,7 @@ pub fn save(project: &Project, machine: &Machine, tag: &str, include_kept: bool)
         &dir.name,
         &format!(
             "saved snapshot `{tag}` ({}{}) in {:.1} s",
-            labels(&plan.images),
+            labels(&plan.disks),
             if running {
                 " and VM state"
             } else {
@@ -317,19 +253,33 @@ pub fn save(project: &Project, machine: &Machine, tag: &str, include_kept: bool)
 /// snapshot's VM state (or, for a disk-only snapshot, stops: it must boot
 /// from the rewound disks); a halted machine's disks are rewound and its
 /// next `env up` boots from them.
-pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bool) -> Result<()> {
+pub fn restore(
+    ctx: &Ctx,
+    project: &Project,
+    machine: &Machine,
+    tag: &str,
+    include_kept: bool,
+) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
-    let running = is_running(dir)?;
-    let plan = plan(dir, &machine.disks, include_kept);
+    let running = is_running(ctx, dir)?;
+    let plan = plan(
+        ctx.backend.box_disk_count(dir),
+        &machine.disks,
+        include_kept,
+    );
     let mut with_state = false;
-    for image in &plan.images {
-        let found = list_image(&image.path)?.into_iter().find(|s| s.name == tag);
+    for disk in &plan.disks {
+        let found = ctx
+            .backend
+            .snapshots(dir, *disk)?
+            .into_iter()
+            .find(|s| s.name == tag);
         match found {
             Some(s) => with_state |= s.vm_state_bytes > 0,
             None => bail!(
                 "machine `{}` has no snapshot `{tag}` on its {} (`env snapshot list {}`)",
                 dir.name,
-                image.label,
+                disk.label(),
                 dir.name
             ),
         }
@@ -353,20 +303,19 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
              their filesystems inconsistent: halting, rewinding the disks and booting instead",
         );
         report_left_out(&dir.name, &plan);
-        lifecycle::halt(project, &machine.name, false)?;
-        for image in &plan.images {
-            qemu_img_snapshot("-a", tag, image)?;
-        }
-        let options = lifecycle::UpOptions {
+        down::halt(ctx, project, &machine.name, false)?;
+        ctx.backend
+            .snapshot(dir, SnapshotOp::Load, tag, &plan.disks, false)?;
+        let options = up::UpOptions {
             accel: None,
             provision: Some(false),
         };
-        lifecycle::up(project, machine, &Store::open()?, &options)?;
+        up::up(ctx, project, machine, &Store::open()?, &options)?;
         ui::step(
             &dir.name,
             &format!(
                 "restored snapshot `{tag}` ({}) and booted in {:.1} s",
-                labels(&plan.images),
+                labels(&plan.disks),
                 started.elapsed().as_secs_f64()
             ),
         );
@@ -374,37 +323,39 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
     }
     if running {
         // The guest's TCP state goes back in time: the master connection
-        // cannot survive it.
-        if let Ok(control) = dir.control_path() {
-            ssh::close_master(&control);
-        }
-        // So does the journal stream's connection; it restarts from now.
-        crate::ops::logs::stop_forward(dir);
-        live_job(dir, qmp::SnapshotJob::Load, tag, &plan.images)?;
-        set_guest_clock(dir)?;
+        // cannot survive it, nor can the journal stream's (it restarts
+        // from now).
+        ctx.guest.disconnect(dir);
+        ctx.guest.stop_journal(dir);
+        live(ctx, dir, SnapshotOp::Load, tag, &plan.disks)?;
+        ctx.backend.set_guest_clock(dir).with_context(|| {
+            format!(
+                "machine `{}` was restored, but setting its clock failed",
+                dir.name
+            )
+        })?;
         if project.envfile.logs_forward {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default();
-            lifecycle::start_journal_forward(dir, Some(now.as_secs()));
+            up::start_journal(ctx, dir, Some(now.as_secs()));
         }
         ui::step(
             &dir.name,
             &format!(
                 "restored snapshot `{tag}` ({}) in {:.1} s: resumed where it was saved",
-                labels(&plan.images),
+                labels(&plan.disks),
                 started.elapsed().as_secs_f64()
             ),
         );
     } else {
-        for image in &plan.images {
-            qemu_img_snapshot("-a", tag, image)?;
-        }
+        ctx.backend
+            .snapshot(dir, SnapshotOp::Load, tag, &plan.disks, false)?;
         ui::step(
             &dir.name,
             &format!(
                 "restored snapshot `{tag}` ({}) in {:.1} s: the next `env up` boots from it",
-                labels(&plan.images),
+                labels(&plan.disks),
                 started.elapsed().as_secs_f64()
             ),
         );
@@ -413,51 +364,31 @@ pub fn restore(project: &Project, machine: &Machine, tag: &str, include_kept: bo
     Ok(())
 }
 
-/// Runs a snapshot job on a running machine's images (the first holds the
-/// VM state).
-fn live_job(dir: &MachineDir, job: qmp::SnapshotJob, tag: &str, images: &[Image]) -> Result<()> {
-    let nodes: Vec<String> = images.iter().map(|i| i.node.clone()).collect();
-    let verb = match job {
-        qmp::SnapshotJob::Save => "save",
-        qmp::SnapshotJob::Load => "restore",
-        qmp::SnapshotJob::Delete => "delete",
-    };
-    qmp::snapshot_job(&dir.qmp_socket()?, job, tag, &nodes, JOB_TIMEOUT)
-        .with_context(|| format!("cannot {verb} snapshot `{tag}` of `{}`", dir.name))
-}
-
-/// A restored guest's clock shows the time of the snapshot: set it to now
-/// (through the guest agent: no SSH handshake to wait for), or TLS, make
-/// and apt see a clock gone back.
-fn set_guest_clock(dir: &MachineDir) -> Result<()> {
-    qga::set_time_now(&dir.qga_socket()?, Duration::from_secs(10)).with_context(|| {
-        format!(
-            "machine `{}` was restored, but setting its clock failed",
-            dir.name
-        )
-    })
-}
-
-/// Runs a short shell command in the guest over SSH.
-fn guest_command(dir: &MachineDir, script: &str) -> Result<()> {
-    run_checked(
-        ssh::command(&dir.ssh_config(), &dir.name).arg(script),
-        "cannot run ssh (install the OpenSSH client)",
-        &format!("`{script}` over SSH failed"),
-    )
-    .map(drop)
-}
-
-/// Deletes snapshot `tag` from every image of the machine that holds it
+/// Deletes snapshot `tag` from every disk of the machine that holds it
 /// (kept disks included when `include_kept`).
-pub fn delete(project: &Project, machine: &Machine, tag: &str, include_kept: bool) -> Result<()> {
+pub fn delete(
+    ctx: &Ctx,
+    project: &Project,
+    machine: &Machine,
+    tag: &str,
+    include_kept: bool,
+) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
-    let running = is_running(dir)?;
-    let plan = plan(dir, &machine.disks, include_kept);
+    let running = is_running(ctx, dir)?;
+    let plan = plan(
+        ctx.backend.box_disk_count(dir),
+        &machine.disks,
+        include_kept,
+    );
     let mut holders = Vec::new();
-    for image in plan.images {
-        if list_image(&image.path)?.iter().any(|s| s.name == tag) {
-            holders.push(image);
+    for disk in plan.disks {
+        if ctx
+            .backend
+            .snapshots(dir, disk)?
+            .iter()
+            .any(|s| s.name == tag)
+        {
+            holders.push(disk);
         }
     }
     if holders.is_empty() {
@@ -468,11 +399,10 @@ pub fn delete(project: &Project, machine: &Machine, tag: &str, include_kept: boo
         );
     }
     if running {
-        live_job(dir, qmp::SnapshotJob::Delete, tag, &holders)?;
+        live(ctx, dir, SnapshotOp::Delete, tag, &holders)?;
     } else {
-        for image in &holders {
-            qemu_img_snapshot("-d", tag, image)?;
-        }
+        ctx.backend
+            .snapshot(dir, SnapshotOp::Delete, tag, &holders, false)?;
     }
     ui::step(
         &dir.name,
@@ -482,9 +412,9 @@ pub fn delete(project: &Project, machine: &Machine, tag: &str, include_kept: boo
 }
 
 /// Saves a snapshot under a fresh `push-TIME` name; returns it.
-pub fn push(project: &Project, machine: &Machine, include_kept: bool) -> Result<String> {
+pub fn push(ctx: &Ctx, project: &Project, machine: &Machine, include_kept: bool) -> Result<String> {
     let dir = &project.machine_dir(&machine.name);
-    let existing = list(dir)?;
+    let existing = list(ctx, dir)?;
     let base = push_name(SystemTime::now());
     let mut tag = base.clone();
     // Two pushes within a second.
@@ -494,14 +424,20 @@ pub fn push(project: &Project, machine: &Machine, include_kept: bool) -> Result<
         }
         tag = format!("{base}-{n}");
     }
-    save(project, machine, &tag, include_kept)?;
+    save(ctx, project, machine, &tag, include_kept)?;
     Ok(tag)
 }
 
 /// Restores the newest pushed snapshot and, unless `keep`, deletes it.
-pub fn pop(project: &Project, machine: &Machine, include_kept: bool, keep: bool) -> Result<()> {
+pub fn pop(
+    ctx: &Ctx,
+    project: &Project,
+    machine: &Machine,
+    include_kept: bool,
+    keep: bool,
+) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
-    let list = list(dir)?;
+    let list = list(ctx, dir)?;
     let Some(newest) = newest_pushed(&list) else {
         bail!(
             "machine `{}` has no pushed snapshot (`env snapshot push` makes one)",
@@ -509,9 +445,9 @@ pub fn pop(project: &Project, machine: &Machine, include_kept: bool, keep: bool)
         );
     };
     let tag = newest.name.clone();
-    restore(project, machine, &tag, include_kept)?;
+    restore(ctx, project, machine, &tag, include_kept)?;
     if !keep {
-        delete(project, machine, &tag, include_kept)?;
+        delete(ctx, project, machine, &tag, include_kept)?;
     }
     Ok(())
 }
@@ -532,76 +468,36 @@ mod tests {
         }
     }
 
+    fn labels_of(p: &Plan<'_>) -> Vec<String> {
+        p.disks.iter().map(|d| d.label()).collect()
+    }
+
     #[test]
     fn plan_covers_root_and_rewindable_data_disks() {
-        let dir = MachineDir::new(Path::new("/p/.envstate"), "web");
         let disks = [
             disk("scratch", false, DiskFormat::Qcow2),
             disk("db", true, DiskFormat::Qcow2),
             disk("blob", false, DiskFormat::Raw),
         ];
-        let p = plan(&dir, &disks, false);
-        let nodes: Vec<&str> = p.images.iter().map(|i| i.node.as_str()).collect();
-        assert_eq!(nodes, ["node-disk0", "node-data-scratch"]);
-        assert_eq!(p.images[0].path, dir.disk());
-        assert_eq!(p.images[1].path, dir.data_disk(&disks[0]));
+        let p = plan(1, &disks, false);
+        assert_eq!(labels_of(&p), ["root", "data disk scratch"]);
+        assert_eq!(p.disks[1], DiskRef::Data(&disks[0]));
         let left: Vec<&str> = p.left_out.iter().map(|l| l.disk.as_str()).collect();
         assert_eq!(left, ["db", "blob"]);
         assert!(p.left_out[0].reason.contains("--include-kept"));
 
-        let p = plan(&dir, &disks, true);
-        let nodes: Vec<&str> = p.images.iter().map(|i| i.node.as_str()).collect();
-        assert_eq!(nodes, ["node-disk0", "node-data-scratch", "node-data-db"]);
-        assert_eq!(p.images[2].path, dir.data_disk(&disks[1]));
+        let p = plan(1, &disks, true);
+        assert_eq!(labels_of(&p), ["root", "data disk scratch", "data disk db"]);
         assert_eq!(p.left_out.len(), 1);
     }
 
     #[test]
     fn plan_covers_every_disk_of_a_multi_disk_box() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = MachineDir::new(tmp.path(), "db");
-        std::fs::create_dir_all(&dir.root).unwrap();
-        std::fs::write(dir.disk(), "").unwrap();
-        std::fs::write(dir.box_disk(1), "").unwrap();
-        let p = plan(&dir, &[disk("scratch", false, DiskFormat::Qcow2)], false);
-        let nodes: Vec<&str> = p.images.iter().map(|i| i.node.as_str()).collect();
-        assert_eq!(nodes, ["node-disk0", "node-disk1", "node-data-scratch"]);
-        assert_eq!(p.images[1].path, dir.box_disk(1));
+        let disks = [disk("scratch", false, DiskFormat::Qcow2)];
+        let p = plan(2, &disks, false);
+        assert_eq!(labels_of(&p), ["root", "box disk 1", "data disk scratch"]);
+        assert_eq!(p.disks[1], DiskRef::Box(1));
     }
-
-    #[test]
-    fn qemu_img_json_parses_oldest_first() {
-        let json = r#"{"virtual-size": 1, "snapshots": [
-            {"vm-clock-nsec": 1, "name": "b", "date-sec": 200, "date-nsec": 0,
-             "vm-clock-sec": 30, "id": "2", "vm-state-size": 2240488},
-            {"vm-clock-nsec": 1, "name": "a", "date-sec": 100, "date-nsec": 0,
-             "vm-clock-sec": 0, "id": "1", "vm-state-size": 0}]}"#;
-        let list = parse_snapshots(json).unwrap();
-        assert_eq!(
-            list,
-            [
-                SnapshotInfo {
-                    name: "a".into(),
-                    vm_state_bytes: 0,
-                    created: 100,
-                    guest_uptime_secs: 0
-                },
-                SnapshotInfo {
-                    name: "b".into(),
-                    vm_state_bytes: 2240488,
-                    created: 200,
-                    guest_uptime_secs: 30
-                }
-            ]
-        );
-        assert!(
-            parse_snapshots(r#"{"virtual-size": 1}"#)
-                .unwrap()
-                .is_empty()
-        );
-        assert!(parse_snapshots("not json").is_err());
-    }
-
     #[test]
     fn names_are_checked() {
         for good in [

@@ -9,8 +9,10 @@ use crate::envfile::Machine;
 use crate::guest::provisioner as provision;
 use crate::machine::Status;
 use crate::machine::project::Project;
-use crate::ops::up::{self as lifecycle, UpOptions};
+use crate::ops::provision::provision_machine;
+use crate::ops::up::UpOptions;
 use crate::ops::verify::{self, VerifyOptions};
+use crate::ops::{Ctx, down};
 use crate::spec::Check;
 use crate::spec::judge::{Assertion, Outcome, Verdict};
 use crate::spec::report::MachineReport;
@@ -144,6 +146,7 @@ impl Run<'_> {
 /// the reporters) and whether all passed. Spec files are read before
 /// anything starts: a bad one stops the run at once.
 pub fn run(
+    ctx: &Ctx,
     project: &Project,
     machines: &[&Machine],
     store: &Store,
@@ -164,7 +167,7 @@ pub fn run(
     for r in &mut runs {
         r.begin(project, "destroy");
         let started = Instant::now();
-        let result = lifecycle::destroy(project, &r.machine.name, store, false);
+        let result = down::destroy(ctx, project, &r.machine.name, store, false);
         r.end(
             project,
             "destroy",
@@ -186,15 +189,21 @@ pub fn run(
         .filter(|r| r.failure.is_none())
         .map(|r| r.machine)
         .collect();
-    let up_error =
-        crate::ops::parallel::up_all(project, &startable, store, &up_options, options.parallel)
-            .err()
-            .map(|e| format!("{e:#}"));
+    let up_error = crate::ops::parallel::up_all(
+        ctx,
+        project,
+        &startable,
+        store,
+        &up_options,
+        options.parallel,
+    )
+    .err()
+    .map(|e| format!("{e:#}"));
     for r in &mut runs {
         if r.failure.is_some() {
             continue;
         }
-        let error = machine_up_error(project, r.machine, up_error.as_deref());
+        let error = machine_up_error(ctx, project, r.machine, up_error.as_deref());
         r.end(project, "up", started, error);
     }
 
@@ -203,14 +212,11 @@ pub fn run(
             r.begin(project, "idempotence");
             let started = Instant::now();
             ui::step(&r.machine.name, "provisioning again to prove idempotence");
-            let error = match lifecycle::provision_machine(
-                project,
-                r.machine,
-                &provision::Selection::Normal,
-            ) {
-                Err(e) => Some(format!("the second provisioning failed: {e:#}")),
-                Ok(steps) => idempotence_failure(&r.machine.name, &steps, &mut r.extra),
-            };
+            let error =
+                match provision_machine(ctx, project, r.machine, &provision::Selection::Normal) {
+                    Err(e) => Some(format!("the second provisioning failed: {e:#}")),
+                    Ok(steps) => idempotence_failure(&r.machine.name, &steps, &mut r.extra),
+                };
             r.end(project, "idempotence", started, error);
         }
     }
@@ -219,7 +225,7 @@ pub fn run(
         r.begin(project, "verify");
         let started = Instant::now();
         let dir = project.machine_dir(&r.machine.name);
-        let report = verify::verify(&dir, &r.checks, options.verify);
+        let report = verify::verify(ctx, &dir, &r.checks, options.verify);
         if let Err(e) = verify::save_results(&dir, &report) {
             ui::step(&r.machine.name, &format!("cannot keep the results: {e:#}"));
         }
@@ -248,7 +254,7 @@ pub fn run(
         if destroy {
             r.begin(project, "destroy");
             let started = Instant::now();
-            let result = lifecycle::destroy(project, &r.machine.name, store, false);
+            let result = down::destroy(ctx, project, &r.machine.name, store, false);
             let error = result.err().map(|e| format!("{e:#}"));
             // A failed final destroy is recorded, not a test failure.
             r.record.actions.push(ActionRecord {
@@ -285,6 +291,7 @@ pub fn run(
 
 /// Why a machine is not up after `up_all`, if it is not.
 fn machine_up_error(
+    ctx: &Ctx,
     project: &Project,
     machine: &Machine,
     up_error: Option<&str>,
@@ -294,12 +301,8 @@ fn machine_up_error(
     if let Some(e) = state.as_ref().and_then(|s| s.last_error.clone()) {
         return Some(e);
     }
-    match dir.status() {
-        Ok(Status::Running { .. })
-            if state.is_some_and(|s| s.provisioned || up_error.is_none()) =>
-        {
-            None
-        }
+    match ctx.status(&dir) {
+        Ok(Status::Running) if state.is_some_and(|s| s.provisioned || up_error.is_none()) => None,
         _ => Some(
             up_error
                 .map(|e| format!("not brought up: {e}"))

@@ -5,10 +5,12 @@
 use crate::envfile::Machine;
 use crate::machine::MachineDir;
 use crate::machine::project::Project;
+use crate::ops::Ctx;
 use crate::spec::judge::{self, Outcome, Verdict};
 use crate::spec::report::MachineReport;
 use crate::spec::script::{self, Facts};
 use crate::spec::{Check, model};
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::PathBuf;
@@ -65,15 +67,16 @@ pub fn load_checks(project: &Project, machine: &Machine) -> Result<Vec<Check>> {
 }
 
 /// Runs a compiled script on the machine as root; returns its output.
-pub fn run_script(dir: &MachineDir, script_text: &str, limit: Duration) -> Result<Vec<u8>> {
-    let out = crate::guest::ssh::run_with_input(
-        &dir.ssh_config(),
-        &dir.name,
-        script::RUNNER,
-        script_text.as_bytes(),
-        Some(limit),
-    )
-    .with_context(|| format!("the checks of `{}` did not run to the end", dir.name))?;
+pub fn run_script(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    script_text: &str,
+    limit: Duration,
+) -> Result<Vec<u8>> {
+    let out = ctx
+        .guest
+        .run(dir, script::RUNNER, script_text.as_bytes(), Some(limit))
+        .with_context(|| format!("the checks of `{}` did not run to the end", dir.name))?;
     if !out.status.success() {
         bail!(
             "running the checks on `{}` failed (exit status {}): {}",
@@ -85,8 +88,67 @@ pub fn run_script(dir: &MachineDir, script_text: &str, limit: Duration) -> Resul
     Ok(out.stdout)
 }
 
+/// The facts of checks `ids` of `checks`, gathered on the machine in one
+/// round trip: the script compiled, run, its output parsed and handed out.
+pub fn gather(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    checks: &[&Check],
+    ids: &[usize],
+    limit: Duration,
+) -> Result<Facts> {
+    let token = script::new_token();
+    let output = run_script(ctx, dir, &script::compile(checks, ids, &token), limit)?;
+    let mut facts = script::parse_output(&output, &token);
+    script::distribute(checks, ids, &mut facts);
+    Ok(facts)
+}
+
+/// Verifies several machines at once, one thread each (their checks run
+/// in their guests, the host only waits); the results kept with each
+/// machine's logs.
+pub fn verify_all(
+    ctx: &Ctx,
+    project: &Project,
+    planned: &[(&Machine, Vec<Check>)],
+    options: VerifyOptions,
+) -> Vec<MachineReport> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = planned
+            .iter()
+            .map(|(machine, checks)| {
+                let dir = project.machine_dir(&machine.name);
+                scope.spawn(move || {
+                    let report = verify(ctx, &dir, checks, options);
+                    if let Err(e) = save_results(&dir, &report) {
+                        ui::step(&dir.name, &format!("cannot keep the results: {e:#}"));
+                    }
+                    report
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(planned)
+            .map(|(h, (machine, _))| {
+                h.join().unwrap_or_else(|_| MachineReport {
+                    machine: machine.name.clone(),
+                    checks: Vec::new(),
+                    seconds: 0.0,
+                    error: Some("verifying this machine failed unexpectedly".into()),
+                })
+            })
+            .collect()
+    })
+}
+
 /// Verifies one running machine against `checks`.
-pub fn verify(dir: &MachineDir, checks: &[Check], options: VerifyOptions) -> MachineReport {
+pub fn verify(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    checks: &[Check],
+    options: VerifyOptions,
+) -> MachineReport {
     let started = Instant::now();
     let mut report = MachineReport {
         machine: dir.name.clone(),
@@ -94,9 +156,9 @@ pub fn verify(dir: &MachineDir, checks: &[Check], options: VerifyOptions) -> Mac
         seconds: 0.0,
         error: None,
     };
-    match dir
-        .running_state()
-        .and_then(|_| judge_all(dir, checks, options, started))
+    match ctx
+        .running_state(dir)
+        .and_then(|_| judge_all(ctx, dir, checks, options, started))
     {
         Ok(outcomes) => report.checks = outcomes,
         Err(e) => report.error = Some(format!("{e:#}")),
@@ -106,6 +168,7 @@ pub fn verify(dir: &MachineDir, checks: &[Check], options: VerifyOptions) -> Mac
 }
 
 fn judge_all(
+    ctx: &Ctx,
     dir: &MachineDir,
     checks: &[Check],
     options: VerifyOptions,
@@ -124,10 +187,7 @@ fn judge_all(
     let mut attempt = 0;
     while !pending.is_empty() {
         attempt += 1;
-        let token = script::new_token();
-        let output = run_script(dir, &script::compile(&refs, &pending, &token), limit)?;
-        let mut facts: Facts = script::parse_output(&output, &token);
-        script::distribute(&refs, &pending, &mut facts);
+        let facts = gather(ctx, dir, &refs, &pending, limit)?;
         for &id in &pending {
             outcomes[id] = judge::judge(id, &checks[id], &facts);
             outcomes[id].attempts = attempt;
@@ -152,6 +212,24 @@ fn judge_all(
         }
     }
     Ok(outcomes)
+}
+
+/// The current values of `probes` on a running machine, one list per
+/// probe (what `env spec add` writes as expectations).
+pub fn current_values(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    probes: &[Check],
+) -> Result<Vec<Vec<(&'static str, toml::Value)>>> {
+    ctx.running_state(dir)?;
+    let refs: Vec<&Check> = probes.iter().collect();
+    let ids: Vec<usize> = (0..probes.len()).collect();
+    let facts = gather(ctx, dir, &refs, &ids, Duration::from_secs(120))?;
+    Ok(probes
+        .iter()
+        .enumerate()
+        .map(|(id, probe)| judge::current_values(id, probe, &facts))
+        .collect())
 }
 
 /// Keeps a run's results with the machine's logs: `verify.log` (appended,

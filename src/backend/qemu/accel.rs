@@ -7,6 +7,7 @@
 
 use crate::backend::qemu::args::{Accelerator, QEMU_BINARY};
 use crate::envfile::Accel;
+use crate::envfile::model::ACCEL_VAR;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,20 +16,6 @@ use std::time::{Duration, Instant};
 /// How long the probe kernel may take to print its banner under KVM (it takes
 /// well under a second where KVM works).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
-
-/// The environment variable that overrides the Envfile's accelerator.
-pub const ACCEL_VAR: &str = "ENV_ACCEL";
-
-/// The accelerator asked for: the command line, else `ENV_ACCEL`, else the Envfile.
-pub fn requested(flag: Option<Accel>, envfile: Accel) -> Result<Accel> {
-    if let Some(a) = flag {
-        return Ok(a);
-    }
-    match std::env::var(ACCEL_VAR) {
-        Ok(v) if !v.is_empty() => Accel::parse(&v).map_err(|e| anyhow::anyhow!("{ACCEL_VAR}: {e}")),
-        _ => Ok(envfile),
-    }
-}
 
 /// Whether `/dev/kvm` can be opened and answers the API version ioctl.
 pub fn kvm_device_usable() -> bool {
@@ -81,21 +68,12 @@ fn cache_file() -> Result<PathBuf> {
 /// A key that changes when the verdict may: host kernel and QEMU binary.
 fn host_key() -> String {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let qemu = which(QEMU_BINARY)
+    let qemu = crate::util::process::which(QEMU_BINARY)
         .and_then(|p| std::fs::metadata(p).ok())
         .and_then(|m| m.modified().ok())
         .map(|t| format!("{t:?}"))
         .unwrap_or_default();
     format!("{}|{qemu}", release.trim())
-}
-
-/// Finds a program on PATH.
-pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
 }
 
 /// The cached probe verdict, probing when there is none for this host.
@@ -183,11 +161,5 @@ mod tests {
     #[test]
     fn tcg_needs_no_probe() {
         assert_eq!(resolve(Accel::Tcg, None).unwrap(), Accelerator::Tcg);
-    }
-
-    #[test]
-    fn which_finds_sh() {
-        assert!(which("sh").is_some());
-        assert!(which("no-such-program-env").is_none());
     }
 }

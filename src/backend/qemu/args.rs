@@ -82,11 +82,8 @@ pub fn data_disk_args(disks: &[DataDisk]) -> Vec<String> {
         .collect()
 }
 
-/// The block node name of the root disk's image (what QMP snapshot jobs
-/// name; the drive id `disk0` names the device side).
-pub const ROOT_NODE: &str = "node-disk0";
-
-/// The block node name of the box's `index`-th disk (0: [`ROOT_NODE`]).
+/// The block node name of the box's `index`-th disk (what QMP snapshot jobs
+/// name; the drive id `diskN` names the device side).
 pub fn box_disk_node(index: usize) -> String {
     format!("node-disk{index}")
 }
@@ -495,7 +492,7 @@ mod tests {
             window(&args, "-device"),
             ["virtio-blk-pci,drive=disk0", "virtio-blk-pci,drive=disk1"]
         );
-        assert_eq!(box_disk_node(0), ROOT_NODE);
+        assert_eq!(box_disk_node(0), "node-disk0");
         let spec = spec();
         let all = qemu_args(&spec);
         let drives = window(&all, "-drive");

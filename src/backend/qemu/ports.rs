@@ -1,8 +1,9 @@
 //! Host ports: which are free, and the forwarding plan of a boot.
 
-use crate::backend::qemu::args::Forward;
+use crate::backend::BackendError;
 use crate::envfile::{PortForward, Protocol};
-use anyhow::{Result, bail};
+use crate::machine::state::Forward;
+use anyhow::Result;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 /// Whether `port` can be bound on `ip` right now.
@@ -65,13 +66,14 @@ pub fn plan_forwards(
             ));
             port
         } else {
-            bail!(
-                "machine `{machine}`: host port {}/{} on {} (ports[{i}], guest port {}) is in use by another program or machine: free it, change `host`, or set `auto_correct = true`",
-                p.host,
-                p.protocol,
-                p.host_ip,
-                p.guest
-            );
+            return Err(BackendError::PortTaken {
+                rule: format!("ports[{i}]"),
+                message: format!(
+                    "machine `{machine}`: host port {}/{} on {} (ports[{i}], guest port {}) is in use by another program or machine: free it, change `host`, or set `auto_correct = true`",
+                    p.host, p.protocol, p.host_ip, p.guest
+                ),
+            }
+            .into());
         };
         planned.push(Forward {
             protocol: p.protocol,
@@ -81,6 +83,26 @@ pub fn plan_forwards(
         });
     }
     Ok(planned)
+}
+
+/// A forwarding rule QEMU could not set up (its host side), read from
+/// QEMU's error text: QEMU 7.2 reports a failed `hostfwd` bind only as
+/// `Could not set up host forwarding rule 'tcp:127.0.0.1:8080-:80'`. This is
+/// the one place that reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenRule {
+    /// The host port of the rule.
+    pub host_port: u16,
+}
+
+/// The rule QEMU's error `message` names as failed, if it names one.
+pub fn taken_forward(message: &str) -> Option<TakenRule> {
+    let rule = message.split("host forwarding rule '").nth(1)?;
+    let rule = rule.split('\'').next()?;
+    // `tcp:127.0.0.1:8080-:80` or `tcp:[::1]:8080-:80`: the port before `-`.
+    let host_side = rule.split('-').next()?;
+    let port = host_side.rsplit(':').next()?.parse().ok()?;
+    Some(TakenRule { host_port: port })
 }
 
 #[cfg(test)]
@@ -124,6 +146,10 @@ mod tests {
             msg.contains("8080/tcp") && msg.contains("in use") && msg.contains("auto_correct"),
             "{msg}"
         );
+        assert!(
+            matches!(err.downcast_ref(), Some(BackendError::PortTaken { rule, .. }) if rule == "ports[0]"),
+            "typed, naming the Envfile's rule"
+        );
         let plan = plan_forwards(
             "web",
             &[port(80, 8080, true)],
@@ -150,5 +176,16 @@ mod tests {
             free
         ));
         assert_eq!(ssh_forward(22).unwrap().guest_port, 22);
+    }
+
+    #[test]
+    fn qemus_port_error_names_the_rule() {
+        let message = "QEMU failed to start: qemu-system-x86_64: -netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80: Could not set up host forwarding rule 'tcp:127.0.0.1:8080-:80'";
+        assert_eq!(taken_forward(message), Some(TakenRule { host_port: 8080 }));
+        assert_eq!(
+            taken_forward("Could not set up host forwarding rule 'udp:[::1]:5353-:53'"),
+            Some(TakenRule { host_port: 5353 })
+        );
+        assert_eq!(taken_forward("QEMU failed to start: no such file"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! QEMU control over QMP (the `qapi` crate), with timeouts on the socket: a
 //! wedged QEMU makes a call fail, never hang.
 
+use crate::backend::SnapshotOp;
 use anyhow::{Context, Result};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -71,24 +72,13 @@ pub fn quit(socket: &Path) -> Result<()> {
     })
 }
 
-/// What a snapshot job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotJob {
-    /// `snapshot-save`: disks and VM state.
-    Save,
-    /// `snapshot-load`: back to a snapshot (the VM resumes from it).
-    Load,
-    /// `snapshot-delete`.
-    Delete,
-}
-
 /// Runs a snapshot job on the block nodes `devices` (the VM state goes to
 /// the first) and waits for it to conclude, up to `timeout`. A job error
 /// (QEMU's message) becomes the error. A failed load leaves QEMU paused:
 /// it is resumed, so the machine never stays frozen.
 pub fn snapshot_job(
     socket: &Path,
-    job: SnapshotJob,
+    job: SnapshotOp,
     tag: &str,
     devices: &[String],
     timeout: Duration,
@@ -98,7 +88,7 @@ pub fn snapshot_job(
     with_qmp_timeout(socket, timeout, |qmp| {
         let (id, tag, devices) = (job_id.clone(), tag.to_string(), devices.to_vec());
         let started = match job {
-            SnapshotJob::Save => qmp
+            SnapshotOp::Save => qmp
                 .execute(&qapi::qmp::snapshot_save {
                     job_id: id,
                     tag,
@@ -106,7 +96,7 @@ pub fn snapshot_job(
                     devices,
                 })
                 .map(drop),
-            SnapshotJob::Load => qmp
+            SnapshotOp::Load => qmp
                 .execute(&qapi::qmp::snapshot_load {
                     job_id: id,
                     tag,
@@ -114,7 +104,7 @@ pub fn snapshot_job(
                     devices,
                 })
                 .map(drop),
-            SnapshotJob::Delete => qmp
+            SnapshotOp::Delete => qmp
                 .execute(&qapi::qmp::snapshot_delete {
                     job_id: id,
                     tag,
@@ -141,7 +131,7 @@ pub fn snapshot_job(
         // Concluded jobs stay listed until dismissed.
         let _ = qmp.execute(&qapi::qmp::job_dismiss { id: job_id.clone() });
         if let Some(error) = error {
-            if job == SnapshotJob::Load {
+            if job == SnapshotOp::Load {
                 let _ = qmp.execute(&qapi::qmp::cont {});
             }
             anyhow::bail!("{error}");

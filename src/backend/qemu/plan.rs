@@ -1,0 +1,98 @@
+//! The boot plan of a machine: what QEMU gets, computed by pure code from
+//! the Envfile's machine, its state and its box's metadata.
+
+use super::args::{self as qemu, Boot, Forward, VmSpec};
+use crate::boxes::metadata::Metadata;
+use crate::envfile::Machine;
+use crate::envfile::folders::FolderKind;
+use crate::machine::{MachineDir, MachineState};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// fw_cfg name of the SSH host key env makes for a machine.
+pub const HOST_KEY_FW_CFG: &str = "opt/org.env/ssh_host_ed25519_key";
+
+/// The host key entry, when the box installs keys passed this way.
+fn host_key_fw_cfg(dir: &MachineDir, meta: &Metadata) -> Vec<(String, PathBuf)> {
+    let supported = meta.env.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
+    if supported && dir.host_key().exists() {
+        vec![(HOST_KEY_FW_CFG.into(), dir.host_key())]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The first NIC's address under QEMU user networking (always this one).
+pub const USER_NET_GUEST_ADDRESS: &str = "10.0.2.15/24";
+
+/// Adds `env.ip=` to a kernel command line: env's initrd sets that address
+/// before systemd starts, so SSH answers without waiting for DHCP. Kernels
+/// and initrds that do not know it ignore it.
+pub fn with_user_net_address(cmdline: String) -> String {
+    format!("{cmdline} env.ip={USER_NET_GUEST_ADDRESS}")
+}
+
+/// The boot plan of a machine from its box's metadata.
+pub fn vm_spec(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &MachineState,
+    meta: &Metadata,
+    accel: qemu::Accelerator,
+    forwards: Vec<Forward>,
+    private_nic: Option<qemu::PrivateNic>,
+) -> Result<VmSpec> {
+    let boot = match meta.env.as_ref().and_then(|e| e.kernel.as_ref()) {
+        Some(kernel) => Boot::Kernel {
+            kernel: state.box_dir.join(kernel),
+            initrd: meta
+                .env
+                .as_ref()
+                .and_then(|e| e.initrd.as_ref())
+                .map(|i| state.box_dir.join(i)),
+            cmdline: with_user_net_address(
+                meta.env
+                    .as_ref()
+                    .and_then(|e| e.cmdline.clone())
+                    .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
+            ),
+        },
+        None => Boot::Disk,
+    };
+    Ok(VmSpec {
+        name: machine.name.clone(),
+        accel,
+        cpus: machine.cpus,
+        memory_mib: machine.memory.mib,
+        disks: dir.box_disks(),
+        boot,
+        qmp_socket: dir.qmp_socket()?,
+        qga_socket: dir.qga_socket()?,
+        console_log: dir.console_log(),
+        pidfile: dir.pidfile(),
+        forwards,
+        private_nic,
+        data_disks: machine
+            .disks
+            .iter()
+            .map(|d| qemu::DataDisk {
+                name: d.name.clone(),
+                path: dir.data_disk(d),
+                format: d.format.name().into(),
+            })
+            .collect(),
+        shares: machine
+            .folders
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == FolderKind::NineP)
+            .map(|(i, f)| qemu::Share {
+                tag: qemu::share_tag(i),
+                path: f.host.clone(),
+                readonly: f.readonly,
+            })
+            .collect(),
+        fw_cfg: host_key_fw_cfg(dir, meta),
+        extra: machine.qemu_args.clone(),
+    })
+}

@@ -1,0 +1,286 @@
+//! The machine commands' rendering: status, ports, disks, logs, ssh,
+//! ssh-config, destroy's question, init, validate, doctor.
+
+use crate::boxes::Store;
+use crate::machine::Status;
+use crate::machine::project::Project;
+use crate::ops::logs::LogChoice;
+use crate::ops::{self, Ctx};
+use crate::util::ui;
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// `env validate`.
+pub fn validate(envfile: Option<&Path>) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let names: Vec<&str> = project
+        .envfile
+        .machines
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    println!(
+        "{} is valid: {} machine(s): {}",
+        project.envfile.path.display(),
+        names.len(),
+        names.join(", ")
+    );
+    Ok(0)
+}
+
+/// `env ssh-config`: the ssh_config of running machines.
+pub fn ssh_config(ctx: &Ctx, envfile: Option<&Path>, names: &[String]) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let mut printed = 0;
+    for machine in project.select(names)? {
+        let dir = project.machine_dir(&machine.name);
+        match ctx.running_state(&dir) {
+            Ok(_) => {
+                print!("{}", std::fs::read_to_string(dir.ssh_config())?);
+                printed += 1;
+            }
+            Err(_) if names.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if printed == 0 {
+        bail!("no machine is running: `env up` first");
+    }
+    Ok(0)
+}
+
+/// `env destroy`, asking first unless `force`.
+pub fn destroy(
+    ctx: &Ctx,
+    envfile: Option<&Path>,
+    names: &[String],
+    force: bool,
+    purge_disks: bool,
+) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let machines = project.select(names)?;
+    if !force
+        && !confirm(&format!(
+            "Destroy {}? Their disks are deleted{}. [y/N] ",
+            machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if purge_disks {
+                ", kept data disks too"
+            } else {
+                ""
+            },
+        ))?
+    {
+        bail!("not destroyed (pass -f to skip the question)");
+    }
+    let _lock = project.lock()?;
+    let store = Store::open()?;
+    for machine in machines {
+        ops::down::destroy(ctx, &project, &machine.name, &store, purge_disks)?;
+    }
+    Ok(0)
+}
+
+/// `env disks`.
+pub fn disks(envfile: Option<&Path>, json: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let items = ops::status::disks(&project);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec![
+        "MACHINE".to_string(),
+        "DISK".into(),
+        "KEPT".into(),
+        "SIZE".into(),
+        "USED".into(),
+        "MOUNT".into(),
+        "FILE".into(),
+    ]];
+    for d in &items {
+        rows.push(vec![
+            d.machine.clone(),
+            d.name.clone(),
+            if d.keep { "yes".into() } else { "no".into() },
+            crate::util::size::Size { mib: d.size_mib }.to_string(),
+            d.used_bytes
+                .map(ui::human_bytes)
+                .unwrap_or_else(|| "not created".into()),
+            d.mount.clone().unwrap_or_else(|| "-".into()),
+            d.file.display().to_string(),
+        ]);
+    }
+    print!("{}", ui::table(&rows));
+    Ok(0)
+}
+
+/// `env logs`.
+pub fn logs(
+    envfile: Option<&Path>,
+    name: Option<&str>,
+    choice: LogChoice,
+    follow: bool,
+) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let machine = project.one(name)?;
+    let (paths, archived) = ops::logs::chosen(&project, &machine.name, choice)?;
+    if let Some(run) = archived {
+        eprintln!(
+            "machine `{}` is destroyed: showing its newest archived run, {}",
+            machine.name,
+            run.display()
+        );
+    }
+    ops::logs::show(&paths, follow)?;
+    Ok(0)
+}
+
+/// `env doctor`: exit 1 when a check fails.
+pub fn doctor(json: bool) -> Result<i32> {
+    let probe_kernel = Store::open()?.list()?.into_iter().find_map(|b| {
+        b.metadata
+            .env
+            .as_ref()
+            .and_then(|e| e.kernel.as_ref())
+            .map(|k| b.dir.join(k))
+    });
+    let checks = ops::doctor::run(probe_kernel.as_deref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", ops::doctor::render(&checks));
+    }
+    let failed = checks.iter().any(|c| c.level == ops::doctor::Level::Fail);
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Asks a yes/no question on the terminal; without a terminal the answer is no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `env init`: a starter Envfile here.
+pub fn init(box_name: &str, force: bool) -> Result<i32> {
+    crate::boxes::check_name(box_name)?;
+    let path = std::env::current_dir()?.join(crate::envfile::ENVFILE_NAME);
+    if path.exists() && !force {
+        bail!("{} exists: pass --force to overwrite it", path.display());
+    }
+    let text = include_str!("../../docs/Envfile.starter").replace("{{BOX}}", box_name);
+    crate::util::fs::write_atomic(&path, text.as_bytes())?;
+    println!("wrote {}: edit it, then `env up`", path.display());
+    Ok(0)
+}
+
+/// `env ssh`: replaces this process with ssh (exit status kept).
+pub fn ssh(
+    ctx: &Ctx,
+    envfile: Option<&Path>,
+    name: Option<&str>,
+    command: &[String],
+) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let project = Project::load(envfile)?;
+    let machine = project.one(name)?;
+    let dir = project.machine_dir(&machine.name);
+    ctx.running_state(&dir)?;
+    let mut cmd = crate::guest::ssh::exec::command(&dir.ssh_config(), &machine.name);
+    if command.is_empty() {
+        cmd.arg("-t");
+    } else {
+        cmd.arg("--").args(command);
+    }
+    Err(cmd.exec()).context("cannot run ssh")
+}
+
+/// `env status`.
+pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let all = ops::status::statuses(ctx, &project)?;
+    if json {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name,
+                    "state": m.status.word(),
+                    "pid": m.details.pid,
+                    "box": m.box_label,
+                    "ssh_port": m.ssh.as_ref().map(|e| e.port),
+                    "ssh": m.ssh,
+                    "accel": m.accel,
+                    "vm_state": m.details.vm_state,
+                    "last_action": m.last_action,
+                    "last_error": m.last_error,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "STATE".into(),
+        "BOX".into(),
+        "SSH".into(),
+        "ACCEL".into(),
+    ]];
+    for m in &all {
+        let word = match m.status {
+            Status::Died => format!(
+                "died ({} exited without env halt)",
+                ctx.backend.hypervisor()
+            ),
+            other => other.word().replace('_', " "),
+        };
+        let colored = match m.status {
+            Status::Running => ui::paint(&word, "32"),
+            Status::Died => ui::paint(&word, "31"),
+            _ => word,
+        };
+        rows.push(vec![
+            m.name.clone(),
+            colored,
+            m.box_label.clone(),
+            m.ssh
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            m.accel
+                .map(|a| format!("{a:?}").to_lowercase())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{}", ui::table(&rows));
+    Ok(0)
+}
+
+/// `env port`.
+pub fn port(ctx: &Ctx, envfile: Option<&Path>, name: Option<&str>, json: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let machine = project.one(name)?;
+    let forwards = ops::status::ports(ctx, &project, machine)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&forwards)?);
+    } else {
+        for f in forwards {
+            println!(
+                "{:>6}/{} (guest) => {}:{} (host)",
+                f.guest_port, f.protocol, f.host_ip, f.host_port
+            );
+        }
+    }
+    Ok(0)
+}

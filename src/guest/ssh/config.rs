@@ -1,0 +1,179 @@
+//! The OpenSSH client configuration of a machine: the ssh_config env
+//! writes (host key pinned, one master connection), and the arguments of a
+//! first connection.
+
+use crate::machine::MachineDir;
+use crate::machine::state::SshEndpoint;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// How long an idle master connection stays up.
+const CONTROL_PERSIST: &str = "10m";
+
+/// What the client needs to reach one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Host alias (the machine name).
+    pub alias: String,
+    /// Host the client connects to (what the backend handed back).
+    pub host: String,
+    /// Port there.
+    pub port: u16,
+    /// Host to jump through first, if any.
+    pub jump: Option<String>,
+    /// Login user.
+    pub user: String,
+    /// Private key.
+    pub identity: PathBuf,
+    /// Pinned host keys.
+    pub known_hosts: PathBuf,
+    /// Name the host key is pinned under (stable across SSH port changes).
+    pub host_key_alias: String,
+    /// ControlPath for connection reuse.
+    pub control_path: PathBuf,
+}
+
+/// Renders an ssh_config block usable by `ssh -F`, Ansible and testinfra.
+/// The host key must match the pinned one: no `StrictHostKeyChecking=no`.
+pub fn render_config(t: &SshTarget) -> String {
+    let jump = t
+        .jump
+        .as_ref()
+        .map(|j| format!("  ProxyJump {j}\n"))
+        .unwrap_or_default();
+    format!(
+        "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n",
+        alias = t.alias,
+        host = t.host,
+        port = t.port,
+        user = t.user,
+        identity = t.identity.display(),
+        known = t.known_hosts.display(),
+        hka = t.host_key_alias,
+        cp = t.control_path.display(),
+        persist = CONTROL_PERSIST,
+    )
+}
+
+/// A known_hosts line pinning `public_key` (`ssh-ed25519 AAAA... comment`)
+/// under `alias`.
+pub fn known_hosts_line(alias: &str, public_key: &str) -> String {
+    let mut parts = public_key.split_whitespace();
+    let kind = parts.next().unwrap_or_default();
+    let blob = parts.next().unwrap_or_default();
+    format!("{alias} {kind} {blob}\n")
+}
+
+/// Arguments for a first connection with keys that are not yet the
+/// machine's own. With `pinned`, the host key must match known_hosts
+/// already; without, it is pinned on first sight (accept-new).
+pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -> Vec<String> {
+    let mut args = vec!["-F".into(), "/dev/null".into()];
+    for (k, v) in [
+        ("UserKnownHostsFile", t.known_hosts.display().to_string()),
+        (
+            "StrictHostKeyChecking",
+            if pinned { "yes" } else { "accept-new" }.into(),
+        ),
+        ("HostKeyAlias", t.host_key_alias.clone()),
+        ("IdentitiesOnly", "yes".into()),
+        ("BatchMode", "yes".into()),
+        ("ConnectTimeout", "20".into()),
+        ("ControlMaster", "auto".into()),
+        ("ControlPath", t.control_path.display().to_string()),
+        ("ControlPersist", CONTROL_PERSIST.into()),
+        ("PasswordAuthentication", "no".into()),
+        ("LogLevel", "ERROR".into()),
+    ]
+    .into_iter()
+    .chain(t.jump.clone().map(|j| ("ProxyJump", j)))
+    {
+        args.push("-o".into());
+        args.push(format!("{k}={v}"));
+    }
+    for identity in identities {
+        args.push("-i".into());
+        args.push(identity.display().to_string());
+    }
+    args.extend([
+        "-p".into(),
+        t.port.to_string(),
+        format!("{}@{}", t.user, t.host),
+    ]);
+    args
+}
+
+/// The target for a machine's current boot.
+pub fn target_for(dir: &MachineDir, endpoint: &SshEndpoint, user: &str) -> Result<SshTarget> {
+    Ok(SshTarget {
+        alias: dir.name.clone(),
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        jump: endpoint.jump.clone(),
+        user: user.into(),
+        identity: dir.key(),
+        known_hosts: dir.known_hosts(),
+        host_key_alias: format!(
+            "env-{}-{}",
+            crate::util::paths::short_hash(&dir.root),
+            dir.name
+        ),
+        control_path: dir.control_path()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            alias: "web".into(),
+            host: "127.0.0.1".into(),
+            port: 2222,
+            jump: None,
+            user: "vagrant".into(),
+            identity: "/p/.envstate/machines/web/id_ed25519".into(),
+            known_hosts: "/p/.envstate/machines/web/known_hosts".into(),
+            host_key_alias: "env-abc-web".into(),
+            control_path: "/run/env/abc.ssh".into(),
+        }
+    }
+
+    #[test]
+    fn config_pins_host_keys_and_reuses_connections() {
+        let c = render_config(&target());
+        assert!(c.starts_with("Host web\n"));
+        for line in [
+            "Port 2222",
+            "User vagrant",
+            "StrictHostKeyChecking yes",
+            "HostKeyAlias env-abc-web",
+            "ControlMaster auto",
+            "IdentitiesOnly yes",
+            "IdentityFile \"/p/.envstate/machines/web/id_ed25519\"",
+        ] {
+            assert!(c.contains(&format!("  {line}\n")), "missing {line}:\n{c}");
+        }
+        assert!(!c.contains("StrictHostKeyChecking no"));
+    }
+
+    #[test]
+    fn first_contact_pins_on_first_sight_only() {
+        let args = first_contact_args(&target(), &["/k1".into(), "/k2".into()], false);
+        let joined = args.join(" ");
+        assert!(joined.starts_with("-F /dev/null "));
+        assert!(joined.contains("-o StrictHostKeyChecking=accept-new"));
+        let strict = first_contact_args(&target(), &["/k1".into()], true).join(" ");
+        assert!(strict.contains("-o StrictHostKeyChecking=yes"));
+        assert!(joined.contains("-o HostKeyAlias=env-abc-web"));
+        assert!(joined.contains("-i /k1 -i /k2"));
+        assert!(joined.ends_with("-p 2222 vagrant@127.0.0.1"));
+    }
+
+    #[test]
+    fn known_hosts_lines_drop_the_comment() {
+        let line = known_hosts_line("env-x-web", "ssh-ed25519 AAAA env host key\n");
+        assert_eq!(line, "env-x-web ssh-ed25519 AAAA\n");
+    }
+}

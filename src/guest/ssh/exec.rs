@@ -1,0 +1,79 @@
+//! Commands over a machine's SSH connection: through its ssh_config and
+//! master connection, with input on stdin and an optional time limit, on a
+//! connection of their own, and closing the master.
+
+use crate::util::process::{Finished, finish};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Output;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// An `ssh` command for a machine, through its generated ssh_config.
+pub fn command(config: &Path, alias: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(config);
+    cmd.arg(alias);
+    cmd
+}
+
+/// Runs `remote` on the machine (e.g. `sudo -n sh -s`) with `input` on its
+/// stdin, capturing its output. With a `limit`, ssh is killed when it runs
+/// longer.
+pub fn run_with_input(
+    config: &Path,
+    alias: &str,
+    remote: &str,
+    input: &[u8],
+    limit: Option<Duration>,
+) -> Result<Output> {
+    let child = command(config, alias)
+        .arg(remote)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ssh (install the OpenSSH client)")?;
+    match finish(child, input.to_vec(), limit)? {
+        Finished::Exited(out) => Ok(out),
+        Finished::TimedOut => bail!(
+            "`{remote}` on `{alias}` did not finish within {} s",
+            limit.unwrap_or_default().as_secs()
+        ),
+    }
+}
+
+/// An `ssh` command on its own connection, not the master's: for a
+/// long-lived stream that must not die with the master, and whose dead peer
+/// (a halted or rewound guest) is noticed within 15 s.
+pub fn own_connection_command(config: &Path, alias: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-F").arg(config);
+    cmd.args([
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+    ]);
+    cmd.arg(alias);
+    cmd
+}
+
+/// Closes the master connection (before the machine goes away).
+pub fn close_master(control_path: &Path) {
+    if control_path.exists() {
+        let _ = Command::new("ssh")
+            .args(["-F", "/dev/null", "-o"])
+            .arg(format!("ControlPath={}", control_path.display()))
+            .args(["-O", "exit", "env-master"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(control_path);
+    }
+}

@@ -1,0 +1,302 @@
+//! Operations against the fake backend and guest: the order of `up`'s
+//! steps, parallel `up` with `depends_on` and failures, `halt`'s fallbacks,
+//! `destroy` of a machine whose hypervisor is gone. No QEMU, no SSH.
+
+use super::down::{destroy, halt};
+use super::parallel::up_all;
+use super::up::{UpOptions, up};
+use super::{Ctx, snapshot};
+use crate::backend::fake::{Calls, FakeBackend};
+use crate::boxes::Store;
+use crate::guest::fake::FakeGuest;
+use crate::machine::Status;
+use crate::machine::project::Project;
+use std::path::Path;
+
+/// A project in a temporary folder with a box `fake` in a store beside it.
+struct World {
+    _tmp: tempfile::TempDir,
+    project: Project,
+    store: Store,
+    calls: Calls,
+    backend: FakeBackend,
+    guest: FakeGuest,
+}
+
+impl World {
+    fn new(envfile: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("Envfile");
+        std::fs::write(&path, envfile).unwrap();
+        let envfile = crate::envfile::read::parse(&path, envfile).unwrap();
+        let project = Project {
+            state_dir: tmp.path().join(".envstate"),
+            envfile,
+        };
+        let store = Store::at(tmp.path().join("boxes"));
+        let archive = crate::boxes::tests::fake_box(tmp.path(), Some("1.0"));
+        store
+            .add_archive(&archive, "fake", None, false, &mut |_| {})
+            .unwrap();
+        let calls = Calls::default();
+        World {
+            _tmp: tmp,
+            project,
+            store,
+            backend: FakeBackend::new(calls.clone()),
+            guest: FakeGuest::new(calls.clone()),
+            calls,
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            backend: &self.backend,
+            guest: &self.guest,
+        }
+    }
+
+    /// The calls so far, and forgets them.
+    fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn status(&self, name: &str) -> Status {
+        self.ctx().status(&self.project.machine_dir(name)).unwrap()
+    }
+
+    fn up(&self, name: &str) -> anyhow::Result<()> {
+        let machine = self.project.envfile.machine(name).unwrap();
+        up(
+            &self.ctx(),
+            &self.project,
+            machine,
+            &self.store,
+            &UpOptions::default(),
+        )
+    }
+}
+
+const ONE: &str = r#"
+[defaults]
+box = "fake"
+[machines.web]
+[[machines.web.provision]]
+name = "setup"
+type = "shell"
+inline = "true"
+"#;
+
+#[test]
+fn up_creates_boots_waits_configures_then_provisions_in_that_order() {
+    let w = World::new(ONE);
+    w.up("web").unwrap();
+    assert_eq!(
+        w.take_calls(),
+        [
+            "create_disks web",
+            "start web",
+            "wait_ready kvm1.example:40022 via ops@kvm1.example",
+            "connect web kvm1.example:40022 via ops@kvm1.example",
+            "run web sudo -n sh -s",
+            "sync_folders web as vagrant",
+            "provision web setup",
+        ]
+    );
+    assert_eq!(w.status("web"), Status::Running);
+    let state = w.project.machine_dir("web").load_state().unwrap().unwrap();
+    let endpoint = state.ssh_endpoint().unwrap();
+    assert_eq!(
+        endpoint.host, "kvm1.example",
+        "the backend's endpoint is kept"
+    );
+    assert_eq!(endpoint.jump.as_deref(), Some("ops@kvm1.example"));
+    assert!(state.provisioned && state.running && state.last_error.is_none());
+
+    // Up again: running and provisioned, nothing to do.
+    w.up("web").unwrap();
+    assert!(w.take_calls().is_empty());
+}
+
+#[test]
+fn a_machine_that_dies_while_booting_is_stopped_and_recorded() {
+    let w = World::new(ONE);
+    w.backend.die_in_boot.lock().unwrap().insert("web".into());
+    let err = w.up("web").unwrap_err().to_string();
+    assert!(
+        err.contains("did not answer SSH") && err.contains("stopped in the fake"),
+        "{err}"
+    );
+    let calls = w.take_calls();
+    assert_eq!(
+        calls[calls.len() - 2..],
+        ["disconnect web", "stop web"],
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("provision")));
+    let state = w.project.machine_dir("web").load_state().unwrap().unwrap();
+    assert!(!state.running);
+    assert!(state.last_error.unwrap().contains("did not answer SSH"));
+    assert_eq!(w.status("web"), Status::Halted);
+}
+
+const THREE: &str = r#"
+[defaults]
+box = "fake"
+[machines.db]
+[[machines.db.provision]]
+name = "db-setup"
+type = "shell"
+inline = "true"
+[machines.app]
+depends_on = ["db"]
+[[machines.app.provision]]
+name = "app-setup"
+type = "shell"
+inline = "true"
+[machines.cache]
+"#;
+
+fn up_three(w: &World) -> anyhow::Result<()> {
+    let machines: Vec<_> = w.project.envfile.machines.iter().collect();
+    up_all(
+        &w.ctx(),
+        &w.project,
+        &machines,
+        &w.store,
+        &UpOptions::default(),
+        3,
+    )
+}
+
+#[test]
+fn parallel_up_provisions_a_dependant_after_what_it_depends_on() {
+    let w = World::new(THREE);
+    up_three(&w).unwrap();
+    let calls = w.take_calls();
+    let at = |call: &str| calls.iter().position(|c| c == call).expect(call);
+    assert!(at("provision db db-setup") < at("provision app app-setup"));
+    for m in ["db", "app", "cache"] {
+        assert_eq!(w.status(m), Status::Running, "{m}");
+    }
+}
+
+#[test]
+fn parallel_up_reports_a_failure_and_skips_its_dependant() {
+    let w = World::new(THREE);
+    w.backend.fail_start.lock().unwrap().insert("db".into());
+    let err = format!("{:#}", up_three(&w).unwrap_err());
+    assert!(
+        err.contains("db: ") && err.contains("refuses to start"),
+        "{err}"
+    );
+    assert!(
+        err.contains("app: not finished: machine `db` it depends on did not come up"),
+        "{err}"
+    );
+    let calls = w.take_calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("provision app")),
+        "{calls:?}"
+    );
+    assert_ne!(w.status("db"), Status::Running);
+}
+
+#[test]
+fn parallel_up_reports_a_provisioning_failure_for_the_machine() {
+    let w = World::new(THREE);
+    w.guest.fail_provision.lock().unwrap().insert("db".into());
+    let err = format!("{:#}", up_three(&w).unwrap_err());
+    assert!(err.contains("db: provisioner `db-setup` failed"), "{err}");
+    assert!(err.contains("app: not finished"), "{err}");
+    let state = w.project.machine_dir("db").load_state().unwrap().unwrap();
+    assert!(!state.provisioned);
+    assert!(state.last_error.unwrap().contains("db-setup"));
+}
+
+#[test]
+fn halt_asks_the_guest_first_then_stops_the_machine() {
+    let w = World::new(ONE);
+    w.up("web").unwrap();
+    w.take_calls();
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        ["stop_journal web", "disconnect web", "power_off web"]
+    );
+    assert_eq!(w.status("web"), Status::Halted);
+
+    // A guest that ignores the power button is stopped by the backend.
+    let mut w = World::new(ONE);
+    w.backend.guests_power_off = false;
+    w.up("web").unwrap();
+    w.take_calls();
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        [
+            "stop_journal web",
+            "disconnect web",
+            "power_off web",
+            "stop web"
+        ]
+    );
+    assert_eq!(w.status("web"), Status::Halted);
+
+    // --force: no question to the guest.
+    w.up("web").unwrap();
+    w.take_calls();
+    halt(&w.ctx(), &w.project, "web", true).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        ["stop_journal web", "disconnect web", "stop web"]
+    );
+    let state = w.project.machine_dir("web").load_state().unwrap().unwrap();
+    assert!(!state.running && state.last_action == "halt");
+
+    // Halting a halted machine, or one never created, is fine.
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    let w = World::new(ONE);
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    assert!(w.take_calls().is_empty());
+}
+
+#[test]
+fn destroy_works_when_the_machine_is_already_gone() {
+    let w = World::new(ONE);
+    w.up("web").unwrap();
+    w.backend.vanish("web");
+    assert_eq!(w.status("web"), Status::Died);
+    w.take_calls();
+    destroy(&w.ctx(), &w.project, "web", &w.store, false).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        ["stop_journal web", "disconnect web", "remove web"]
+    );
+    assert_eq!(w.status("web"), Status::NotCreated);
+    assert!(!w.project.machine_dir("web").root.exists());
+    let archived =
+        crate::ops::logs::runs(&crate::ops::logs::archive_dir(&w.project.state_dir, "web"));
+    assert_eq!(archived.len(), 1, "its state is archived with the logs");
+    // Destroying it again says so and succeeds.
+    destroy(&w.ctx(), &w.project, "web", &w.store, false).unwrap();
+    assert!(w.take_calls().is_empty());
+}
+
+#[test]
+fn a_live_snapshot_syncs_the_guest_then_asks_the_backend() {
+    let w = World::new(ONE);
+    w.up("web").unwrap();
+    w.take_calls();
+    let machine = w.project.envfile.machine("web").unwrap();
+    snapshot::save(&w.ctx(), &w.project, machine, "clean", false).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        ["run web sync", "snapshot Save clean 1 live=true web"]
+    );
+    halt(&w.ctx(), &w.project, "web", true).unwrap();
+    w.take_calls();
+    snapshot::delete(&w.ctx(), &w.project, machine, "clean", false).unwrap_err();
+    assert!(w.take_calls().is_empty(), "no disk holds it: nothing asked");
+    assert!(Path::new(&w.project.state_dir).exists());
+}
