@@ -7,7 +7,7 @@ use crate::ops::Ctx;
 use crate::ops::test::{self as citest, DestroyWhen, TestOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::spec::add;
-use crate::spec::model::Kind;
+use crate::spec::check::Kind;
 use crate::spec::report::{self, Format, MachineReport, Totals};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};

@@ -1,7 +1,8 @@
 //! `env spec add`: writing checks from a live machine's current state (like
 //! `goss add`), appended to a spec file without touching what is there.
 
-use super::model::{self, Check, Expect, Kind};
+use super::check::{Check, Expect, Kind};
+use super::parse as model;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 

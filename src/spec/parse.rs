@@ -3,275 +3,14 @@
 //! silent overwrite. Each attribute is an expectation; errors name the file,
 //! line, column and field.
 
+use super::check::{Check, Expect, Kind, Spec};
 use super::matchers::{NumberMatch, Pattern};
+use super::resource::{self, AttrType};
 use crate::envfile::{EnvfileError, Step, error_at};
 use crate::util::version::Constraint;
 use indexmap::IndexMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// Resource types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A package of the guest's package manager (dpkg, rpm).
-    Package,
-    /// A systemd service.
-    Service,
-    /// A listening port: `tcp:80`, `udp:53`, `80` (tcp).
-    Port,
-    /// A file, folder or link.
-    File,
-    /// A command's exit status and output.
-    Command,
-    /// A user account.
-    User,
-    /// A group.
-    Group,
-    /// Running processes by name.
-    Process,
-    /// A kernel parameter (`net.ipv4.ip_forward`).
-    KernelParam,
-    /// A kernel module.
-    KernelModule,
-    /// A mount point.
-    Mount,
-    /// An HTTP(S) URL fetched from inside the guest.
-    Http,
-    /// A host name resolved in the guest.
-    Dns,
-    /// A TCP address reached from the guest: `tcp://host:port`.
-    Addr,
-    /// A network interface.
-    Interface,
-}
-
-/// How an attribute's value is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AttrType {
-    Bool,
-    Number,
-    Version,
-    Exact,
-    Patterns,
-    Includes,
-}
-
-/// A kind's table name and attributes.
-type KindTable = (Kind, &'static str, &'static [(&'static str, AttrType)]);
-
-/// Every kind: its table name and its attributes.
-const KINDS: &[KindTable] = {
-    use AttrType::*;
-    &[
-        (
-            Kind::Package,
-            "package",
-            &[("installed", Bool), ("version", Version)],
-        ),
-        (
-            Kind::Service,
-            "service",
-            &[("enabled", Bool), ("running", Bool)],
-        ),
-        (
-            Kind::Port,
-            "port",
-            &[("listening", Bool), ("addresses", Includes)],
-        ),
-        (
-            Kind::File,
-            "file",
-            &[
-                ("exists", Bool),
-                ("type", Exact),
-                ("mode", Exact),
-                ("owner", Exact),
-                ("group", Exact),
-                ("size", Number),
-                ("contains", Patterns),
-                ("sha256", Exact),
-                ("link_target", Exact),
-            ],
-        ),
-        (
-            Kind::Command,
-            "command",
-            &[
-                ("exit_status", Number),
-                ("stdout", Patterns),
-                ("stderr", Patterns),
-            ],
-        ),
-        (
-            Kind::User,
-            "user",
-            &[
-                ("exists", Bool),
-                ("uid", Number),
-                ("gid", Number),
-                ("groups", Includes),
-                ("home", Exact),
-                ("shell", Exact),
-            ],
-        ),
-        (Kind::Group, "group", &[("exists", Bool), ("gid", Number)]),
-        (
-            Kind::Process,
-            "process",
-            &[("running", Bool), ("count", Number), ("user", Exact)],
-        ),
-        (Kind::KernelParam, "kernel_param", &[("value", Exact)]),
-        (Kind::KernelModule, "kernel_module", &[("loaded", Bool)]),
-        (
-            Kind::Mount,
-            "mount",
-            &[
-                ("exists", Bool),
-                ("filesystem", Exact),
-                ("options", Includes),
-                ("source", Exact),
-            ],
-        ),
-        (
-            Kind::Http,
-            "http",
-            &[
-                ("status", Number),
-                ("body", Patterns),
-                ("headers", Patterns),
-            ],
-        ),
-        (
-            Kind::Dns,
-            "dns",
-            &[("resolvable", Bool), ("addresses", Includes)],
-        ),
-        (Kind::Addr, "addr", &[("reachable", Bool)]),
-        (
-            Kind::Interface,
-            "interface",
-            &[("exists", Bool), ("addresses", Includes), ("mtu", Number)],
-        ),
-    ]
-};
-
-/// Fields every check may carry besides its expectations.
-const COMMON: &[&str] = &["title", "skip", "retries", "retry_delay", "timeout"];
-
-/// Kinds that run something with a time limit.
-const TIMED: &[Kind] = &[Kind::Command, Kind::Http, Kind::Dns, Kind::Addr];
-
-impl Kind {
-    /// The table name (`kernel_param`).
-    pub fn name(self) -> &'static str {
-        KINDS
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("?", |(_, n, _)| n)
-    }
-
-    /// The kind of a table name.
-    pub fn from_name(name: &str) -> Option<Kind> {
-        KINDS
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(k, _, _)| *k)
-    }
-
-    /// All table names, for messages.
-    pub fn names() -> Vec<&'static str> {
-        KINDS.iter().map(|(_, n, _)| *n).collect()
-    }
-
-    fn attrs(self) -> &'static [(&'static str, AttrType)] {
-        KINDS
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or(&[], |(_, _, a)| a)
-    }
-}
-
-/// One expectation on one attribute.
-#[derive(Debug, Clone)]
-pub enum Expect {
-    /// `installed = true`, `running = false`...
-    Bool(bool),
-    /// `uid = 33`, `size = "> 100"`.
-    Number(NumberMatch),
-    /// `version = ">= 1.2, < 2"`.
-    Version(Constraint),
-    /// `owner = "root"`, `shell = "/bin/.*sh/"`, `mode = "0644"`.
-    Exact(Pattern),
-    /// `contains = ["a", "/re/", "!b"]`: each must hold.
-    Patterns(Vec<Pattern>),
-    /// `groups = ["sudo"]`: each must be among what is found.
-    Includes(Vec<String>),
-}
-
-/// One check: a resource and what is expected of it.
-#[derive(Debug, Clone)]
-pub struct Check {
-    /// Resource type.
-    pub kind: Kind,
-    /// Resource name (path, package, `tcp:80`...).
-    pub name: String,
-    /// Title shown instead of `kind name`.
-    pub title: Option<String>,
-    /// Skipped (reported, not run).
-    pub skip: bool,
-    /// Extra attempts when it fails (slow services).
-    pub retries: u32,
-    /// Wait between attempts.
-    pub retry_delay: Duration,
-    /// Time limit of what it runs (command, http, dns, addr), when the spec
-    /// sets one (a command then runs under `timeout`, which costs a process;
-    /// otherwise the whole run's limit bounds it). See [`Check::time_limit`].
-    pub timeout: Option<Duration>,
-    /// Attribute expectations, in file order.
-    pub expect: Vec<(String, Expect)>,
-    /// The spec file it comes from.
-    pub file: PathBuf,
-}
-
-impl Check {
-    /// A check of `kind` `name` from `file`, with the defaults and no
-    /// expectations yet.
-    pub fn new(kind: Kind, name: &str, file: &Path) -> Check {
-        Check {
-            kind,
-            name: name.to_string(),
-            title: None,
-            skip: false,
-            retries: 0,
-            retry_delay: Duration::from_secs(1),
-            timeout: None,
-            expect: Vec::new(),
-            file: file.to_path_buf(),
-        }
-    }
-
-    /// The time limit of what it runs: its own, else the default.
-    pub fn time_limit(&self) -> Duration {
-        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
-    }
-
-    /// `file /etc/motd`, or the title.
-    pub fn label(&self) -> String {
-        self.title
-            .clone()
-            .unwrap_or_else(|| format!("{} {}", self.kind.name(), self.name))
-    }
-}
-
-/// The checks of one spec file.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// Its checks, in file order.
-    pub checks: Vec<Check>,
-}
-
-/// Default time limit of commands, HTTP requests and lookups.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type RawSpec = IndexMap<String, IndexMap<String, IndexMap<String, toml::Value>>>;
 
@@ -331,6 +70,7 @@ fn check_from(
     fields: IndexMap<String, toml::Value>,
     file: &Path,
 ) -> Result<Check, FieldError> {
+    let resource = resource::of(kind);
     check_name(kind, name).map_err(|m| (None, m))?;
     let mut check = Check::new(kind, name, file);
     for (field, value) in fields {
@@ -343,16 +83,17 @@ fn check_from(
                     .map_err(|_| fail("retries: a number from 0 up".into()))?
             }
             "retry_delay" => check.retry_delay = duration(&value).map_err(fail)?,
-            "timeout" if TIMED.contains(&kind) => {
+            "timeout" if resource.timed() => {
                 check.timeout = Some(duration(&value).map_err(fail)?);
             }
             _ => {
-                let Some((_, ty)) = kind.attrs().iter().find(|(a, _)| *a == field) else {
-                    let mut known: Vec<&str> = kind.attrs().iter().map(|(a, _)| *a).collect();
+                let attributes = resource.attributes();
+                let Some((_, ty)) = attributes.iter().find(|(a, _)| *a == field) else {
+                    let mut known: Vec<&str> = attributes.iter().map(|(a, _)| *a).collect();
                     known.extend(
                         COMMON
                             .iter()
-                            .filter(|c| **c != "timeout" || TIMED.contains(&kind)),
+                            .filter(|c| **c != "timeout" || resource.timed()),
                     );
                     return Err(fail(format!(
                         "`{field}` is not an attribute of {}{}: expected one of {}",
@@ -367,7 +108,7 @@ fn check_from(
         }
     }
     if check.expect.is_empty() {
-        let attrs: Vec<&str> = kind.attrs().iter().map(|(a, _)| *a).collect();
+        let attrs: Vec<&str> = resource.attributes().iter().map(|(a, _)| *a).collect();
         return Err((
             None,
             format!(
@@ -379,85 +120,16 @@ fn check_from(
     Ok(check)
 }
 
-/// Resource names that must have a form.
+/// Checks a resource name: not empty, and of the form its type needs.
 pub fn check_name(kind: Kind, name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("a resource needs a name".into());
     }
-    match kind {
-        Kind::Port => parse_port(name).map(drop),
-        Kind::Addr => parse_addr(name).map(drop),
-        Kind::Http if !(name.starts_with("http://") || name.starts_with("https://")) => {
-            Err(format!("`{name}` is not an http:// or https:// URL"))
-        }
-        Kind::File | Kind::Mount if !name.starts_with('/') => {
-            Err(format!("`{name}` is not an absolute path"))
-        }
-        Kind::Interface if name.contains('/') || name.starts_with('.') => {
-            Err(format!("`{name}` is not an interface name"))
-        }
-        Kind::KernelParam
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
-                || name.contains("..") =>
-        {
-            Err(format!("`{name}` is not a kernel parameter name"))
-        }
-        _ => Ok(()),
-    }
+    resource::of(kind).check_name(name)
 }
 
-/// Transport protocols of port checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// TCP (a tcp6 dual-stack listener counts).
-    Tcp,
-    /// UDP (likewise udp6).
-    Udp,
-    /// TCP over IPv6 only.
-    Tcp6,
-    /// UDP over IPv6 only.
-    Udp6,
-}
-
-/// `tcp:80`, `udp:53`, `tcp6:22` or `80`.
-pub fn parse_port(name: &str) -> Result<(Protocol, u16), String> {
-    let (proto, port) = match name.split_once(':') {
-        Some((p, n)) => (p, n),
-        None => ("tcp", name),
-    };
-    let proto = match proto {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        "tcp6" => Protocol::Tcp6,
-        "udp6" => Protocol::Udp6,
-        _ => return Err(format!("`{name}`: the protocol is tcp, udp, tcp6 or udp6")),
-    };
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("`{name}` is not a port: write `tcp:80`, `udp:53` or `80`"))?;
-    Ok((proto, port))
-}
-
-/// `tcp://host:port`.
-pub fn parse_addr(name: &str) -> Result<(String, u16), String> {
-    let bad = || format!("`{name}` is not an address: write `tcp://HOST:PORT`");
-    let rest = name.strip_prefix("tcp://").ok_or_else(bad)?;
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = port.parse::<u16>().map_err(|_| bad())?;
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-:_".contains(c))
-    {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port))
-}
+/// Fields every check may carry besides its expectations.
+const COMMON: &[&str] = &["title", "skip", "retries", "retry_delay", "timeout"];
 
 fn expectation(ty: AttrType, value: &toml::Value) -> Result<Expect, String> {
     Ok(match ty {
@@ -541,6 +213,8 @@ fn list(value: &toml::Value) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::resource::addr::parse_addr;
+    use crate::spec::resource::port::{Protocol, parse_port};
 
     fn parse_text(text: &str) -> Result<Spec, EnvfileError> {
         parse(Path::new("spec/web.toml"), text)
