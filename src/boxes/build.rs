@@ -1,5 +1,6 @@
 //! `env box build NAME`: runs the recipe `boxes/NAME/build OUTPUT.box`.
 
+use crate::util::process::{Finished, finish};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -27,13 +28,27 @@ pub fn find_recipe(name: &str, start: &Path) -> Result<PathBuf> {
         })
 }
 
+/// How long a box build may take (a distribution bootstrap from a slow
+/// mirror takes minutes; a hung one must not hold `env` forever).
+const BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 /// Runs a recipe, writing the box to `output` (which appears only when the
 /// build succeeds: recipes write atomically).
 pub fn run_recipe(recipe: &Path, output: &Path) -> Result<()> {
-    let status = std::process::Command::new(recipe.join("build"))
+    // Its output goes to the terminal: a build shows its progress.
+    let child = std::process::Command::new(recipe.join("build"))
         .arg(output)
-        .status()
+        .stdin(std::process::Stdio::null())
+        .spawn()
         .with_context(|| format!("cannot run {}", recipe.join("build").display()))?;
+    let status = match finish(child, Vec::new(), Some(BUILD_LIMIT))? {
+        Finished::Exited(out) => out.status,
+        Finished::TimedOut => bail!(
+            "the recipe {} did not finish within {} and was stopped",
+            recipe.display(),
+            humantime::format_duration(BUILD_LIMIT)
+        ),
+    };
     if !status.success() {
         bail!("the recipe {} failed ({status})", recipe.display());
     }

@@ -188,7 +188,7 @@ pub fn ansible_changed(output: &[String]) -> Option<bool> {
 }
 
 impl Provisioner {
-    /// `shell` or `file`.
+    /// `shell`, `file` or `ansible`.
     pub fn action_kind(&self) -> &'static str {
         match self.action {
             Action::Shell { .. } => "shell",
@@ -310,7 +310,7 @@ fn stream(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("cannot run ssh")?;
+        .with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
     let mut stdin = child.stdin.take().context("no stdin")?;
     let feeder = std::thread::spawn(move || feed(&mut stdin));
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));

@@ -2,8 +2,9 @@
 
 use crate::backend::qemu::accel;
 use crate::backend::qemu::args::QEMU_BINARY;
+use crate::util::process::output_within;
 use serde::Serialize;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,13 +45,12 @@ fn check(
     }
 }
 
+/// How long one program `doctor` asks may take to answer.
+const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The first line a program prints for `args`, if it runs.
 fn first_line(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+    let out = output_within(Command::new(program).args(args), PROBE_LIMIT).ok()??;
     let text = if out.stdout.is_empty() {
         out.stderr
     } else {
@@ -177,13 +177,13 @@ fn disk_space() -> Check {
 
 /// Whether this QEMU can share folders over 9p.
 fn ninep() -> Check {
-    let ok = Command::new(QEMU_BINARY)
-        .args(["-device", "virtio-9p-pci,help"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = output_within(
+        Command::new(QEMU_BINARY).args(["-device", "virtio-9p-pci,help"]),
+        PROBE_LIMIT,
+    )
+    .ok()
+    .flatten()
+    .is_some_and(|out| out.status.success());
     if ok {
         check("9p folders", Level::Ok, "QEMU has virtio-9p", "")
     } else {

@@ -300,3 +300,37 @@ fn a_live_snapshot_syncs_the_guest_then_asks_the_backend() {
     assert!(w.take_calls().is_empty(), "no disk holds it: nothing asked");
     assert!(Path::new(&w.project.state_dir).exists());
 }
+
+/// `state.json` as the release before the restructure wrote it (no format
+/// field, no SSH host): a halted machine of that release comes up, halts
+/// and is destroyed by this one.
+const FORMAT_0_STATE: &str = include_str!("../../tests/fixtures/state-format-0.json");
+
+#[test]
+fn a_machine_from_the_release_before_works_on() {
+    let w = World::new(ONE);
+    let dir = w.project.machine_dir("web");
+    std::fs::create_dir_all(&dir.root).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(FORMAT_0_STATE).unwrap();
+    let stored = w.store.find("fake", None).unwrap();
+    old["box_dir"] = serde_json::json!(stored.dir);
+    std::fs::write(dir.state_file(), old.to_string()).unwrap();
+    std::fs::write(dir.disk(), "fake disk").unwrap();
+    let state = dir.load_state().unwrap().unwrap();
+    assert_eq!(state.format, 0);
+    assert_eq!(state.ssh_endpoint().unwrap().to_string(), "127.0.0.1:40111");
+    assert_eq!(w.status("web"), Status::Halted);
+
+    w.up("web").unwrap();
+    let calls = w.take_calls();
+    assert_eq!(calls[0], "start web", "no new disks: {calls:?}");
+    assert!(
+        !calls.iter().any(|c| c == "provision web setup"),
+        "provisioned by the old release: {calls:?}"
+    );
+    assert_eq!(w.status("web"), Status::Running);
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    assert_eq!(w.status("web"), Status::Halted);
+    destroy(&w.ctx(), &w.project, "web", &w.store, false).unwrap();
+    assert_eq!(w.status("web"), Status::NotCreated);
+}

@@ -44,6 +44,21 @@ pub fn run_limited(
     }
 }
 
+/// Runs `cmd` with stdin closed and its output captured, within `limit`:
+/// None when it had to be stopped. Whether it succeeded is the caller's to
+/// judge.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Option<Output>> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    match finish(child, Vec::new(), Some(limit)).map_err(std::io::Error::other)? {
+        Finished::Exited(out) => Ok(Some(out)),
+        Finished::TimedOut => Ok(None),
+    }
+}
+
 /// How a limited child ended.
 pub enum Finished {
     /// It exited (or was killed by someone else), with its output.

@@ -137,11 +137,10 @@ pub fn probe_kvm(kernel: &Path) -> Result<bool> {
         if text.contains("Linux version") && text.contains("Command line") {
             break true;
         }
-        if let Some(status) = child.try_wait()? {
-            // QEMU refused (e.g. a CPU feature KVM cannot give): not usable,
-            // unless the kernel got far enough to print.
+        if child.try_wait()?.is_some() {
+            // QEMU exited (it refused a CPU feature KVM cannot give, say):
+            // not usable, unless the kernel got far enough to print.
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let _ = status;
             break text.contains("Linux version");
         }
         if Instant::now() >= deadline {

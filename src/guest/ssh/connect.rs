@@ -12,11 +12,12 @@ use crate::machine::MachineDir;
 use crate::machine::MachineState;
 use crate::machine::state::SshEndpoint;
 use crate::util::fs::write_atomic;
+use crate::util::process::output_within;
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Waits until an SSH server greets on `port` ("SSH-2.0-..."), checking
@@ -74,16 +75,15 @@ pub fn first_contact(
     let mut refusals = Vec::new();
     for identity in identities {
         let run = || {
-            Command::new("ssh")
-                .args(first_contact_args(
-                    t,
-                    std::slice::from_ref(identity),
-                    pinned,
-                ))
-                .arg(&script)
-                .stdin(Stdio::null())
-                .output()
-                .context("cannot run ssh (install the OpenSSH client)")
+            attempt(
+                Command::new("ssh")
+                    .args(first_contact_args(
+                        t,
+                        std::slice::from_ref(identity),
+                        pinned,
+                    ))
+                    .arg(&script),
+            )
         };
         match run_until_let_in(run, deadline)? {
             Outcome::LoggedIn => return Ok(identity.clone()),
@@ -104,18 +104,23 @@ pub fn first_contact(
 /// Opens the master connection through the machine's ssh_config, again
 /// while the guest does not let users in yet, until `deadline`.
 pub fn open_master(config: &Path, alias: &str, deadline: Instant) -> Result<()> {
-    let run = || {
-        command(config, alias)
-            .arg("true")
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run ssh (install the OpenSSH client)")
-    };
+    let run = || attempt(command(config, alias).arg("true"));
     match run_until_let_in(run, deadline)? {
         Outcome::LoggedIn => Ok(()),
         Outcome::KeyRefused => bail!("the guest refused the machine's key"),
         Outcome::Failed(stderr) => bail!("{stderr}"),
     }
+}
+
+/// How long one log-in attempt may take (ssh's own ConnectTimeout bounds
+/// the connection; this bounds a server that stalls after it).
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(60);
+
+/// One ssh log-in attempt, within [`ATTEMPT_LIMIT`].
+fn attempt(cmd: &mut Command) -> Result<std::process::Output> {
+    output_within(cmd, ATTEMPT_LIMIT)
+        .context("cannot run ssh (install the OpenSSH client)")?
+        .with_context(|| format!("ssh did not finish within {} s", ATTEMPT_LIMIT.as_secs()))
 }
 
 /// How logging in ended, as far as the caller's next step goes.

@@ -2,7 +2,7 @@
 //! master connection, with input on stdin and an optional time limit, on a
 //! connection of their own, and closing the master.
 
-use crate::util::process::{Finished, finish};
+use crate::util::process::{Finished, finish, output_within};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Output;
@@ -66,14 +66,12 @@ pub fn own_connection_command(config: &Path, alias: &str) -> Command {
 /// Closes the master connection (before the machine goes away).
 pub fn close_master(control_path: &Path) {
     if control_path.exists() {
-        let _ = Command::new("ssh")
-            .args(["-F", "/dev/null", "-o"])
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o"])
             .arg(format!("ControlPath={}", control_path.display()))
-            .args(["-O", "exit", "env-master"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .args(["-O", "exit", "env-master"]);
+        // A master that does not answer is gone for our purposes.
+        let _ = output_within(&mut cmd, Duration::from_secs(10));
         let _ = std::fs::remove_file(control_path);
     }
 }
