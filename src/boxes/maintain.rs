@@ -3,7 +3,9 @@
 //! (`prune`), and catalogs for a folder of baked boxes (`catalog`), so a
 //! team can serve them from any static web server.
 
-use super::fetch::{self, AddRequest, Catalog};
+use super::catalog::{self, Catalog};
+use super::digest::sha256_file;
+use super::fetch::{self, AddRequest};
 use super::source::{Source, record_source, source_of};
 use super::{Store, StoredBox};
 use crate::util::version::Constraint;
@@ -89,13 +91,13 @@ pub fn outdated(store: &Store, only: Option<&str>) -> Result<Vec<Freshness>> {
 }
 
 fn latest_in_catalog(source: &Source) -> Result<Option<String>> {
-    let catalog = fetch::load_catalog(&fetch::Location::parse(&source.url))?;
+    let catalog = catalog::load_catalog(&catalog::Location::parse(&source.url))?;
     let constraint = source
         .constraint
         .as_deref()
         .map(|c| Constraint::parse_box(c).map_err(anyhow::Error::msg))
         .transpose()?;
-    Ok(fetch::pick(&catalog, constraint.as_ref()).map(|(v, _)| v.version.clone()))
+    Ok(catalog::pick(&catalog, constraint.as_ref()).map(|(v, _)| v.version.clone()))
 }
 
 /// Adds the newer versions `outdated` found; returns the boxes added.
@@ -230,7 +232,7 @@ pub fn write_catalogs(dir: &Path, base_url: Option<&str>) -> Result<Vec<PathBuf>
             .as_str()
             .with_context(|| format!("{}: info.json has no version", file.display()))?
             .to_string();
-        let digest = fetch::sha256_file(file)?;
+        let digest = sha256_file(file)?;
         let file_name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -3,6 +3,8 @@
 
 pub mod archive;
 pub mod build;
+pub mod catalog;
+pub mod digest;
 pub mod fetch;
 pub mod import;
 pub mod maintain;

@@ -129,7 +129,7 @@ pub fn run(command: BoxCommand) -> Result<i32> {
                 version,
                 checksum: checksum
                     .as_deref()
-                    .map(boxes::fetch::Checksum::parse)
+                    .map(boxes::digest::Checksum::parse)
                     .transpose()?,
                 force,
             };

@@ -240,7 +240,7 @@ pub struct BoxRef {
     /// Where to fetch it.
     pub url: Option<String>,
     /// The digest the fetched box must have (a catalog's own is used otherwise).
-    pub checksum: Option<crate::boxes::fetch::Checksum>,
+    pub checksum: Option<crate::boxes::digest::Checksum>,
 }
 
 /// A machine with every default applied.

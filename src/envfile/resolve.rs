@@ -54,7 +54,7 @@ pub fn machine(
     }
     let checksum = match own.box_checksum.as_ref().or(defaults.box_checksum.as_ref()) {
         Some(text) => Some(
-            crate::boxes::fetch::Checksum::parse(text)
+            crate::boxes::digest::Checksum::parse(text)
                 .map_err(|e| fail("box_checksum", own.box_checksum.is_some(), format!("{e:#}")))?,
         ),
         None => None,

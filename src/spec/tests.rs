@@ -1,3 +1,6 @@
+//! (Over 600 lines because it holds every resource type's pass and fail
+//! cases side by side, one short test each: a reader scans, not reads it.)
+//!
 //! Every resource type judged from facts (pass and fail cases, without a
 //! guest), and a compiled script run by the host's `sh` end to end.
 
