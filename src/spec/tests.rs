@@ -1,8 +1,7 @@
-//! (Over 600 lines because it holds every resource type's pass and fail
-//! cases side by side, one short test each: a reader scans, not reads it.)
-//!
 //! Every resource type judged from facts (pass and fail cases, without a
 //! guest), and a compiled script run by the host's `sh` end to end.
+//! (Over 600 lines because it holds every resource type's cases side by
+//! side, one short test each: a reader scans it rather than reads it.)
 
 use super::check::Check;
 use super::facts::Facts;
