@@ -20,7 +20,7 @@ pub struct Segment {
 
 /// A project's network plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub struct NetworkPlan {
     /// The segment, when the project has a private network.
     pub segment: Option<Segment>,
     /// The /24 of the private network.
@@ -39,7 +39,7 @@ pub struct PrivateLink {
     pub mac: String,
 }
 
-impl Plan {
+impl NetworkPlan {
     /// The link of machine `name`, when the project has a private network.
     pub fn link_of(&self, name: &str) -> Option<PrivateLink> {
         let me = self.machines.iter().find(|m| m.name == name)?;
@@ -95,7 +95,7 @@ pub fn mac_for(state_dir: &Path, machine: &str) -> String {
 /// Plans the network of a project: explicit `ip`s kept, the others numbered
 /// from .11 in Envfile order. A private network exists when the project has
 /// several machines or any machine sets `ip`.
-pub fn plan(envfile: &Envfile, state_dir: &Path) -> Result<Plan> {
+pub fn plan(envfile: &Envfile, state_dir: &Path) -> Result<NetworkPlan> {
     let wanted = envfile.machines.len() > 1 || envfile.machines.iter().any(|m| m.ip.is_some());
     let subnet = envfile
         .private_subnet
@@ -128,7 +128,7 @@ pub fn plan(envfile: &Envfile, state_dir: &Path) -> Result<Plan> {
             mac: mac_for(state_dir, &m.name),
         });
     }
-    Ok(Plan {
+    Ok(NetworkPlan {
         segment: wanted.then(|| segment_for(state_dir)),
         subnet,
         machines,

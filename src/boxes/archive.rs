@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// The format of an archive, told from its first bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Format {
+pub enum ArchiveFormat {
     /// A plain tar.
     Tar,
     /// A gzip-compressed tar.
@@ -20,15 +20,15 @@ pub enum Format {
 }
 
 /// Detects the format from the magic bytes at the start of a file.
-pub fn detect(head: &[u8]) -> Result<Format> {
+pub fn detect(head: &[u8]) -> Result<ArchiveFormat> {
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Format::TarGz)
+        Ok(ArchiveFormat::TarGz)
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Ok(Format::Tar)
+        Ok(ArchiveFormat::Tar)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Format::TarZst)
+        Ok(ArchiveFormat::TarZst)
     } else if head.starts_with(b"PK\x03\x04") {
-        Ok(Format::Zip)
+        Ok(ArchiveFormat::Zip)
     } else {
         bail!("not a box archive (expected tar, tar.gz, tar.zst or zip)")
     }
@@ -95,7 +95,7 @@ pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Res
 }
 
 /// The format of the archive file at `archive`, from its first bytes.
-fn format_of(archive: &Path) -> Result<Format> {
+fn format_of(archive: &Path) -> Result<ArchiveFormat> {
     let mut file =
         File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let mut head = [0u8; 512];
@@ -115,23 +115,23 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
 }
 
 /// Unpacks a tar (decompressing it) or a zip read from `raw`.
-fn unpack_stream<R: Read>(format: Format, raw: R, dest: &Path) -> Result<()> {
+fn unpack_stream<R: Read>(format: ArchiveFormat, raw: R, dest: &Path) -> Result<()> {
     match format {
-        Format::Zip => unpack_zip(raw, dest),
+        ArchiveFormat::Zip => unpack_zip(raw, dest),
         tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest),
     }
 }
 
 /// The tar stream of a tar archive, decompressed.
-fn decoder<'a, R: Read + 'a>(format: Format, raw: R) -> Result<Box<dyn Read + 'a>> {
+fn decoder<'a, R: Read + 'a>(format: ArchiveFormat, raw: R) -> Result<Box<dyn Read + 'a>> {
     Ok(match format {
-        Format::Tar => Box::new(raw),
-        Format::TarGz => Box::new(flate2::read::GzDecoder::new(raw)),
-        Format::TarZst => Box::new(
+        ArchiveFormat::Tar => Box::new(raw),
+        ArchiveFormat::TarGz => Box::new(flate2::read::GzDecoder::new(raw)),
+        ArchiveFormat::TarZst => Box::new(
             ruzstd::decoding::StreamingDecoder::new(raw)
                 .map_err(|e| anyhow::anyhow!("bad zstd stream: {e}"))?,
         ),
-        Format::Zip => bail!("a zip archive is not a compressed tar"),
+        ArchiveFormat::Zip => bail!("a zip archive is not a compressed tar"),
     })
 }
 
@@ -143,7 +143,7 @@ pub fn each_entry(
 ) -> Result<()> {
     let format = format_of(archive)?;
     let mut raw = BufReader::new(File::open(archive)?);
-    if format == Format::Zip {
+    if format == ArchiveFormat::Zip {
         while let Some(mut file) = next_zip_entry(&mut raw)? {
             let name = file.name().context("bad zip entry name")?.into_owned();
             let path = safe_relative_path(Path::new(&name))?;
@@ -371,12 +371,12 @@ mod tests {
 
     #[test]
     fn gzip_is_detected_and_garbage_refused() {
-        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), Format::TarGz);
+        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), ArchiveFormat::TarGz);
         let mut tar_head = vec![0u8; 512];
         tar_head[257..262].copy_from_slice(b"ustar");
-        assert_eq!(detect(&tar_head).unwrap(), Format::Tar);
+        assert_eq!(detect(&tar_head).unwrap(), ArchiveFormat::Tar);
         assert!(detect(b"hello").is_err());
-        assert_eq!(detect(b"PK\x03\x04").unwrap(), Format::Zip);
+        assert_eq!(detect(b"PK\x03\x04").unwrap(), ArchiveFormat::Zip);
     }
 
     fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {

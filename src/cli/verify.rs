@@ -8,7 +8,7 @@ use crate::ops::test::{self as citest, DestroyWhen, TestOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::spec::add;
 use crate::spec::check::Kind;
-use crate::spec::report::{self, Format, MachineReport, Totals};
+use crate::spec::report::{self, MachineReport, ReportFormat, Totals};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -62,17 +62,17 @@ pub enum SpecCommand {
 }
 
 /// Where each report goes.
-fn outputs(args: &ReportArgs) -> Result<Vec<(Format, Option<PathBuf>)>> {
+fn outputs(args: &ReportArgs) -> Result<Vec<(ReportFormat, Option<PathBuf>)>> {
     let mut out = Vec::new();
     for f in &args.formats {
         let (name, file) = match f.split_once('=') {
             Some((n, file)) => (n, Some(PathBuf::from(file))),
             None => (f.as_str(), None),
         };
-        out.push((Format::parse(name).map_err(anyhow::Error::msg)?, file));
+        out.push((ReportFormat::parse(name).map_err(anyhow::Error::msg)?, file));
     }
     if let Some(file) = &args.junit {
-        out.push((Format::Junit, Some(file.clone())));
+        out.push((ReportFormat::Junit, Some(file.clone())));
     }
     if out.iter().filter(|(_, file)| file.is_none()).count() > 1 {
         bail!(
@@ -80,13 +80,13 @@ fn outputs(args: &ReportArgs) -> Result<Vec<(Format, Option<PathBuf>)>> {
         );
     }
     if !out.iter().any(|(_, file)| file.is_none()) {
-        out.push((Format::Text, None));
+        out.push((ReportFormat::Text, None));
     }
     Ok(out)
 }
 
 /// Writes the reports and returns the exit status they call for.
-fn deliver(reports: &[MachineReport], outputs: &[(Format, Option<PathBuf>)]) -> Result<i32> {
+fn deliver(reports: &[MachineReport], outputs: &[(ReportFormat, Option<PathBuf>)]) -> Result<i32> {
     for (format, file) in outputs {
         match file {
             Some(path) => {

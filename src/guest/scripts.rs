@@ -4,7 +4,7 @@
 //! and markers they share are constants here, so a script that writes a
 //! file and one that removes it cannot drift apart.
 
-use crate::backend::network::{MachineNet, Plan};
+use crate::backend::network::{MachineNet, NetworkPlan};
 use crate::envfile::disks::Disk;
 use crate::envfile::folders::{Folder, FolderKind};
 use crate::util::shell::shell_quote;
@@ -23,7 +23,7 @@ pub const HOSTS_END: &str = "# END env hosts";
 
 /// env's `/etc/hosts` block: the machine's own name on 127.0.1.1, then every
 /// machine of the project with a private address.
-pub fn hosts_block(own_name: &str, plan: &Plan) -> String {
+pub fn hosts_block(own_name: &str, plan: &NetworkPlan) -> String {
     let mut block = format!("{HOSTS_BEGIN}\n127.0.1.1\t{own_name}\n");
     for m in &plan.machines {
         if let Some(ip) = m.ip {
@@ -38,7 +38,7 @@ pub fn hosts_block(own_name: &str, plan: &Plan) -> String {
 /// The root script that names a guest, sets its private address and writes
 /// the hosts block. It carries the whole hosts file logic (awk) so that it
 /// runs in one SSH round trip on any guest with a POSIX shell.
-pub fn name_and_network(me: &MachineNet, plan: &Plan) -> String {
+pub fn name_and_network(me: &MachineNet, plan: &NetworkPlan) -> String {
     let mut s = String::from("set -e\n");
     s.push_str(&format!(
         "echo {name} > /etc/hostname\nhostname {name}\n",
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn hosts_block_is_replaced_and_nothing_else() {
-        let plan = Plan {
+        let plan = NetworkPlan {
             segment: None,
             subnet: Ipv4Addr::new(10, 1, 1, 0),
             machines: vec![
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn the_guest_script_matches_the_pure_hosts_logic() {
         // Run the generated awk against a sample hosts file with the host's sh.
-        let plan = Plan {
+        let plan = NetworkPlan {
             segment: None,
             subnet: Ipv4Addr::new(10, 1, 1, 0),
             machines: vec![MachineNet {

@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex};
 
 /// How a machine's `up` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum MachineOutcome {
     /// Up and provisioned.
     Up,
     /// It failed, with this error.
@@ -94,7 +94,7 @@ pub fn up_all(
         free: Mutex::new(parallel.max(1)),
         changed: Condvar::new(),
     };
-    let outcomes: Mutex<HashMap<String, Outcome>> = Mutex::new(HashMap::new());
+    let outcomes: Mutex<HashMap<String, MachineOutcome>> = Mutex::new(HashMap::new());
     let settled = Condvar::new();
     let failed = AtomicBool::new(false);
 
@@ -105,7 +105,7 @@ pub fn up_all(
                 let outcome = run_machine(
                     ctx, project, m, store, options, machines, slots, outcomes, settled, failed,
                 );
-                if matches!(outcome, Outcome::Failed(_)) {
+                if matches!(outcome, MachineOutcome::Failed(_)) {
                     failed.store(true, Ordering::SeqCst);
                 }
                 outcomes
@@ -121,8 +121,8 @@ pub fn up_all(
     let mut problems = Vec::new();
     for m in machines {
         match outcomes.get(&m.name) {
-            Some(Outcome::Failed(e)) => problems.push(format!("{}: {e}", m.name)),
-            Some(Outcome::Skipped(why)) => {
+            Some(MachineOutcome::Failed(e)) => problems.push(format!("{}: {e}", m.name)),
+            Some(MachineOutcome::Skipped(why)) => {
                 problems.push(format!("{}: not finished: {why}", m.name))
             }
             _ => {}
@@ -149,18 +149,18 @@ fn run_machine(
     options: &UpOptions,
     selected: &[&Machine],
     slots: &Slots,
-    outcomes: &Mutex<HashMap<String, Outcome>>,
+    outcomes: &Mutex<HashMap<String, MachineOutcome>>,
     settled: &Condvar,
     failed: &AtomicBool,
-) -> Outcome {
+) -> MachineOutcome {
     let booted = {
         let _slot = slots.take();
         if failed.load(Ordering::SeqCst) {
-            return Outcome::Skipped("another machine failed".into());
+            return MachineOutcome::Skipped("another machine failed".into());
         }
         match lifecycle::up_boot(ctx, project, m, store, options) {
             Ok(b) => b,
-            Err(e) => return Outcome::Failed(format!("{e:#}")),
+            Err(e) => return MachineOutcome::Failed(format!("{e:#}")),
         }
     };
     // Wait for the machines this one depends on (within this command).
@@ -174,14 +174,16 @@ fn run_machine(
         if let Some(dep) = deps.iter().find(|d| {
             matches!(
                 done.get(d.as_str()),
-                Some(Outcome::Failed(_) | Outcome::Skipped(_))
+                Some(MachineOutcome::Failed(_) | MachineOutcome::Skipped(_))
             )
         }) {
-            return Outcome::Skipped(format!("machine `{dep}` it depends on did not come up"));
+            return MachineOutcome::Skipped(format!(
+                "machine `{dep}` it depends on did not come up"
+            ));
         }
         if deps
             .iter()
-            .all(|d| done.get(d.as_str()) == Some(&Outcome::Up))
+            .all(|d| done.get(d.as_str()) == Some(&MachineOutcome::Up))
         {
             break;
         }
@@ -189,10 +191,10 @@ fn run_machine(
     }
     drop(done);
     if failed.load(Ordering::SeqCst) {
-        return Outcome::Skipped("another machine failed".into());
+        return MachineOutcome::Skipped("another machine failed".into());
     }
     match lifecycle::up_provision(ctx, project, m, options, booted) {
-        Ok(()) => Outcome::Up,
-        Err(e) => Outcome::Failed(format!("{e:#}")),
+        Ok(()) => MachineOutcome::Up,
+        Err(e) => MachineOutcome::Failed(format!("{e:#}")),
     }
 }

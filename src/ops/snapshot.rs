@@ -35,7 +35,7 @@ pub struct LeftOut {
 /// state), the box's further disks, then the data disks that can and
 /// should be rewound.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan<'a> {
+pub struct Coverage<'a> {
     /// Disks snapshotted.
     pub disks: Vec<DiskRef<'a>>,
     /// Data disks left out.
@@ -45,7 +45,7 @@ pub struct Plan<'a> {
 /// Decides what a snapshot covers. Kept disks hold what must survive, so
 /// they are not rewound unless `include_kept`; raw images cannot hold
 /// snapshots at all.
-pub fn plan(box_disks: usize, disks: &[Disk], include_kept: bool) -> Plan<'_> {
+pub fn plan(box_disks: usize, disks: &[Disk], include_kept: bool) -> Coverage<'_> {
     let mut covered: Vec<DiskRef<'_>> = (0..box_disks.max(1)).map(DiskRef::Box).collect();
     let mut left_out = Vec::new();
     for disk in disks {
@@ -63,7 +63,7 @@ pub fn plan(box_disks: usize, disks: &[Disk], include_kept: bool) -> Plan<'_> {
             covered.push(DiskRef::Data(disk));
         }
     }
-    Plan {
+    Coverage {
         disks: covered,
         left_out,
     }
@@ -133,7 +133,7 @@ fn labels(disks: &[DiskRef<'_>]) -> String {
         .join(", ")
 }
 
-fn report_left_out(name: &str, plan: &Plan<'_>) {
+fn report_left_out(name: &str, plan: &Coverage<'_>) {
     for l in &plan.left_out {
         ui::step(
             name,
@@ -468,7 +468,7 @@ mod tests {
         }
     }
 
-    fn labels_of(p: &Plan<'_>) -> Vec<String> {
+    fn labels_of(p: &Coverage<'_>) -> Vec<String> {
         p.disks.iter().map(|d| d.label()).collect()
     }
 

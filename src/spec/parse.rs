@@ -214,7 +214,7 @@ fn list(value: &toml::Value) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
     use crate::spec::resource::addr::parse_addr;
-    use crate::spec::resource::port::{Protocol, parse_port};
+    use crate::spec::resource::port::{PortProtocol, parse_port};
 
     fn parse_text(text: &str) -> Result<Spec, EnvfileError> {
         parse(Path::new("spec/web.toml"), text)
@@ -369,9 +369,9 @@ skip = true
 
     #[test]
     fn ports_and_addresses() {
-        assert_eq!(parse_port("80").unwrap(), (Protocol::Tcp, 80));
-        assert_eq!(parse_port("udp:53").unwrap(), (Protocol::Udp, 53));
-        assert_eq!(parse_port("tcp6:22").unwrap(), (Protocol::Tcp6, 22));
+        assert_eq!(parse_port("80").unwrap(), (PortProtocol::Tcp, 80));
+        assert_eq!(parse_port("udp:53").unwrap(), (PortProtocol::Udp, 53));
+        assert_eq!(parse_port("tcp6:22").unwrap(), (PortProtocol::Tcp6, 22));
         assert!(parse_port("tcp:0").is_err());
         assert!(parse_port("tcp:99999").is_err());
         assert_eq!(

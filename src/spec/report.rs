@@ -58,7 +58,7 @@ impl Totals {
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub enum ReportFormat {
     /// For people.
     Text,
     /// For scripts.
@@ -69,26 +69,26 @@ pub enum Format {
     Junit,
 }
 
-impl Format {
+impl ReportFormat {
     /// Parses a format name.
-    pub fn parse(name: &str) -> Result<Format, String> {
+    pub fn parse(name: &str) -> Result<ReportFormat, String> {
         match name {
-            "text" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            "tap" => Ok(Format::Tap),
-            "junit" => Ok(Format::Junit),
+            "text" => Ok(ReportFormat::Text),
+            "json" => Ok(ReportFormat::Json),
+            "tap" => Ok(ReportFormat::Tap),
+            "junit" => Ok(ReportFormat::Junit),
             _ => Err(format!("unknown format `{name}`: text, json, tap or junit")),
         }
     }
 }
 
 /// Renders a report.
-pub fn render(format: Format, reports: &[MachineReport], color: bool) -> String {
+pub fn render(format: ReportFormat, reports: &[MachineReport], color: bool) -> String {
     match format {
-        Format::Text => text(reports, color),
-        Format::Json => json(reports),
-        Format::Tap => tap(reports),
-        Format::Junit => junit(reports),
+        ReportFormat::Text => text(reports, color),
+        ReportFormat::Json => json(reports),
+        ReportFormat::Tap => tap(reports),
+        ReportFormat::Junit => junit(reports),
     }
 }
 

@@ -86,9 +86,9 @@ pub fn first_contact(
             )
         };
         match run_until_let_in(run, deadline)? {
-            Outcome::LoggedIn => return Ok(identity.clone()),
-            Outcome::KeyRefused => refusals.push(identity.display().to_string()),
-            Outcome::Failed(stderr) => {
+            Login::LoggedIn => return Ok(identity.clone()),
+            Login::KeyRefused => refusals.push(identity.display().to_string()),
+            Login::Failed(stderr) => {
                 bail!("first SSH contact as {} failed: {stderr}", t.user)
             }
         }
@@ -106,9 +106,9 @@ pub fn first_contact(
 pub fn open_master(config: &Path, alias: &str, deadline: Instant) -> Result<()> {
     let run = || attempt(command(config, alias).arg("true"));
     match run_until_let_in(run, deadline)? {
-        Outcome::LoggedIn => Ok(()),
-        Outcome::KeyRefused => bail!("the guest refused the machine's key"),
-        Outcome::Failed(stderr) => bail!("{stderr}"),
+        Login::LoggedIn => Ok(()),
+        Login::KeyRefused => bail!("the guest refused the machine's key"),
+        Login::Failed(stderr) => bail!("{stderr}"),
     }
 }
 
@@ -125,7 +125,7 @@ fn attempt(cmd: &mut Command) -> Result<std::process::Output> {
 
 /// How logging in ended, as far as the caller's next step goes.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+enum Login {
     /// In, and the command ran.
     LoggedIn,
     /// The server refused the key: another key may do.
@@ -142,32 +142,32 @@ enum Outcome {
 fn run_until_let_in(
     run: impl Fn() -> Result<std::process::Output>,
     deadline: Instant,
-) -> Result<Outcome> {
+) -> Result<Login> {
     loop {
         let out = run()?;
         if out.status.success() {
-            return Ok(Outcome::LoggedIn);
+            return Ok(Login::LoggedIn);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         match classify(out.status.code(), &stderr) {
-            Verdict::KeyRefused => return Ok(Outcome::KeyRefused),
-            Verdict::NotYet if Instant::now() < deadline => {
+            Attempt::KeyRefused => return Ok(Login::KeyRefused),
+            Attempt::NotYet if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(500))
             }
-            Verdict::NotYet if stderr.is_empty() => {
-                return Ok(Outcome::Failed(
+            Attempt::NotYet if stderr.is_empty() => {
+                return Ok(Login::Failed(
                     "the guest closed the connection and let no user in before the boot timeout"
                         .into(),
                 ));
             }
-            _ => return Ok(Outcome::Failed(stderr)),
+            _ => return Ok(Login::Failed(stderr)),
         }
     }
 }
 
 /// What an ssh exit means.
 #[derive(Debug, PartialEq, Eq)]
-enum Verdict {
+enum Attempt {
     KeyRefused,
     /// Worth trying again shortly: the guest is not letting users in yet.
     NotYet,
@@ -175,18 +175,18 @@ enum Verdict {
     Final,
 }
 
-fn classify(code: Option<i32>, stderr: &str) -> Verdict {
+fn classify(code: Option<i32>, stderr: &str) -> Attempt {
     if code != Some(255) {
-        Verdict::Final
+        Attempt::Final
     } else if stderr.contains("Permission denied") {
-        Verdict::KeyRefused
+        Attempt::KeyRefused
     } else if stderr.contains("Host key verification failed")
         || stderr.contains("HOST IDENTIFICATION HAS CHANGED")
         || stderr.contains("Could not resolve")
     {
-        Verdict::Final
+        Attempt::Final
     } else {
-        Verdict::NotYet
+        Attempt::NotYet
     }
 }
 
@@ -299,25 +299,25 @@ mod tests {
                 Some(255),
                 "vagrant@127.0.0.1: Permission denied (publickey)."
             ),
-            Verdict::KeyRefused
+            Attempt::KeyRefused
         );
         assert_eq!(
             classify(Some(255), "Host key verification failed."),
-            Verdict::Final
+            Attempt::Final
         );
         assert_eq!(
             classify(Some(1), "Permission denied"),
-            Verdict::Final,
+            Attempt::Final,
             "the command failed"
         );
         // pam_nologin while the guest boots: with LogLevel=ERROR ssh says nothing.
-        assert_eq!(classify(Some(255), ""), Verdict::NotYet);
+        assert_eq!(classify(Some(255), ""), Attempt::NotYet);
         assert_eq!(
             classify(
                 Some(255),
                 "System is booting up.\nConnection closed by 127.0.0.1 port 2222"
             ),
-            Verdict::NotYet
+            Attempt::NotYet
         );
     }
 
@@ -343,11 +343,11 @@ mod tests {
             later,
         )
         .unwrap();
-        assert_eq!((result, tries.get()), (Outcome::LoggedIn, 3));
+        assert_eq!((result, tries.get()), (Login::LoggedIn, 3));
         let result = run_until_let_in(|| Ok(exit(255, "")), Instant::now()).unwrap();
-        assert!(matches!(result, Outcome::Failed(m) if m.contains("boot timeout")));
+        assert!(matches!(result, Login::Failed(m) if m.contains("boot timeout")));
         let result =
             run_until_let_in(|| Ok(exit(255, "Permission denied (publickey)")), later).unwrap();
-        assert_eq!(result, Outcome::KeyRefused);
+        assert_eq!(result, Login::KeyRefused);
     }
 }

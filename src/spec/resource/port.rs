@@ -65,7 +65,7 @@ impl Resource for Port {
 
 /// Transport protocols of port checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub enum PortProtocol {
     /// TCP (a tcp6 dual-stack listener counts).
     Tcp,
     /// UDP (likewise udp6).
@@ -77,16 +77,16 @@ pub enum Protocol {
 }
 
 /// `tcp:80`, `udp:53`, `tcp6:22` or `80`.
-pub fn parse_port(name: &str) -> Result<(Protocol, u16), String> {
+pub fn parse_port(name: &str) -> Result<(PortProtocol, u16), String> {
     let (proto, port) = match name.split_once(':') {
         Some((p, n)) => (p, n),
         None => ("tcp", name),
     };
     let proto = match proto {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        "tcp6" => Protocol::Tcp6,
-        "udp6" => Protocol::Udp6,
+        "tcp" => PortProtocol::Tcp,
+        "udp" => PortProtocol::Udp,
+        "tcp6" => PortProtocol::Tcp6,
+        "udp6" => PortProtocol::Udp6,
         _ => return Err(format!("`{name}`: the protocol is tcp, udp, tcp6 or udp6")),
     };
     let port = port
@@ -110,12 +110,12 @@ pub struct Listener {
     pub port: u16,
 }
 
-fn serves(proto: Protocol, l: &Listener) -> bool {
+fn serves(proto: PortProtocol, l: &Listener) -> bool {
     match proto {
-        Protocol::Tcp => !l.udp,
-        Protocol::Udp => l.udp,
-        Protocol::Tcp6 => !l.udp && l.v6,
-        Protocol::Udp6 => l.udp && l.v6,
+        PortProtocol::Tcp => !l.udp,
+        PortProtocol::Udp => l.udp,
+        PortProtocol::Tcp6 => !l.udp && l.v6,
+        PortProtocol::Udp6 => l.udp && l.v6,
     }
 }
 
