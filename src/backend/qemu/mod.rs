@@ -17,10 +17,11 @@ use super::{
 };
 use crate::boxes::StoredBox;
 use crate::boxes::metadata::Metadata;
-use crate::envfile::Machine;
+use crate::envfile::{Accel, Machine};
 use crate::machine::state::{Accelerator, SshEndpoint};
 use crate::machine::{MachineDir, Status};
 use crate::util::process::{HELPER_LIMIT, run_limited};
+use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use args::{PrivateNic, QEMU_BINARY, VmSpec};
 use std::path::PathBuf;
@@ -113,12 +114,25 @@ impl Backend for QemuBackend {
                 machine.name
             )
         })?;
+        // What a KVM probe boots: the box's kernel, else its root disk
+        // through its own firmware.
         let probe_kernel = meta
             .env
             .as_ref()
             .and_then(|e| e.kernel.as_ref())
             .map(|k| state.box_dir.join(k));
-        let accel = accel::resolve(request.accel, probe_kernel.as_deref())?;
+        let probe_disk = meta.disk_files().first().map(|f| state.box_dir.join(f));
+        let probe = match (&probe_kernel, &probe_disk) {
+            (Some(kernel), _) => Some(accel::ProbeGuest::Kernel(kernel)),
+            (None, Some(disk)) => Some(accel::ProbeGuest::Disk(disk)),
+            (None, None) => None,
+        };
+        let host = accel::this_host();
+        let decision = accel::resolve(host.as_ref(), request.accel, probe)?;
+        if let Some(note) = &decision.note {
+            ui::step(&machine.name, note);
+        }
+        let mut accel = decision.accel;
         self.create_data_disks(dir, machine)?;
         let nic = request.private_link.as_ref().map(|link| PrivateNic {
             group: link.segment.group,
@@ -157,6 +171,13 @@ impl Backend for QemuBackend {
                     } else {
                         forwards = plan()?;
                     }
+                }
+                // `auto` on a host where QEMU cannot start under KVM (it
+                // refuses a CPU feature, say): TCG, and the host remembers.
+                _ if accel == Accelerator::Kvm && request.accel == Accel::Auto => {
+                    ui::step(&machine.name, &accel::fallback_note(&format!("{err:#}")));
+                    host.remember(false)?;
+                    accel = Accelerator::Tcg;
                 }
                 _ if accel == Accelerator::Kvm => {
                     return Err(err.context(BackendError::AccelFailed(
