@@ -1,8 +1,8 @@
 //! `env`: local environments of QEMU/KVM machines, built from code.
 //!
-//! Dependencies point one way: the CLI calls operations (`lifecycle`), which
-//! use the domain modules (Envfile, box store, QEMU arguments, ports), which
-//! reach the outside world only at the edges (QEMU, QMP, ssh).
+//! The folders are layers, top to bottom: `cli`, `ops`, `guest`, `backend`,
+//! `machine`, then `spec`, `envfile`, `boxes`, and `util`; imports point
+//! down only (checked by `tests/layers.rs`). See docs/architecture.md.
 
 mod backend;
 mod boxes;
@@ -22,6 +22,15 @@ fn main() {
     if cli::passthrough::handler_for(&args, &subcommands, &flags)
         == cli::passthrough::Handler::System
     {
+        if let Some(meant) = cli::passthrough::misspelt_subcommand(&args, &subcommands) {
+            // What the system's env would say, and what was surely meant.
+            let word = args[0].to_string_lossy();
+            eprintln!("env: '{word}': No such file or directory");
+            eprintln!(
+                "env: '{word}' is no program and no env subcommand: did you mean `env {meant}`?"
+            );
+            std::process::exit(127);
+        }
         let err = cli::passthrough::exec_system_env(&args);
         eprintln!("env: {err:#}");
         std::process::exit(127);

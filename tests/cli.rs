@@ -36,6 +36,22 @@ fn foreign_arguments_go_to_the_system_env() {
     // The exit status of the command is kept.
     let out = env(&["sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
+
+    // A mistyped subcommand is no program either: env says what was meant,
+    // with the system env's exit status.
+    for (typo, meant) in [("stauts", "status"), ("detroy", "destroy")] {
+        let out = env(&[typo]);
+        assert_eq!(out.status.code(), Some(127));
+        let stderr = text(&out).1;
+        assert!(
+            stderr.contains(&format!("did you mean `env {meant}`?")),
+            "{stderr}"
+        );
+    }
+    // A word close to no subcommand is left to the system's env.
+    let out = env(&["frobnicate-nothing"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(!text(&out).1.contains("did you mean"));
 }
 
 #[test]

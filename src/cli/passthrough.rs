@@ -32,6 +32,20 @@ pub fn handler_for(args: &[OsString], subcommands: &[String], flags: &[String]) 
     if ours { Handler::Ours } else { Handler::System }
 }
 
+/// The subcommand a mistyped first word was meant to be: a plain word
+/// (no `=`, no path, no flag) that is no program on `PATH` and is close to
+/// one of ours (`stauts` -> `status`). The system's `env` would only say it
+/// found no such file.
+pub fn misspelt_subcommand(args: &[OsString], subcommands: &[String]) -> Option<String> {
+    let first = args.first()?.to_str()?;
+    let plain = !first.is_empty() && !first.contains(['=', '/']) && !first.starts_with('-');
+    if !plain || crate::util::process::which(first).is_some() {
+        return None;
+    }
+    let names: Vec<&str> = subcommands.iter().map(String::as_str).collect();
+    crate::envfile::closest(first, &names).map(String::from)
+}
+
 /// Where the system's `env` may live, in order of preference.
 const SYSTEM_ENV_CANDIDATES: &[&str] = &["/usr/bin/env", "/bin/env"];
 
@@ -96,5 +110,31 @@ mod tests {
         assert_eq!(decide(&["-u", "HOME", "up"]), Handler::System);
         assert_eq!(decide(&["--ignore-environment"]), Handler::System);
         assert_eq!(decide(&["upx"]), Handler::System);
+    }
+
+    #[test]
+    fn mistyped_subcommands_are_told_apart_from_programs() {
+        let subs: Vec<String> = ["status", "destroy", "up", "ssh"]
+            .map(String::from)
+            .to_vec();
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            misspelt_subcommand(&args(&["stauts"]), &subs).as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            misspelt_subcommand(&args(&["detroy", "-f"]), &subs).as_deref(),
+            Some("destroy")
+        );
+        // Real programs, assignments, flags and paths stay the system's.
+        assert_eq!(
+            misspelt_subcommand(&args(&["sh", "-c", "true"]), &subs),
+            None
+        );
+        assert_eq!(misspelt_subcommand(&args(&["SSH=1", "true"]), &subs), None);
+        assert_eq!(misspelt_subcommand(&args(&["-i"]), &subs), None);
+        assert_eq!(misspelt_subcommand(&args(&["./stauts"]), &subs), None);
+        // Far from every subcommand: the system's env says what it says.
+        assert_eq!(misspelt_subcommand(&args(&["frobnicate"]), &subs), None);
     }
 }
