@@ -4,6 +4,11 @@
 //! `machine`, then `spec`, `envfile`, `boxes`, and `util`; imports point
 //! down only (checked by `tests/layers.rs`). See docs/architecture.md.
 
+// A located Envfile error carries its message, its source line and the
+// run's other problems: it is built once per failed command, never in a
+// loop, so its size on the error path does not matter.
+#![allow(clippy::result_large_err)]
+
 mod backend;
 mod boxes;
 mod cli;
@@ -40,10 +45,17 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             // An invalid Envfile is a usage error (2), like clap's; the rest is 1.
-            let code = if err.downcast_ref::<envfile::EnvfileError>().is_some() {
-                2
-            } else {
-                1
+            let code = match err.downcast_ref::<envfile::EnvfileError>() {
+                Some(problems) if problems.count() > 1 => {
+                    eprintln!(
+                        "error: {} problems in {}:",
+                        problems.count(),
+                        problems.file.display()
+                    );
+                    2
+                }
+                Some(_) => 2,
+                None => 1,
             };
             eprintln!("error: {err:#}");
             std::process::exit(code);

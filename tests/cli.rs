@@ -120,6 +120,36 @@ fn invalid_envfile_names_file_line_field_and_changes_nothing() {
 }
 
 #[test]
+fn validate_reports_every_problem_at_once() {
+    let project = TestProject::new(
+        "[machines.a]\nbox = \"x\"\nmemory = \"lots\"\ncpus = 0\n\n[machines.b]\nbox = \"x\"\nports = [{ guest = 80, host = 99999 }]\n",
+    );
+    let out = project.env(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    let file = project.dir.path().join("Envfile").display().to_string();
+    assert!(
+        stderr.contains(&format!("3 problems in {file}")),
+        "{stderr}"
+    );
+    let located: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("{file}:")) && !l.contains("problems in"))
+        .collect();
+    assert_eq!(located.len(), 3, "{stderr}");
+    for (at, field) in [
+        (":3:", "machines.a.memory"),
+        (":4:", "machines.a.cpus"),
+        (":8:", "machines.b.ports[0].host"),
+    ] {
+        assert!(
+            located.iter().any(|l| l.contains(at) && l.contains(field)),
+            "{at} {field}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn missing_envfile_says_how_to_make_one() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env_bin())

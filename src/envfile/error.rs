@@ -19,6 +19,27 @@ pub struct EnvfileError {
     pub message: String,
     /// The offending source line, for display.
     pub source_line: String,
+    /// Further problems found in the same run, in file order.
+    pub also: Vec<EnvfileError>,
+}
+
+impl EnvfileError {
+    /// The problems of one run as one error: the first in file order, the
+    /// others in its `also`. None when there are none.
+    pub fn all(mut problems: Vec<EnvfileError>) -> Option<EnvfileError> {
+        problems.sort_by_key(|e| (e.line == 0, e.line, e.column));
+        problems
+            .dedup_by(|a, b| a.line == b.line && a.column == b.column && a.message == b.message);
+        let mut iter = problems.into_iter();
+        let mut first = iter.next()?;
+        first.also = iter.collect();
+        Some(first)
+    }
+
+    /// How many problems this error reports.
+    pub fn count(&self) -> usize {
+        1 + self.also.len()
+    }
 }
 
 impl fmt::Display for EnvfileError {
@@ -42,6 +63,9 @@ impl fmt::Display for EnvfileError {
                 "",
                 " ".repeat(self.column.saturating_sub(1))
             )?;
+        }
+        for other in &self.also {
+            write!(f, "\n{other}")?;
         }
         Ok(())
     }
@@ -148,6 +172,7 @@ pub fn error_at(file: &Path, text: &str, path: &[Step], message: String) -> Envf
         field: render_path(path),
         message,
         source_line,
+        also: Vec::new(),
     }
 }
 
@@ -202,5 +227,110 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error, field: String) -> En
         field,
         message: with_suggestion(e.message().trim()),
         source_line,
+        also: Vec::new(),
     }
+}
+
+/// Deserializes TOML text into `T`, reporting every field that does not
+/// fit rather than the first: each is located, left out, and the rest
+/// deserialized again, up to a bound. `depth` says how deep a path's field
+/// sits (`machines.web.memory`: 3), which is what is left out; an unknown
+/// key is left out itself. A syntax error stops at once (nothing after it
+/// can be read).
+pub fn deserialize_toml_all<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    depth: fn(&[Step]) -> usize,
+) -> Result<(T, Vec<EnvfileError>), EnvfileError> {
+    const MAX_PROBLEMS: usize = 100;
+    let first = match deserialize_toml::<T>(path, text) {
+        Ok(value) => return Ok((value, Vec::new())),
+        Err(e) if e.field.is_empty() => return Err(e),
+        Err(e) => e,
+    };
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| toml_error(path, text, &e, String::new()))?;
+    let mut problems = vec![first.clone()];
+    let mut last = (steps_of_field(&first.field), first.message.clone());
+    while problems.len() < MAX_PROBLEMS {
+        if !leave_out(&mut doc, &last.0, &last.1, depth) {
+            break;
+        }
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(doc.clone())) {
+            Ok(value) => return Ok((value, problems)),
+            Err(e) => {
+                let steps: Vec<Step> = e
+                    .path()
+                    .iter()
+                    .filter_map(|segment| match segment {
+                        serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                        serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                        _ => None,
+                    })
+                    .collect();
+                let message = with_suggestion(e.inner().message().trim());
+                let mut problem = error_at(path, text, &steps, message.clone());
+                problem.field = render_path(&steps);
+                problems.push(problem);
+                last = (steps, message);
+            }
+        }
+    }
+    // What remains cannot be made to fit: report what was found.
+    Err(EnvfileError::all(problems).unwrap_or(first))
+}
+
+/// The steps of a rendered field path (`machines.web.ports[0].host`).
+fn steps_of_field(field: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for part in field.split('.') {
+        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
+        if !key.is_empty() {
+            steps.push(Step::Key(key.to_string()));
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            if let Ok(n) = index.trim_end_matches(']').parse() {
+                steps.push(Step::Index(n));
+            }
+        }
+    }
+    steps
+}
+
+/// Removes from `doc` what a problem at `steps` names: the unknown key, or
+/// the field at `depth`. False when there is nothing to remove (no progress
+/// is possible).
+fn leave_out(
+    doc: &mut toml::Table,
+    steps: &[Step],
+    message: &str,
+    depth: fn(&[Step]) -> usize,
+) -> bool {
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let mut target: Vec<Step> = steps.to_vec();
+    if let Some(key) = unknown
+        && target.last() != Some(&Step::Key(key.to_string()))
+    {
+        target.push(Step::Key(key.to_string()));
+    } else if unknown.is_none() {
+        target.truncate(depth(steps));
+    }
+    let Some((Step::Key(last), parents)) = target.split_last() else {
+        return false;
+    };
+    let mut table = doc;
+    for step in parents {
+        let next = match step {
+            Step::Key(k) => table.get_mut(k),
+            Step::Index(_) => None,
+        };
+        match next.and_then(toml::Value::as_table_mut) {
+            Some(t) => table = t,
+            None => return false,
+        }
+    }
+    table.remove(last).is_some()
 }

@@ -1,6 +1,6 @@
 //! Reading an Envfile: find it, parse it, merge defaults, validate.
 
-use super::error::{Step, deserialize_toml, error_at};
+use super::error::{Step, deserialize_toml_all, error_at};
 use super::model::*;
 use super::{EnvfileError, resolve, validate};
 use std::path::{Path, PathBuf};
@@ -14,14 +14,15 @@ pub fn load(path: &Path) -> anyhow::Result<Envfile> {
 }
 
 /// Parses and validates Envfile text; `path` is used for messages and to
-/// resolve relative paths.
+/// resolve relative paths. Every problem found is reported, in file order
+/// (the first is the error, the others in its `also`), as compilers do: a
+/// field that does not fit is left out and the rest still checked.
 pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
-    let raw = deserialize(path, text)?;
+    let (raw, mut problems) = deserialize_toml_all::<RawEnvfile>(path, text, field_depth)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut machines = Vec::new();
     if raw.logs.keep == Some(0) {
         let at = [Step::Key("logs".into()), Step::Key("keep".into())];
-        return Err(error_at(
+        problems.push(error_at(
             path,
             text,
             &at,
@@ -31,24 +32,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     // Fields that mean something in one place only.
     if raw.defaults.depends_on.is_some() {
         let at = [Step::Key("defaults".into()), Step::Key("depends_on".into())];
-        return Err(error_at(
+        problems.push(error_at(
             path,
             text,
             &at,
             "`depends_on` belongs to a machine: set it in [machines.NAME]".into(),
         ));
     }
-    if let Some((name, _)) = raw
+    for (name, _) in raw
         .machines
         .iter()
-        .find(|(_, m)| m.private_subnet.is_some())
+        .filter(|(_, m)| m.private_subnet.is_some())
     {
         let at = [
             Step::Key("machines".into()),
             Step::Key(name.clone()),
             Step::Key("private_subnet".into()),
         ];
-        return Err(error_at(
+        problems.push(error_at(
             path,
             text,
             &at,
@@ -70,11 +71,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
             })
             .collect()
     };
+    let mut machines = Vec::new();
     for (name, own, at) in named {
         if !valid_machine_name(&name) {
             let mut key_path = at.clone();
             key_path.truncate(2);
-            return Err(error_at(
+            problems.push(error_at(
                 path,
                 text,
                 &key_path,
@@ -82,20 +84,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
                     "`{name}` is not a valid machine name: use letters, digits, `-` and `_`, starting with a letter (it becomes a host name)"
                 ),
             ));
+            continue;
         }
-        machines.push(resolve::machine(
-            path,
-            text,
-            &dir,
-            name,
-            &raw.defaults,
-            own,
-            &at,
-        )?);
+        match resolve::machine(path, text, &dir, name, &raw.defaults, own, &at) {
+            Ok(machine) => machines.push(machine),
+            Err(e) => problems.push(e),
+        }
     }
-    validate::check_host_ports(path, text, &machines)?;
-    validate::check_private_network(path, text, &raw.defaults, &machines)?;
-    validate::check_dependencies(path, text, &machines)?;
+    // Checks across machines, on the machines that resolved.
+    for check in [
+        validate::check_host_ports(path, text, &machines),
+        validate::check_private_network(path, text, &raw.defaults, &machines),
+        validate::check_dependencies(path, text, &machines),
+    ] {
+        if let Err(e) = check {
+            problems.push(e);
+        }
+    }
+    if let Some(error) = EnvfileError::all(problems) {
+        return Err(error);
+    }
     Ok(Envfile {
         path: path.to_path_buf(),
         dir,
@@ -106,8 +114,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     })
 }
 
-fn deserialize(path: &Path, text: &str) -> Result<RawEnvfile, EnvfileError> {
-    deserialize_toml(path, text)
+/// How deep a field of the Envfile sits, where one that does not fit is
+/// left out: `machines.NAME.FIELD`, `defaults.FIELD`, `logs.FIELD`.
+fn field_depth(path: &[Step]) -> usize {
+    match path.first() {
+        Some(Step::Key(table)) if table == "machines" => 3,
+        _ => 2,
+    }
 }
 
 /// Machine names become host names and folder names.

@@ -538,3 +538,46 @@ fn box_checksum_is_checked_where_it_is_written() {
     let e = err("[defaults]\nbox = \"b\"\nbox_checksum = \"abc\"\n");
     assert!(e.message.contains("TYPE:HEX"), "{}", e.message);
 }
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = "[machines.a]\nbox = \"x\"\nmemory = \"lots\"\ncpus = 0\n\n[machines.b]\nbox = \"x\"\nports = [{ guest = 80, host = 99999 }]\n";
+    let e = err(text);
+    assert_eq!(e.count(), 3, "{e}");
+    let all: Vec<(usize, &str)> = std::iter::once(&e)
+        .chain(&e.also)
+        .map(|p| (p.line, p.field.as_str()))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            (3, "machines.a.memory"),
+            (4, "machines.a.cpus"),
+            (8, "machines.b.ports[0].host"),
+        ]
+    );
+    assert!(
+        e.also[1].message.contains("65535") || e.also[1].message.contains("u16"),
+        "{}",
+        e.also[1].message
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.contains("/p/Envfile:3:")
+            && shown.contains("/p/Envfile:4:")
+            && shown.contains("/p/Envfile:8:"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_problems_after_it() {
+    let e = err("[defaults]\nbox = \"x\"\nmemroy = \"1G\"\ncpus = 0\n");
+    assert_eq!(e.count(), 2, "{e}");
+    assert!(
+        e.message.contains("did you mean `memory`?"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.also[0].field, "defaults.cpus");
+}
