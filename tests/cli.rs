@@ -233,6 +233,9 @@ fn box_store_add_list_remove_with_a_hostile_archive_refused() {
             .unwrap()
     };
 
+    let mut qcow2_header = [0u8; 112];
+    qcow2_header[..4].copy_from_slice(b"QFI\xfb");
+    qcow2_header[7] = 3;
     let good = work.path().join("tiny.box");
     let mut builder = tar::Builder::new(std::fs::File::create(&good).unwrap());
     for (name, data) in [
@@ -240,7 +243,8 @@ fn box_store_add_list_remove_with_a_hostile_archive_refused() {
             "metadata.json",
             &br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#[..],
         ),
-        ("box.img", b"x"),
+        // An empty qcow2 v3 header: what the store checks of a disk.
+        ("box.img", &qcow2_header[..]),
     ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);

@@ -114,12 +114,48 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
     unpack_stream(format, whole, dest)
 }
 
-/// Unpacks a tar (decompressing it) or a zip read from `raw`.
+/// Unpacks a tar (decompressing it) or a zip read from `raw`, then checks
+/// where every link in it really leads.
 fn unpack_stream<R: Read>(format: ArchiveFormat, raw: R, dest: &Path) -> Result<()> {
     match format {
-        ArchiveFormat::Zip => unpack_zip(raw, dest),
-        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest),
+        ArchiveFormat::Zip => unpack_zip(raw, dest)?,
+        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest)?,
     }
+    check_links(dest)
+}
+
+/// Every link under `dest`, resolved through the links before it, must land
+/// on something inside `dest`. Each target is checked as text when it is
+/// unpacked, but a chain (`x -> .`, then `x/x/x/y -> ../../..`) is only
+/// caught by resolving it; a dangling link is refused too (it could come to
+/// lead anywhere).
+pub fn check_links(dest: &Path) -> Result<()> {
+    let root = dest
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dest.display()))?;
+    let mut pending = vec![root.clone()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_symlink() {
+                let shown = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                match path.canonicalize() {
+                    Ok(real) if real.starts_with(&root) => {}
+                    Ok(_) => bail!("link `{shown}` leads outside the box folder"),
+                    Err(_) => bail!("link `{shown}` leads nowhere (or in a circle)"),
+                }
+            } else if kind.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The tar stream of a tar archive, decompressed.
@@ -180,12 +216,18 @@ fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> {
     archive.set_preserve_permissions(false);
     archive.set_unpack_xattrs(false);
+    let mut seen = std::collections::HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let raw_path = entry.path()?.into_owned();
         let path = safe_relative_path(&raw_path)?;
         if path.as_os_str().is_empty() {
             continue;
+        }
+        // A second entry of the same name would silently replace the first
+        // (what was checked is not what is used): refused, as zip does.
+        if entry.header().entry_type() != tar::EntryType::Directory && !seen.insert(path.clone()) {
+            bail!("`{}` is in the archive twice", raw_path.display());
         }
         let kind = entry.header().entry_type();
         match kind {
@@ -357,6 +399,25 @@ mod tests {
             assert!(message.contains(needle), "{needle}: {message}");
             assert!(!dest.path().parent().unwrap().join("evil").exists());
         }
+    }
+
+    #[test]
+    fn a_chain_of_links_cannot_lead_out_and_entries_come_once() {
+        // Each target looks inside as text; resolved, `y` is the root.
+        let (_dest, result) = unpack_entries(&[
+            ("x", tar::EntryType::Symlink, Some(".")),
+            ("x/x/x/y", tar::EntryType::Symlink, Some("../../..")),
+        ]);
+        let message = format!("{:#}", result.unwrap_err());
+        assert!(message.contains("leads outside"), "{message}");
+        let (_dest, result) =
+            unpack_entries(&[("nowhere", tar::EntryType::Symlink, Some("missing/file"))]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("leads nowhere"));
+        let (_dest, result) = unpack_entries(&[
+            ("metadata.json", tar::EntryType::Regular, None),
+            ("metadata.json", tar::EntryType::Regular, None),
+        ]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("twice"));
     }
 
     #[test]

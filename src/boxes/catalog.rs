@@ -106,18 +106,26 @@ impl Location {
     }
 
     /// `reference` resolved against this location (a catalog's box URL).
-    pub fn join(&self, reference: &str) -> Location {
-        if reference.contains("://") || reference.starts_with('/') {
-            return Location::parse(reference);
-        }
+    /// A catalog served over HTTP names boxes over HTTP only: a path or a
+    /// `file://` URL there would make env import a file of this host the
+    /// server chose.
+    pub fn join(&self, reference: &str) -> Result<Location> {
+        let absolute = reference.contains("://") || reference.starts_with('/');
         match self {
+            Location::Http(url) if absolute => match Location::parse(reference) {
+                remote @ Location::Http(_) => Ok(remote),
+                Location::File(_) => bail!(
+                    "the catalog at {url} names the box `{reference}`, a file on this host: a catalog served over HTTP may name boxes over HTTP(S) only"
+                ),
+            },
+            _ if absolute => Ok(Location::parse(reference)),
             Location::Http(url) => {
                 let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-                Location::Http(format!("{base}/{reference}"))
+                Ok(Location::Http(format!("{base}/{reference}")))
             }
-            Location::File(path) => {
-                Location::File(path.parent().unwrap_or(Path::new(".")).join(reference))
-            }
+            Location::File(path) => Ok(Location::File(
+                path.parent().unwrap_or(Path::new(".")).join(reference),
+            )),
         }
     }
 
@@ -221,17 +229,26 @@ mod tests {
     fn locations_resolve_relative_box_urls() {
         let base = Location::parse("http://127.0.0.1:8000/boxes/catalog.json");
         assert_eq!(
-            base.join("deb-1.box"),
+            base.join("deb-1.box").unwrap(),
             Location::Http("http://127.0.0.1:8000/boxes/deb-1.box".into())
         );
         assert_eq!(
-            base.join("https://cdn/x.box"),
+            base.join("https://cdn/x.box").unwrap(),
             Location::Http("https://cdn/x.box".into())
         );
         let file = Location::parse("file:///srv/boxes/catalog.json");
         assert_eq!(
-            file.join("a.box"),
+            file.join("a.box").unwrap(),
             Location::File("/srv/boxes/a.box".into())
+        );
+        // A catalog over HTTP cannot point at this host's files.
+        for local in ["/etc/shadow", "file:///etc/shadow"] {
+            let err = base.join(local).unwrap_err().to_string();
+            assert!(err.contains("a file on this host"), "{err}");
+        }
+        assert_eq!(
+            file.join("/srv/other.box").unwrap(),
+            Location::File("/srv/other.box".into())
         );
         assert_eq!(Location::parse("./x.box"), Location::File("./x.box".into()));
     }

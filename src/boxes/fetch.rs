@@ -80,7 +80,7 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
                 _ => None,
             };
             (
-                location.join(&provider.url),
+                location.join(&provider.url)?,
                 request.name.clone().unwrap_or_else(|| catalog.name.clone()),
                 Some(v.version.clone()),
                 request.checksum.clone().or(from_catalog),

@@ -1,5 +1,7 @@
 //! A box's `metadata.json` (Vagrant's libvirt format, with env's boot extension).
 
+use super::image::{ImageFormat, inspect};
+use crate::util::names::check_user_name;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -101,16 +103,23 @@ impl Metadata {
                 );
             }
         }
+        if let Some(user) = self.env.as_ref().and_then(|e| e.ssh_user.as_deref()) {
+            check_user_name(user)
+                .map_err(|e| anyhow::anyhow!("the box's metadata `env.ssh_user`: {e}"))?;
+        }
         for disk in self.disk_files() {
-            if !dir.join(&disk).is_file() {
-                bail!("the box's disk `{}` is missing", disk.display());
+            let format = inspect(&regular_file_inside(dir, &disk, "disk")?)?;
+            if format != ImageFormat::Qcow2 {
+                bail!(
+                    "the box's disk `{}` is {}, not qcow2 as its metadata says",
+                    disk.display(),
+                    format.name()
+                );
             }
         }
         if let Some(boot) = &self.env {
             for file in [&boot.kernel, &boot.initrd].into_iter().flatten() {
-                if !dir.join(file).is_file() {
-                    bail!("the box's boot file `{file}` is missing");
-                }
+                regular_file_inside(dir, Path::new(file), "boot file")?;
             }
         }
         Ok(())
@@ -124,6 +133,33 @@ impl Metadata {
             self.disks.iter().map(|d| PathBuf::from(&d.path)).collect()
         }
     }
+}
+
+/// `dir/file` as a regular file that really is inside `dir`: the name's
+/// last component is no link, and once every link on the way is resolved
+/// the file is still inside the box (a chain like `x -> .`, `x/x/y -> ../..`
+/// is caught here, whatever each link looked like as text).
+fn regular_file_inside(dir: &Path, file: &Path, what: &str) -> Result<PathBuf> {
+    let path = dir.join(file);
+    let missing = || anyhow::anyhow!("the box's {what} `{}` is missing", file.display());
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| missing())?;
+    if !meta.file_type().is_file() {
+        bail!(
+            "the box's {what} `{}` is not a regular file (a link or a folder)",
+            file.display()
+        );
+    }
+    let (real_dir, real) = (
+        dir.canonicalize()?,
+        path.canonicalize().map_err(|_| missing())?,
+    );
+    if !real.starts_with(&real_dir) {
+        bail!(
+            "the box's {what} `{}` leads outside the box (through a link)",
+            file.display()
+        );
+    }
+    Ok(real)
 }
 
 #[cfg(test)]
@@ -164,6 +200,15 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("box.img"));
         std::fs::write(dir.path().join("box.img"), "").unwrap();
+        let err = meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
+            .check(dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("not qcow2"), "{err}");
+        std::fs::write(
+            dir.path().join("box.img"),
+            crate::boxes::tests::qcow2_header(),
+        )
+        .unwrap();
         meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
             .check(dir.path())
             .unwrap();
@@ -182,5 +227,41 @@ mod tests {
                 "{escaping}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_boxes_are_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let meta = |json: &str| serde_json::from_str::<Metadata>(json).unwrap();
+        std::fs::write(root.join("box.img"), crate::boxes::tests::qcow2_header()).unwrap();
+        // A user name that ssh would read as an option.
+        let err =
+            meta(r#"{"provider":"libvirt","env":{"ssh_user":"-oProxyCommand=touch${IFS}/tmp/x"}}"#)
+                .check(root)
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("env.ssh_user"), "{err:#}");
+        // A chain of links, each lexically inside, that leads to `/`.
+        symlink(".", root.join("x")).unwrap();
+        symlink("../../../../../../../../..", root.join("x/x/x/y")).unwrap();
+        let err = meta(r#"{"provider":"libvirt","env":{"kernel":"y/etc/hostname"}}"#)
+            .check(root)
+            .unwrap_err();
+        assert!(err.to_string().contains("outside the box"), "{err}");
+        // A disk that is a link, even to a file inside.
+        symlink("box.img", root.join("link.img")).unwrap();
+        let err = meta(r#"{"provider":"libvirt","disks":[{"path":"link.img"}]}"#)
+            .check(root)
+            .unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A qcow2 disk whose backing file names a host file.
+        let mut header = crate::boxes::tests::qcow2_header();
+        header[15] = 0x70;
+        std::fs::write(root.join("backed.img"), header).unwrap();
+        let err = meta(r#"{"provider":"libvirt","disks":[{"path":"backed.img"}]}"#)
+            .check(root)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("backing file"), "{err:#}");
     }
 }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod catalog;
 pub mod digest;
 pub mod fetch;
+pub mod image;
 pub mod import;
 pub mod maintain;
 pub mod metadata;

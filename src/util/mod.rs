@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod fs;
 pub mod lock;
+pub mod names;
 pub mod paths;
 pub mod process;
 pub mod shell;
