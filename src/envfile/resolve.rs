@@ -122,13 +122,9 @@ pub fn machine(
     }
     let user = ssh.user.or(dssh.user);
     if let Some(u) = &user
-        && (u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '@'))
+        && let Err(message) = crate::util::names::check_user_name(u)
     {
-        return Err(fail(
-            "ssh",
-            own.ssh.is_some(),
-            format!("`{u}` is not a user name"),
-        ));
+        return Err(fail("ssh", own.ssh.is_some(), message));
     }
     let mut specs = Vec::new();
     for (origin, list) in [

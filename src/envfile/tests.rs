@@ -581,3 +581,10 @@ fn an_unknown_key_does_not_hide_the_problems_after_it() {
     );
     assert_eq!(e.also[0].field, "defaults.cpus");
 }
+
+#[test]
+fn a_user_name_that_ssh_would_read_as_an_option_is_refused() {
+    let e = err("[defaults]\nbox = \"x\"\nssh.user = \"-oProxyCommand=touch /tmp/x\"\n");
+    assert_eq!(e.field, "defaults.ssh");
+    assert!(e.message.contains("is not a user name"), "{}", e.message);
+}

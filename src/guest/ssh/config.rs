@@ -105,6 +105,20 @@ pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -
 
 /// The target for a machine's current boot.
 pub fn target_for(dir: &MachineDir, endpoint: &SshEndpoint, user: &str) -> Result<SshTarget> {
+    // Both reach ssh's command line and config: checked again here, whatever
+    // wrote them (state.json sits in the project folder).
+    crate::util::names::check_user_name(user).map_err(anyhow::Error::msg)?;
+    let host_ok = !endpoint.host.is_empty()
+        && !endpoint.host.starts_with('-')
+        && endpoint
+            .host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    anyhow::ensure!(
+        host_ok,
+        "`{}` is not a host name",
+        endpoint.host.escape_debug()
+    );
     Ok(SshTarget {
         alias: dir.name.clone(),
         host: endpoint.host.clone(),
