@@ -69,4 +69,7 @@ printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' > "$root/etc/systemd/j
 # Smaller box: no apt lists, caches, docs or man pages.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/*
-rm -rf "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/tmp/*
+# Not /tmp: mmdebstrap keeps its apt configuration there until its own
+# cleanup, which, without it, would run `apt-get update`/`clean` against the
+# host's apt state instead of the box's. debian-box.sh empties /tmp after.
+rm -rf "$root"/var/log/*.log "$root"/var/log/apt/*

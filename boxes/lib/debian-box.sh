@@ -123,6 +123,8 @@ mmdebstrap --variant=minbase --include="$packages" \
   --customize-hook="'$lib/customize-debian.sh' \"\$1\" '$lib/debian-rootfs' '$pubkey'" \
   "$SUITE" "$work/root" </dev/null
 
+# mmdebstrap is done with the tree's /tmp (its apt configuration lived there).
+find "$work/root/tmp" -mindepth 1 -delete
 step "extract the kernel and the package manifest"
 kernel=$(ls "$work"/root/boot/vmlinuz-* | sort -V | tail -n1)
 kver=$(basename "$kernel" | sed 's/^vmlinuz-//')

@@ -125,11 +125,12 @@ fn unpack_stream<R: Read>(format: ArchiveFormat, raw: R, dest: &Path) -> Result<
 }
 
 /// Every link under `dest`, resolved through the links before it, must land
-/// on something inside `dest`. Each target is checked as text when it is
+/// on something inside `dest`; no file or folder stays writable by others. Each target is checked as text when it is
 /// unpacked, but a chain (`x -> .`, then `x/x/x/y -> ../../..`) is only
 /// caught by resolving it; a dangling link is refused too (it could come to
 /// lead anywhere).
 pub fn check_links(dest: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let root = dest
         .canonicalize()
         .with_context(|| format!("cannot read {}", dest.display()))?;
@@ -150,7 +151,15 @@ pub fn check_links(dest: &Path) -> Result<()> {
                     Ok(_) => bail!("link `{shown}` leads outside the box folder"),
                     Err(_) => bail!("link `{shown}` leads nowhere (or in a circle)"),
                 }
-            } else if kind.is_dir() {
+                continue;
+            }
+            // Archive modes are the box's: nothing in the store stays
+            // writable by other users, whatever the archive said.
+            let mode = entry.metadata()?.permissions().mode();
+            if mode & 0o022 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o022))?;
+            }
+            if kind.is_dir() {
                 pending.push(path);
             }
         }

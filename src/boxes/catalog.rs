@@ -138,10 +138,16 @@ impl Location {
     }
 }
 
+/// How long a server may stay silent: reqwest's blocking client applies
+/// this to the response's arrival and to each read of the body (not to the
+/// whole download), so a stalled server fails, a slow big one does not.
+pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The HTTP client for catalogs and boxes.
 pub fn client() -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))
-        .timeout(None)
+        .timeout(STALL_TIMEOUT)
         .user_agent(concat!("env/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot set up HTTP")

@@ -52,6 +52,7 @@ pub fn add_folder(
     let staging = store.staging()?;
     copy_tree(folder, staging.path())
         .with_context(|| format!("cannot copy the box in {}", folder.display()))?;
+    super::archive::check_links(staging.path())?;
     store.add_staged(
         staging,
         &folder.display().to_string(),

@@ -52,21 +52,44 @@ pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.split('/').count() <= 2
+        && !name.contains("VAGRANTSLASH")
         && name.split('/').all(|part| {
+            // A leading `.` or `-` would hide the box or read as an option.
             !part.is_empty()
-                && part != "."
-                && part != ".."
+                && !part.starts_with(['.', '-'])
                 && part
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         });
     if !ok {
         bail!(
-            "`{name}` is not a box name: use letters, digits, `.`, `_`, `-`, and at most one `/`"
+            "`{}` is not a box name: use letters, digits, `.`, `_`, `-` (not first), and at most one `/`",
+            name.escape_debug()
         );
     }
     Ok(())
 }
+
+/// Checks a box version: 1 to 64 letters, digits, `.`, `_`, `-`, `+`,
+/// starting with a letter or digit (it becomes a folder name).
+pub fn check_version(version: &str) -> Result<()> {
+    let ok = !version.is_empty()
+        && version.len() <= 64
+        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+    if !ok {
+        bail!(
+            "`{}` is not a box version: use letters, digits, `.`, `_`, `-` and `+`, starting with a letter or digit",
+            version.escape_debug()
+        );
+    }
+    Ok(())
+}
+
+/// Names of staging folders: `.incoming-PID-...`.
+const STAGING_PREFIX: &str = ".incoming-";
 
 /// Folder name of a box name (Vagrant's escaping of `/`).
 fn dir_name(name: &str) -> String {
@@ -94,6 +117,14 @@ impl Store {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
         lock::exclusive(&self.root.join(".lock"), "the box store")
+    }
+
+    /// The store's lock, shared: held while a machine is created on a box,
+    /// so no `box remove` or `prune` deletes it meanwhile.
+    pub fn lock_shared(&self) -> Result<lock::Lock> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        lock::shared(&self.root.join(".lock"), "the box store")
     }
 
     /// Every box, sorted by name then version.
@@ -201,10 +232,44 @@ impl Store {
     pub fn staging(&self) -> Result<tempfile::TempDir> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
+        self.remove_stale_staging();
         tempfile::Builder::new()
-            .prefix(".incoming-")
+            .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
             .tempdir_in(&self.root)
             .with_context(|| format!("cannot create a folder in {}", self.root.display()))
+    }
+
+    /// Removes staging folders whose env process is gone (killed while it
+    /// added a box): they would otherwise stay forever, unseen by `box list`.
+    pub fn remove_stale_staging(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return removed;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name
+                .strip_prefix(STAGING_PREFIX)
+                .or_else(|| name.strip_prefix(".removing-"))
+            else {
+                continue;
+            };
+            // `.incoming-PID-XXXX`: the pid of the env that made it; older
+            // releases wrote no pid, and `.removing-` folders are always
+            // leftovers once no env holds the store lock.
+            let owner: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
+            let alive =
+                owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if !alive && self.lock_is_free() && fs::remove_dir_all(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+        removed
+    }
+
+    /// Whether no env holds the store lock right now.
+    fn lock_is_free(&self) -> bool {
+        crate::util::lock::try_exclusive(&self.root.join(".lock")).is_some()
     }
 
     /// Moves an unpacked box (from [`Store::staging`]; `origin` names it in
@@ -229,9 +294,7 @@ impl Store {
             .map(String::from)
             .or(info_version)
             .unwrap_or_else(|| UNVERSIONED.into());
-        if version.is_empty() || version.starts_with('.') || version.contains('/') {
-            bail!("`{version}` is not a box version");
-        }
+        check_version(&version)?;
         let parent = self.root.join(dir_name(name));
         let target = parent.join(&version);
         if target.exists() {

@@ -91,7 +91,9 @@ impl<'de> Deserialize<'de> for Timeout {
                 if v < 1 {
                     return Err(E::custom("a timeout must be at least 1 second"));
                 }
-                Ok(Timeout(Duration::from_secs(v as u64)))
+                crate::util::duration::bounded_secs(v as u64)
+                    .map(Timeout)
+                    .map_err(E::custom)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timeout, E> {
                 self.visit_i64(v.min(i64::MAX as u64) as i64)

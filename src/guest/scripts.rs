@@ -40,15 +40,19 @@ pub fn hosts_block(own_name: &str, plan: &NetworkPlan) -> String {
 /// runs in one SSH round trip on any guest with a POSIX shell.
 pub fn name_and_network(me: &MachineNet, plan: &NetworkPlan) -> String {
     let mut s = String::from("set -e\n");
+    // Minimal images may lack `hostname`, `ip` or even /etc/hosts: each
+    // step has a way that needs none of them, or makes what is missing.
     s.push_str(&format!(
-        "echo {name} > /etc/hostname\nhostname {name}\n",
+        "echo {name} > /etc/hostname\n\
+         hostname {name} 2>/dev/null || echo {name} > /proc/sys/kernel/hostname\n\
+         [ -e /etc/hosts ] || printf '127.0.0.1\\tlocalhost\\n' > /etc/hosts\n",
         name = shell_quote(&me.name)
     ));
     if let Some(ip) = me.ip {
         s.push_str(&format!(
             "mkdir -p /etc/systemd/network\ncat > {file} <<'ENVEOF'\n# written by env: the project's private network\n[Match]\nMACAddress={mac}\n[Network]\nAddress={ip}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\nENVEOF\n\
              dev=$(for d in /sys/class/net/*; do if [ \"$(cat $d/address)\" = {mac} ]; then basename $d; fi; done)\n\
-             if [ -n \"$dev\" ]; then ip link set dev \"$dev\" up; ip addr replace {ip}/24 dev \"$dev\"; fi\n",
+             if [ -n \"$dev\" ] && command -v ip >/dev/null; then ip link set dev \"$dev\" up; ip addr replace {ip}/24 dev \"$dev\"; fi\n",
             mac = me.mac,
             file = PRIVATE_NETWORK_FILE
         ));
@@ -339,5 +343,47 @@ mod tests {
             "exec sudo -n journalctl --follow --no-pager --output=short-iso --boot"
         );
         assert!(journal_command(Some(1_795_731_000)).ends_with(" --since=@1795731000"));
+    }
+
+    #[test]
+    fn naming_a_guest_makes_what_a_minimal_image_lacks() {
+        // Run against a fake root: the script's paths under a temporary
+        // folder, with no `hostname` program and no /etc/hosts.
+        let plan = NetworkPlan {
+            segment: None,
+            subnet: Ipv4Addr::new(10, 1, 1, 0),
+            machines: vec![MachineNet {
+                name: "web".into(),
+                ip: None,
+                mac: "m".into(),
+            }],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        let script = name_and_network(&plan.machines[0], &plan)
+            .replace("/etc/", &format!("{}/etc/", root.display()))
+            .replace("/proc/", &format!("{}/proc/", root.display()))
+            .replace("hostname web", "no-such-hostname-program web");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap();
+        assert!(
+            hosts.starts_with("127.0.0.1\tlocalhost\n") && hosts.contains("127.0.1.1\tweb"),
+            "{hosts}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("proc/sys/kernel/hostname")).unwrap(),
+            "web\n"
+        );
     }
 }

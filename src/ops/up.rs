@@ -186,6 +186,10 @@ fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Resu
         }
         (Err(e), None) => return Err(e),
     };
+    // From here until the machine is recorded as the box's user, no other
+    // env may remove the box.
+    let _store_lock = store.lock_shared()?;
+    let stored = store.find(&stored.name, Some(&stored.version))?;
     std::fs::create_dir_all(dir.root.parent().context("state folder has no parent")?)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{}-", machine.name))
@@ -194,6 +198,8 @@ fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Resu
         name: dir.name.clone(),
         root: staging.path().to_path_buf(),
     };
+    // A machine's folder holds its disks and keys: the user's alone.
+    crate::util::fs::make_private(&staged.root)?;
     ctx.backend.create_disks(&staged, &stored, machine)?;
     let env_boot = stored.metadata.env.as_ref();
     if env_boot.is_some_and(|e| e.ssh_host_key_fw_cfg) {

@@ -15,3 +15,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+/// Makes the file or folder at `path` private to the user (0600, folders
+/// 0700): machine disks and state hold what the guest holds.
+pub fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot make {} private", path.display()))
+}

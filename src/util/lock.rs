@@ -38,6 +38,45 @@ pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {
     Ok(Lock { _file: file })
 }
 
+/// Takes the exclusive lock at `path` if no one holds it; None otherwise.
+pub fn try_exclusive(path: &Path) -> Option<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    file.try_lock().ok()?;
+    Some(Lock { _file: file })
+}
+
+/// Takes the lock at `path` shared: many holders at once, but none while
+/// someone holds it exclusively (a machine being created on a box keeps
+/// `box remove` from deleting it under it).
+pub fn shared(path: &Path, what: &str) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "waiting for another env process using {what} ({})...",
+                path.display()
+            );
+            file.lock_shared()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(Lock { _file: file })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +93,18 @@ mod tests {
         ));
         drop(first);
         other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn shared_holders_keep_an_exclusive_one_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let a = shared(&path, "t").unwrap();
+        let b = shared(&path, "t").unwrap();
+        assert!(try_exclusive(&path).is_none());
+        drop((a, b));
+        let held = try_exclusive(&path).unwrap();
+        assert!(try_exclusive(&path).is_none());
+        drop(held);
     }
 }

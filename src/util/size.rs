@@ -36,7 +36,15 @@ impl fmt::Display for Size {
 pub const SIZE_FORMS: &str =
     "a number of MiB (1024) or a string such as \"512M\", \"1G\", \"1.5G\", \"1T\"";
 
-/// Parses `1G`, `512M`, `512MiB`, `1.5G`, `2T`, `1024` (MiB).
+/// The largest size env takes, in MiB (1 PiB): larger ones are typos, and
+/// would overflow the arithmetic of QEMU's and qemu-img's arguments.
+pub const MAX_MIB: u64 = 1 << 30;
+
+fn too_large(text: &str) -> String {
+    format!("`{text}` is larger than 1P: env takes sizes up to that")
+}
+
+/// Parses `1G`, `512M`, `512MiB`, `1.5G`, `2T`, `1024` (MiB), up to 1 PiB.
 pub fn parse_size(text: &str) -> Result<Size, String> {
     let t = text.trim();
     let split = t
@@ -54,6 +62,9 @@ pub fn parse_size(text: &str) -> Result<Size, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a size: use {SIZE_FORMS}"))?;
     let mib = value * factor;
+    if !mib.is_finite() || mib > MAX_MIB as f64 {
+        return Err(too_large(text));
+    }
     if mib < 1.0 || mib.fract() != 0.0 {
         return Err(format!(
             "`{text}` is not a whole number of MiB (at least 1M)"
@@ -74,6 +85,9 @@ impl<'de> Deserialize<'de> for Size {
                 if v < 1 {
                     return Err(E::custom(format!("{v} is not a size: use {SIZE_FORMS}")));
                 }
+                if v as u64 > MAX_MIB {
+                    return Err(E::custom(too_large(&v.to_string())));
+                }
                 Ok(Size::mib(v as u64))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
@@ -90,6 +104,18 @@ impl<'de> Deserialize<'de> for Size {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_bounded() {
+        assert!(
+            parse_size("99999999999999999999T")
+                .unwrap_err()
+                .contains("larger than 1P")
+        );
+        assert!(parse_size("1e400G").is_err());
+        assert_eq!(parse_size("1024T").unwrap().mib, MAX_MIB);
+        assert!(parse_size("1025T").is_err());
+    }
 
     #[test]
     fn accepted_forms() {

@@ -82,6 +82,7 @@ pub fn recipe_box(recipe: &str) -> PathBuf {
     lock.lock().unwrap();
     if !path.exists() {
         eprintln!("building the test box {} (about 2 min)...", path.display());
+        let before = host_state();
         let status = Command::new(env_bin())
             .args(["box", "build", recipe, "--output"])
             .arg(&path)
@@ -92,8 +93,47 @@ pub fn recipe_box(recipe: &str) -> PathBuf {
             status.success(),
             "building the test box {recipe} failed: needs root, mmdebstrap and the Debian mirror"
         );
+        // A box build writes its output and nothing else on the host: the
+        // apt state and /etc are as they were (once, mmdebstrap's cleanup
+        // wiped the host's package lists).
+        let after = host_state();
+        let changed: Vec<&String> = before.symmetric_difference(&after).collect();
+        assert!(
+            changed.is_empty(),
+            "building {recipe} changed the host: {changed:?}"
+        );
     }
     path
+}
+
+/// What a box build could touch on the host, as `path size mtime` lines:
+/// apt's package lists and caches, and /etc.
+fn host_state() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mtime = meta
+                .modified()
+                .ok()
+                .map(|t| format!("{t:?}"))
+                .unwrap_or_default();
+            out.insert(format!("{} {} {mtime}", path.display(), meta.len()));
+            if meta.is_dir() {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut state = std::collections::BTreeSet::new();
+    for dir in ["/var/lib/apt/lists", "/var/cache/apt", "/etc"] {
+        walk(Path::new(dir), &mut state);
+    }
+    state
 }
 
 /// A box store (ENV_HOME) shared by the tests of one binary, holding the test

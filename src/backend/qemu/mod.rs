@@ -20,6 +20,7 @@ use crate::boxes::metadata::Metadata;
 use crate::envfile::{Accel, Machine};
 use crate::machine::state::{Accelerator, SshEndpoint};
 use crate::machine::{MachineDir, Status};
+use crate::util::fs::make_private;
 use crate::util::process::{HELPER_LIMIT, run_limited};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
@@ -83,6 +84,7 @@ impl Backend for QemuBackend {
                 None
             };
             img::create_overlay(&stored.dir.join(file), &dir.box_disk(index), grow)?;
+            make_private(&dir.box_disk(index))?;
         }
         Ok(())
     }
@@ -95,6 +97,7 @@ impl Backend for QemuBackend {
             }
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
+                make_private(parent)?;
             }
             img::create_disk(
                 &path,
@@ -102,6 +105,7 @@ impl Backend for QemuBackend {
                 disk.size.mib,
                 &format!("cannot create disk `{}` of `{}`", disk.name, machine.name),
             )?;
+            make_private(&path)?;
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ pub fn render_config(t: &SshTarget) -> String {
         .map(|j| format!("  ProxyJump {j}\n"))
         .unwrap_or_default();
     format!(
-        "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n",
+        "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  ConnectTimeout 20\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n",
         alias = t.alias,
         host = t.host,
         port = t.port,
@@ -79,6 +79,8 @@ pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -
         ("IdentitiesOnly", "yes".into()),
         ("BatchMode", "yes".into()),
         ("ConnectTimeout", "20".into()),
+        ("ServerAliveInterval", "15".into()),
+        ("ServerAliveCountMax", "4".into()),
         ("ControlMaster", "auto".into()),
         ("ControlPath", t.control_path.display().to_string()),
         ("ControlPersist", CONTROL_PERSIST.into()),
