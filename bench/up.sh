@@ -84,5 +84,5 @@ if [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
 else
   echo "(no debian-12-bios box or no Vagrant key: the BIOS row is skipped)" >&2
 fi
-echo "(Vagrant's own figures need vagrant-libvirt, which these hosts cannot install: see docs/benchmarks.md.)" >&2
+echo "(Vagrant's own figures need vagrant-libvirt and a running libvirtd: see docs/benchmarks.md.)" >&2
 rm -rf "$ENV_HOME" "$key"
