@@ -2,6 +2,7 @@
 //! 9p (live, both ways) or rsync (one-way copies at each `up` and `env rsync`).
 
 use super::error::{EnvfileError, Step, entry_field_error};
+use super::model::STATE_DIR;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -84,6 +85,21 @@ pub fn resolve(
                 "`readonly` is for 9p folders (rsync copies one way anyway)".into(),
             ));
         }
+        let host = std::fs::canonicalize(&host).unwrap_or(host);
+        let state = std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .join(STATE_DIR);
+        if kind == FolderKind::NineP && !f.readonly.unwrap_or(false) && state.starts_with(&host) {
+            // The guest would write env's own state: the ssh_config and keys
+            // that host programs run with (a ProxyCommand is host code).
+            return Err(fail(
+                "host",
+                format!(
+                    "{} holds env's state folder ({STATE_DIR}/), which a guest must not write: share it with `readonly = true`, as `type = \"rsync\"` (which leaves {STATE_DIR}/ out), or share a subfolder",
+                    host.display()
+                ),
+            ));
+        }
         let guest = f.guest.trim_end_matches('/').to_string();
         if out.iter().any(|o| o.guest == guest) {
             return Err(fail(
@@ -92,7 +108,7 @@ pub fn resolve(
             ));
         }
         out.push(Folder {
-            host: std::fs::canonicalize(&host).unwrap_or(host),
+            host,
             guest: if guest.is_empty() { "/".into() } else { guest },
             kind,
             readonly: f.readonly.unwrap_or(false),

@@ -588,3 +588,24 @@ fn a_user_name_that_ssh_would_read_as_an_option_is_refused() {
     assert_eq!(e.field, "defaults.ssh");
     assert!(e.message.contains("is not a user name"), "{}", e.message);
 }
+
+#[test]
+fn a_writable_9p_share_of_the_state_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let path = dir.path().join("Envfile");
+    let shared = |folders: &str| {
+        let text = format!("[defaults]\nbox = \"x\"\nfolders = [{folders}]\n");
+        parse(&path, &text)
+    };
+    let e = shared(r#"{ host = ".", guest = "/vagrant" }"#).unwrap_err();
+    assert_eq!(e.field, "defaults.folders[0].host");
+    assert!(
+        e.message.contains(".envstate/") && e.message.contains("readonly = true"),
+        "{}",
+        e.message
+    );
+    shared(r#"{ host = ".", guest = "/vagrant", readonly = true }"#).unwrap();
+    shared(r#"{ host = ".", guest = "/vagrant", type = "rsync" }"#).unwrap();
+    shared(r#"{ host = "src", guest = "/src" }"#).unwrap();
+}

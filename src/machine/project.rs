@@ -6,8 +6,7 @@ use crate::util::lock;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// Name of the per-project state folder (not `.env`: that is dotenv's).
-pub const STATE_DIR: &str = ".envstate";
+pub use crate::envfile::model::STATE_DIR;
 
 /// A loaded project.
 #[derive(Debug, Clone)]
