@@ -78,6 +78,16 @@ pub fn check_header(header: &[u8]) -> Result<ImageFormat> {
 }
 
 #[cfg(test)]
+/// The header of an empty, self-contained qcow2 v3 image: what the store
+/// checks of a box's disk (nothing here boots it).
+pub(crate) fn empty_qcow2_header() -> Vec<u8> {
+    let mut h = vec![0u8; 112];
+    h[..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    h
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

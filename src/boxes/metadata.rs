@@ -206,7 +206,7 @@ mod tests {
         assert!(err.to_string().contains("not qcow2"), "{err}");
         std::fs::write(
             dir.path().join("box.img"),
-            crate::boxes::tests::qcow2_header(),
+            crate::boxes::image::empty_qcow2_header(),
         )
         .unwrap();
         meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
@@ -235,7 +235,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let meta = |json: &str| serde_json::from_str::<Metadata>(json).unwrap();
-        std::fs::write(root.join("box.img"), crate::boxes::tests::qcow2_header()).unwrap();
+        std::fs::write(
+            root.join("box.img"),
+            crate::boxes::image::empty_qcow2_header(),
+        )
+        .unwrap();
         // A user name that ssh would read as an option.
         let err =
             meta(r#"{"provider":"libvirt","env":{"ssh_user":"-oProxyCommand=touch${IFS}/tmp/x"}}"#)
@@ -256,7 +260,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         // A qcow2 disk whose backing file names a host file.
-        let mut header = crate::boxes::tests::qcow2_header();
+        let mut header = crate::boxes::image::empty_qcow2_header();
         header[15] = 0x70;
         std::fs::write(root.join("backed.img"), header).unwrap();
         let err = meta(r#"{"provider":"libvirt","disks":[{"path":"backed.img"}]}"#)

@@ -1,14 +1,5 @@
 use super::*;
 
-/// The header of an empty, self-contained qcow2 v3 image: what the store
-/// checks of a box's disk (nothing here boots it).
-pub(crate) fn qcow2_header() -> Vec<u8> {
-    let mut h = vec![0u8; 112];
-    h[..4].copy_from_slice(b"QFI\xfb");
-    h[4..8].copy_from_slice(&3u32.to_be_bytes());
-    h
-}
-
 /// Writes a small valid box archive (fake disk) and returns its path.
 pub(crate) fn fake_box(dir: &Path, version: Option<&str>) -> PathBuf {
     let path = dir.join(format!("fake-{}.box", version.unwrap_or("none")));
@@ -24,7 +15,7 @@ pub(crate) fn fake_box(dir: &Path, version: Option<&str>) -> PathBuf {
         "metadata.json",
         br#"{"provider":"libvirt","format":"qcow2","virtual_size":1}"#,
     );
-    add("box.img", &qcow2_header());
+    add("box.img", &super::image::empty_qcow2_header());
     if let Some(v) = version {
         add("info.json", format!(r#"{{"version":"{v}"}}"#).as_bytes());
     }

@@ -2,7 +2,7 @@
 //! 9p (live, both ways) or rsync (one-way copies at each `up` and `env rsync`).
 
 use super::error::{EnvfileError, Step, entry_field_error};
-use super::model::STATE_DIR;
+use crate::util::paths::STATE_DIR;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

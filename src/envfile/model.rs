@@ -13,10 +13,6 @@ use std::time::Duration;
 /// The environment variable that overrides the Envfile's accelerator.
 pub const ACCEL_VAR: &str = "ENV_ACCEL";
 
-/// Name of the per-project state folder beside the Envfile (not `.env`:
-/// that is dotenv's).
-pub const STATE_DIR: &str = ".envstate";
-
 /// The file name looked for when walking up from the current folder.
 pub const ENVFILE_NAME: &str = "Envfile";
 

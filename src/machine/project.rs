@@ -6,7 +6,7 @@ use crate::util::lock;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-pub use crate::envfile::model::STATE_DIR;
+pub use crate::util::paths::STATE_DIR;
 
 /// A loaded project.
 #[derive(Debug, Clone)]

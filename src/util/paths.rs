@@ -6,6 +6,10 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Name of the per-project state folder beside the Envfile (not `.env`:
+/// that is dotenv's).
+pub const STATE_DIR: &str = ".envstate";
+
 /// The per-user data folder: `$ENV_HOME`, else the platform's data folder
 /// (`~/.local/share/env` on Linux).
 pub fn data_home() -> Result<PathBuf> {
