@@ -97,13 +97,21 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
                     .filter(|n| !n.is_empty())
                     .context("cannot derive a box name from the URL: pass --name")?,
             };
-            (
-                location.clone(),
-                name,
-                request.version.clone(),
-                request.checksum.clone(),
-            )
+            // A plain .box: `version` is the version to record, unless it is
+            // a constraint (an Envfile's `box_version = ">= 12"`): then the
+            // box's own version is recorded and must satisfy it.
+            let recorded = request
+                .version
+                .clone()
+                .filter(|v| super::check_version(v).is_ok());
+            (location.clone(), name, recorded, request.checksum.clone())
         }
+    };
+    let wanted = match (&request.version, from_catalog) {
+        (Some(v), false) if super::check_version(v).is_err() => {
+            Some(Constraint::parse_box(v).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
     };
     super::check_name(&name)?;
     let added = match &box_location {
@@ -129,6 +137,16 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
         }
     };
     let added = added?;
+    if let Some(constraint) = wanted
+        && !constraint.holds(&added.version)
+    {
+        let _ = store.remove(&added.name, Some(&added.version), true);
+        bail!(
+            "the box at {} is version {}, which does not match `{constraint}`",
+            box_location.show(),
+            added.version
+        );
+    }
     remember_source(&added, &location, from_catalog, request)?;
     Ok(added)
 }
