@@ -12,7 +12,7 @@ as_root apt-get update -qq
 qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
 as_root apt-get install -y -qq --allow-downgrades \
   qemu-system-x86 "qemu-utils=$qemu_version" openssh-client \
-  mmdebstrap e2fsprogs fdisk xz-utils binutils gzip tar python3 bc rsync zstd >/dev/null
+  mmdebstrap uidmap e2fsprogs fdisk xz-utils binutils gzip tar python3 bc rsync zstd >/dev/null
 # For the ansible provisioner (and its tests); the full `ansible` collection
 # bundle is not needed.
 as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null

@@ -19,6 +19,9 @@ mod ops;
 mod spec;
 mod util;
 
+#[cfg(test)]
+mod robustness;
+
 use clap::Parser;
 
 fn main() {

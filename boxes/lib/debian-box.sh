@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Builds a Debian box from a recipe config: debian-box.sh CONFIG.sh OUTPUT.box
 #
-# No mounts, no loop devices: mmdebstrap makes the root tree, mkfs.ext4 -d fills
-# a filesystem image from it, qemu-img turns that into a compressed qcow2. The
-# output appears atomically: a failed or interrupted build leaves nothing behind.
+# No mounts, no loop devices, and no root where the host allows it: mmdebstrap
+# makes the root tree (as root, or in its unshare mode as an ordinary user with
+# a subordinate id range), and this script, run again as mmdebstrap's last
+# hook (`--finish`) inside mmdebstrap's namespace, where the tree's files are
+# owned by root, makes the kernel, initrd, bootloader, package manifest and
+# the ext4 disk image with mkfs.ext4 -d. qemu-img then turns the image into a
+# compressed qcow2. The output appears atomically: a failed or interrupted
+# build leaves nothing behind.
 set -euo pipefail
 
 config=${1:?usage: debian-box.sh CONFIG.sh OUTPUT.box}
 output=${2:?usage: debian-box.sh CONFIG.sh OUTPUT.box}
+# As mmdebstrap's last hook: debian-box.sh CONFIG.sh OUTPUT.box --finish ROOT OUTDIR
+mode=${3:-} hook_root=${4:-} hook_out=${5:-}
 lib=$(cd "$(dirname "$0")" && pwd)
 keys=$(cd "$lib/../keys" && pwd)
 # shellcheck source=/dev/null
@@ -41,15 +48,6 @@ case "$FIRST_CONTACT_KEY" in
     [ -n "$pubkey" ] || { echo "debian-box: FIRST_CONTACT_KEY=vagrant needs Vagrant's insecure key (apt-get install vagrant)" >&2; exit 1; } ;;
   *) echo "debian-box: FIRST_CONTACT_KEY must be env or vagrant, not '$FIRST_CONTACT_KEY'" >&2; exit 1 ;;
 esac
-[ "$(id -u)" = 0 ] || { echo "debian-box: run as root (mmdebstrap keeps file owners only as root)" >&2; exit 1; }
-
-outdir=$(cd "$(dirname "$output")" && pwd)
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/env-box.XXXXXX")
-partial="$outdir/.$(basename "$output").partial.$$"
-cleanup() { rm -rf "$work" "$partial"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 step() { printf '==> %s\n' "$*" >&2; }
 
 # Extracts the uncompressed kernel from a bzImage: QEMU boots it through its
@@ -111,9 +109,90 @@ CFG
   mv "$root/tmp/core.img" "$core"
   [ "$(stat -c %s "$core")" -lt $((2047 * 512)) ] || { echo "debian-box: GRUB's core image does not fit before the partition" >&2; exit 1; }
 }
+# The part that runs in mmdebstrap's namespace, as its last hook: the tree
+# at ROOT, what the box needs written to OUT (vmlinuz/vmlinux, initrd.img,
+# packages.txt, disk.raw, kver). Its mounts (/proc, /sys, /dev) stay out of the
+# disk image: a copy on one filesystem is what mkfs.ext4 -d reads.
+finish() {
+  local root=$1 out=$2 kernel kver
+  # mmdebstrap's apt configuration stays until its own cleanup: without it,
+  # that cleanup would run `apt-get update`/`clean` against the host's apt
+  # state. The box's /tmp is emptied at every boot anyway.
+  find "$root/tmp" -mindepth 1 -maxdepth 1 ! -name 'mmdebstrap.*' -exec rm -rf {} +
+  kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -n1)
+  kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
+  echo "$kver" > "$out/kver"
+  chroot "$root" dpkg-query -W -f '${Package}\t${Version}\n' > "$out/packages.txt"
+  local disk_bytes=$((DISK_GIB * 1024 * 1024 * 1024))
+  if [ "$BOOT" = kernel ]; then
+    cp "$kernel" "$out/vmlinuz"
+    extract_vmlinux "$kernel" "$out/vmlinux" || true
+    make_initrd "$root" "$kver" "$out/initrd.img"
+    # Root on the whole virtio disk: no partition table, so growing is one resize2fs.
+    printf '/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n' > "$root/etc/fstab"
+  else
+    install_grub "$root" "$kver" "$out/core.img"
+    printf 'LABEL=root\t/\text4\tdefaults,noatime\t0\t0\n' > "$root/etc/fstab"
+  fi
+  step "copy the tree without mmdebstrap's mounts"
+  mkdir "$out/tree"
+  tar -C "$root" --one-file-system --numeric-owner -cf - . | tar -C "$out/tree" --numeric-owner -xpf -
+  rm -f "$out/tree"/tmp/mmdebstrap.*
+  # The root filesystem: no orphan_file, which GRUB 2.06 cannot read.
+  mkfs_root() { mkfs.ext4 -q -L root -O ^orphan_file -d "$out/tree" -E "lazy_itable_init=1,lazy_journal_init=1$1" "$2" "$3"; }
+  if [ "$BOOT" = kernel ]; then
+    step "make a ${DISK_GIB} GiB ext4 image"
+    mkfs_root "" "$out/disk.raw" "${DISK_GIB}G"
+  else
+    step "make a ${DISK_GIB} GiB disk with an MBR, GRUB and an ext4 partition"
+    truncate -s "$disk_bytes" "$out/disk.raw"
+    # One partition from 1 MiB: GRUB's core image sits in the gap before it.
+    printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$out/disk.raw"
+    mkfs_root ",offset=1048576" "$out/disk.raw" "$(((disk_bytes - 1048576) / 1024))k"
+    # GRUB's boot sector (the code part only: the partition table stays), then
+    # its core image from the second sector, where the boot sector looks for it.
+    dd if="$root/usr/lib/grub/i386-pc/boot.img" of="$out/disk.raw" bs=440 count=1 conv=notrunc status=none
+    dd if="$out/core.img" of="$out/disk.raw" bs=512 seek=1 conv=notrunc status=none
+    rm -f "$out/core.img"
+  fi
+  rm -rf "$out/tree"
+  # Readable by the user who runs the build (in unshare mode these files
+  # belong to a subordinate id).
+  chmod -R a+rX "$out"
+}
+
+if [ "$mode" = --finish ]; then
+  # A copy left half-made would belong to a subordinate id, which the user
+  # who runs the build cannot remove: it goes here, on any exit.
+  trap 'rm -rf "$hook_out/tree"' EXIT
+  finish "$hook_root" "$hook_out"
+  exit 0
+fi
+
+# Root, or mmdebstrap's unshare mode: an ordinary user needs a subordinate id
+# range and newuidmap (package uidmap).
+if [ "$(id -u)" != 0 ]; then
+  user=$(id -un)
+  if ! command -v newuidmap >/dev/null || ! grep -qs "^$user:" /etc/subuid || ! grep -qs "^$user:" /etc/subgid; then
+    echo "debian-box: building as $user (not root) needs mmdebstrap's unshare mode: install uidmap and give $user a subordinate id range in /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $user), or build as root" >&2
+    exit 1
+  fi
+fi
+
+outdir=$(cd "$(dirname "$output")" && pwd)
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/env-box.XXXXXX")
+partial="$outdir/.$(basename "$output").partial.$$"
+cleanup() { rm -rf "$work" "$partial"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# The hook writes here from mmdebstrap's namespace (as a subordinate id when
+# not root): the folder must let it in.
+mkdir "$work/box"
+chmod 0711 "$work"
+chmod 0777 "$work/box"
 started=$SECONDS
 
-step "mmdebstrap $SUITE into $work/root"
+step "mmdebstrap $SUITE (mode: $([ "$(id -u)" = 0 ] && echo root || echo unshare))"
 # shellcheck disable=SC2086
 packages=$(echo $BASE_PACKAGES $EXTRA_PACKAGES | tr ' ' ',')
 mmdebstrap --variant=minbase --include="$packages" \
@@ -121,46 +200,21 @@ mmdebstrap --variant=minbase --include="$packages" \
   --setup-hook="cp '$lib/debian-rootfs/etc/initramfs-tools/conf.d/env.conf' \"\$1/etc/initramfs-tools/conf.d/\"" \
   --setup-hook='printf "%s\n" virtio_pci virtio_blk ext4 > "$1/usr/share/initramfs-tools/modules.d/env-virtio"' \
   --customize-hook="'$lib/customize-debian.sh' \"\$1\" '$lib/debian-rootfs' '$pubkey'" \
-  "$SUITE" "$work/root" </dev/null
+  --customize-hook="'$lib/debian-box.sh' '$config' '$output' --finish \"\$1\" '$work/box'" \
+  "$SUITE" /dev/null </dev/null
 
-# mmdebstrap is done with the tree's /tmp (its apt configuration lived there).
-find "$work/root/tmp" -mindepth 1 -delete
-step "extract the kernel and the package manifest"
-kernel=$(ls "$work"/root/boot/vmlinuz-* | sort -V | tail -n1)
-kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
-mkdir "$work/box"
-chroot "$work/root" dpkg-query -W -f '${Package}\t${Version}\n' > "$work/box/packages.txt"
-disk_bytes=$((DISK_GIB * 1024 * 1024 * 1024))
-# The root filesystem: no orphan_file, which GRUB 2.06 cannot read.
-mkfs_root() { mkfs.ext4 -q -L root -O ^orphan_file -d "$work/root" -E "lazy_itable_init=1,lazy_journal_init=1$1" "$2" "$3"; }
-
+kver=$(cat "$work/box/kver")
+rm -f "$work/box/kver"
 if [ "$BOOT" = kernel ]; then
-  cp "$kernel" "$work/box/vmlinuz"
   boot_kernel=vmlinuz
-  if extract_vmlinux "$kernel" "$work/box/vmlinux"; then boot_kernel=vmlinux; fi
-  make_initrd "$work/root" "$kver" "$work/box/initrd.img"
+  [ -f "$work/box/vmlinux" ] && boot_kernel=vmlinux
   boot_files="initrd.img $(cd "$work/box" && ls vmlinu*)"
-  step "make a ${DISK_GIB} GiB ext4 image and convert it to qcow2"
-  # Root on the whole virtio disk: no partition table, so growing is one resize2fs.
-  printf '/dev/vda\t/\text4\tdefaults,noatime\t0\t0\n' > "$work/root/etc/fstab"
-  mkfs_root "" "$work/disk.raw" "${DISK_GIB}G"
 else
-  step "install GRUB and make a ${DISK_GIB} GiB disk with an MBR, GRUB and an ext4 partition"
-  install_grub "$work/root" "$kver" "$work/core.img"
   boot_files=""
-  printf 'LABEL=root\t/\text4\tdefaults,noatime\t0\t0\n' > "$work/root/etc/fstab"
-  truncate -s "$disk_bytes" "$work/disk.raw"
-  # One partition from 1 MiB: GRUB's core image sits in the gap before it.
-  printf 'label: dos\nstart=2048, type=83, bootable\n' | sfdisk -q "$work/disk.raw"
-  mkfs_root ",offset=1048576" "$work/disk.raw" "$(((disk_bytes - 1048576) / 1024))k"
-  # GRUB's boot sector (the code part only: the partition table stays), then
-  # its core image from the second sector, where the boot sector looks for it.
-  dd if="$work/root/usr/lib/grub/i386-pc/boot.img" of="$work/disk.raw" bs=440 count=1 conv=notrunc status=none
-  dd if="$work/core.img" of="$work/disk.raw" bs=512 seek=1 conv=notrunc status=none
 fi
-rm -rf "$work/root"
-qemu-img convert -c -O qcow2 "$work/disk.raw" "$work/box/box.img"
-rm -f "$work/disk.raw"
+step "convert the disk image to a compressed qcow2"
+qemu-img convert -c -O qcow2 "$work/box/disk.raw" "$work/box/box.img"
+rm -f "$work/box/disk.raw"
 
 if [ "$BOOT" = kernel ]; then
   cat > "$work/box/metadata.json" <<JSON

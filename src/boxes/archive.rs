@@ -114,12 +114,73 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
     unpack_stream(format, whole, dest)
 }
 
+/// How much an archive may unpack to: the free space of the folder it
+/// unpacks into (less a reserve), and, once its `metadata.json` has come,
+/// what the box declares (its disks' virtual size, plus room for boot files).
+/// A compression bomb stops at the cap, not at a full disk.
+struct Budget {
+    used: u64,
+    limit: u64,
+}
+
+/// Space left free on the store's filesystem, whatever a box declares.
+const FREE_RESERVE: u64 = 512 << 20;
+
+/// Room beside the disks a box declares: kernel, initrd, Vagrantfile, info.
+const BOOT_FILES_ROOM: u64 = 512 << 20;
+
+impl Budget {
+    fn for_folder(dest: &Path) -> Budget {
+        let free = crate::util::fs::free_space(dest).unwrap_or(u64::MAX);
+        Budget {
+            used: 0,
+            limit: free.saturating_sub(FREE_RESERVE),
+        }
+    }
+
+    /// Counts an entry of `size` bytes; an error when it would pass the cap.
+    fn take(&mut self, name: &Path, size: u64) -> Result<()> {
+        self.used = self.used.saturating_add(size);
+        if self.used > self.limit {
+            bail!(
+                "the archive unpacks to more than {} (at `{}`): more than the box declares or the disk holds",
+                crate::util::ui::human_bytes(self.limit),
+                name.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Narrows the cap to what `metadata.json` (just unpacked) declares.
+    fn declared(&mut self, metadata: &Path) {
+        let Ok(text) = std::fs::read_to_string(metadata) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let Some(gib) = v.get("virtual_size").and_then(|s| s.as_u64()) else {
+            return;
+        };
+        let disks = v
+            .get("disks")
+            .and_then(|d| d.as_array())
+            .map_or(1, |d| d.len().max(1)) as u64;
+        let declared = gib
+            .saturating_mul(1 << 30)
+            .saturating_mul(disks)
+            .saturating_add(BOOT_FILES_ROOM);
+        self.limit = self.limit.min(declared);
+    }
+}
+
 /// Unpacks a tar (decompressing it) or a zip read from `raw`, then checks
 /// where every link in it really leads.
 fn unpack_stream<R: Read>(format: ArchiveFormat, raw: R, dest: &Path) -> Result<()> {
+    let mut budget = Budget::for_folder(dest);
     match format {
-        ArchiveFormat::Zip => unpack_zip(raw, dest)?,
-        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest)?,
+        ArchiveFormat::Zip => unpack_zip(raw, dest, &mut budget)?,
+        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest, &mut budget)?,
     }
     check_links(dest)
 }
@@ -222,7 +283,11 @@ fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     Ok(filled)
 }
 
-fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> {
+fn unpack_tar<R: Read>(
+    mut archive: tar::Archive<R>,
+    dest: &Path,
+    budget: &mut Budget,
+) -> Result<()> {
     archive.set_preserve_permissions(false);
     archive.set_unpack_xattrs(false);
     let mut seen = std::collections::HashSet::new();
@@ -267,6 +332,7 @@ fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> 
                 other
             ),
         }
+        budget.take(&path, entry.size())?;
         // unpack_in re-checks the path and refuses to write through links
         // that lead outside `dest`.
         if !entry.unpack_in(dest)? {
@@ -274,6 +340,9 @@ fn unpack_tar<R: Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<()> 
                 "`{}` would be written outside the box folder",
                 raw_path.display()
             );
+        }
+        if path == Path::new("metadata.json") {
+            budget.declared(&dest.join("metadata.json"));
         }
     }
     Ok(())
@@ -288,7 +357,7 @@ fn next_zip_entry<R: Read>(raw: &mut R) -> Result<Option<zip::read::ZipFile<'_, 
 /// Unpacks a zip read from the front. Read this way a zip tells no file
 /// modes, so every entry is a plain file or a folder (no links, no devices);
 /// an entry is never written twice.
-fn unpack_zip<R: Read>(mut raw: R, dest: &Path) -> Result<()> {
+fn unpack_zip<R: Read>(mut raw: R, dest: &Path, budget: &mut Budget) -> Result<()> {
     while let Some(mut file) = next_zip_entry(&mut raw)? {
         let name = file.name().context("bad zip entry name")?.into_owned();
         let path = safe_relative_path(Path::new(&name))?;
@@ -308,7 +377,15 @@ fn unpack_zip<R: Read>(mut raw: R, dest: &Path) -> Result<()> {
             .create_new(true)
             .open(&target)
             .with_context(|| format!("cannot write `{name}` (twice in the archive?)"))?;
-        std::io::copy(&mut file, &mut out).with_context(|| format!("cannot unpack `{name}`"))?;
+        // The declared size of a zip entry is the box's word: the copy is
+        // cut at the budget whatever it says.
+        let room = budget.limit.saturating_sub(budget.used);
+        let copied = std::io::copy(&mut (&mut file).take(room.saturating_add(1)), &mut out)
+            .with_context(|| format!("cannot unpack `{name}`"))?;
+        budget.take(&path, copied)?;
+        if path == Path::new("metadata.json") {
+            budget.declared(&target);
+        }
     }
     Ok(())
 }
@@ -427,6 +504,39 @@ mod tests {
             ("metadata.json", tar::EntryType::Regular, None),
         ]);
         assert!(format!("{:#}", result.unwrap_err()).contains("twice"));
+    }
+
+    #[test]
+    fn an_archive_cannot_unpack_to_more_than_its_box_declares() {
+        // metadata.json declares a 0 GiB disk; the next entry claims 600
+        // MiB (a compression bomb's header): refused before a byte of it.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        {
+            let mut out = std::fs::File::create(file.path()).unwrap();
+            use std::io::Write;
+            let mut meta = tar::Header::new_gnu();
+            let json = br#"{"provider":"libvirt","format":"qcow2","virtual_size":0}"#;
+            meta.set_path("metadata.json").unwrap();
+            meta.set_size(json.len() as u64);
+            meta.set_mode(0o644);
+            meta.set_cksum();
+            out.write_all(meta.as_bytes()).unwrap();
+            out.write_all(json).unwrap();
+            out.write_all(&vec![0u8; 512 - json.len() % 512]).unwrap();
+            let mut bomb = tar::Header::new_gnu();
+            bomb.set_path("box.img").unwrap();
+            bomb.set_size(600 << 20);
+            bomb.set_mode(0o644);
+            bomb.set_cksum();
+            out.write_all(bomb.as_bytes()).unwrap();
+        }
+        let dest = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            unpack(file.path(), dest.path(), &mut |_| {}).unwrap_err()
+        );
+        assert!(err.contains("unpacks to more than"), "{err}");
+        assert!(!dest.path().join("box.img").exists());
     }
 
     #[test]

@@ -258,8 +258,17 @@ impl Store {
             // releases wrote no pid, and `.removing-` folders are always
             // leftovers once no env holds the store lock.
             let owner: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
-            let alive =
-                owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            let alive = match owner {
+                Some(pid) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                // No pid (an older release's, or `.removing-`): a day old
+                // is surely abandoned.
+                None => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < std::time::Duration::from_secs(24 * 3600)),
+            };
             if !alive && self.lock_is_free() && fs::remove_dir_all(entry.path()).is_ok() {
                 removed.push(entry.path());
             }

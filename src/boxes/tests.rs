@@ -153,3 +153,53 @@ fn names() {
         assert!(check_name(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn staging_left_by_a_killed_env_is_removed_and_a_live_ones_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::at(tmp.path().join("boxes"));
+    fs::create_dir_all(&store.root).unwrap();
+    // A pid that cannot be running (above the kernel's pid_max).
+    let dead = store.root.join(".incoming-4194305-abc");
+    let old_release = store.root.join(".incoming-xyz");
+    let removing = store.root.join(".removing-abc");
+    let live = store
+        .root
+        .join(format!(".incoming-{}-mine", std::process::id()));
+    for dir in [&dead, &old_release, &removing, &live] {
+        fs::create_dir_all(dir.join("box")).unwrap();
+    }
+    // Folders without a pid count as abandoned once a day old.
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    for dir in [&old_release, &removing] {
+        fs::File::open(dir).unwrap().set_modified(day_ago).unwrap();
+    }
+    let fresh = store.root.join(".removing-fresh");
+    fs::create_dir_all(&fresh).unwrap();
+    let staging = store.staging().unwrap();
+    assert!(!dead.exists() && !old_release.exists() && !removing.exists());
+    assert!(live.exists(), "a running env's staging stays");
+    assert!(fresh.exists(), "a fresh one without a pid may be in use");
+    assert!(staging.path().exists());
+}
+
+#[test]
+fn hostile_names_and_versions_are_refused() {
+    for bad in [
+        ".hidden",
+        ".users",
+        "-x",
+        "org-VAGRANTSLASH-name",
+        "a/.b",
+        "a b",
+    ] {
+        assert!(check_name(bad).is_err(), "{bad:?}");
+    }
+    check_name("org/name").unwrap();
+    for bad in ["", "1\n2", "-1", ".1", &"1".repeat(65), ">= 12"] {
+        assert!(check_version(bad).is_err(), "{bad:?}");
+    }
+    for good in ["1", "12.0.0", "1.0-20261203T101010Z", "2+build.1"] {
+        check_version(good).unwrap();
+    }
+}

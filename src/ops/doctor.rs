@@ -130,31 +130,18 @@ fn disk_space() -> Check {
     let Ok(home) = crate::util::paths::data_home() else {
         return check("disk space", Level::Fail, "no data folder", "set ENV_HOME");
     };
-    let mut probe = home.clone();
-    while !probe.exists() {
-        match probe.parent() {
-            Some(p) => probe = p.to_path_buf(),
-            None => break,
-        }
-    }
-    let Ok(c_path) = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()) else {
-        return check("disk space", Level::Warn, "unreadable path", "");
-    };
-    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+    let Some(free) = crate::util::fs::free_space(&home) else {
         return check(
             "disk space",
             Level::Warn,
-            format!("cannot read free space of {}", probe.display()),
+            format!("cannot read free space of {}", home.display()),
             "",
         );
-    }
-    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    };
     let found = format!(
         "{} free in {}",
         crate::util::ui::human_bytes(free),
-        probe.display()
+        home.display()
     );
     if free < 2 << 30 {
         check(

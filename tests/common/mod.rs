@@ -83,16 +83,7 @@ pub fn recipe_box(recipe: &str) -> PathBuf {
     if !path.exists() {
         eprintln!("building the test box {} (about 2 min)...", path.display());
         let before = host_state();
-        let status = Command::new(env_bin())
-            .args(["box", "build", recipe, "--output"])
-            .arg(&path)
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "building the test box {recipe} failed: needs root, mmdebstrap and the Debian mirror"
-        );
+        build_box(recipe, &path);
         // A box build writes its output and nothing else on the host: the
         // apt state and /etc are as they were (once, mmdebstrap's cleanup
         // wiped the host's package lists).
@@ -104,6 +95,101 @@ pub fn recipe_box(recipe: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// The recipe built without root: when the tests run as root (CI), the
+/// debian-12 box is built by an ordinary user made for it (`useradd`, with
+/// a subordinate id range), through mmdebstrap's unshare mode, from copies
+/// of `env` and `boxes/` it can read; the other recipes are built as root,
+/// so both ways stay tested. `ENV_TEST_BUILD_AS_ROOT=1` builds all as root.
+const UNPRIVILEGED_RECIPE: &str = "debian-12";
+const BUILD_USER: &str = "env-box-builder";
+
+fn build_box(recipe: &str, path: &Path) {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    let as_user = root
+        && recipe == UNPRIVILEGED_RECIPE
+        && std::env::var_os("ENV_TEST_BUILD_AS_ROOT").is_none();
+    if !as_user {
+        let status = Command::new(env_bin())
+            .args(["box", "build", recipe, "--output"])
+            .arg(path)
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "building the test box {recipe} failed: needs root (or uidmap and a subordinate id range), mmdebstrap and the Debian mirror"
+        );
+        return;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !Command::new("id")
+        .arg(BUILD_USER)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        run(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", BUILD_USER]));
+    }
+    for (file, flag) in [
+        ("/etc/subuid", "--add-subuids"),
+        ("/etc/subgid", "--add-subgids"),
+    ] {
+        let listed = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{BUILD_USER}:")));
+        if !listed {
+            run(Command::new("usermod").args([flag, "300000-365535", BUILD_USER]));
+        }
+    }
+    // What the build reads and writes, where the user can: copies of env and
+    // of boxes/, and an output folder of its own.
+    let work = tempfile::Builder::new()
+        .prefix("env-box-build-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let copy = Command::new("cp")
+        .args(["-a"])
+        .arg(repo().join("boxes"))
+        .arg(env_bin())
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    run(Command::new("chown")
+        .args(["-R", BUILD_USER])
+        .arg(work.path()));
+    run(Command::new("chmod").args(["0755"]).arg(work.path()));
+    let output = work.path().join("out.box");
+    let status = Command::new("runuser")
+        .args(["-u", BUILD_USER, "--"])
+        .arg(work.path().join("env"))
+        .args(["box", "build", recipe, "--output"])
+        .arg(&output)
+        .current_dir(work.path())
+        .env("HOME", format!("/home/{BUILD_USER}"))
+        .env("TMPDIR", "/var/tmp")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "building {recipe} as the unprivileged user {BUILD_USER} failed (mmdebstrap's unshare mode: uidmap, a subordinate id range)"
+    );
+    // Into the cache atomically: a half-copied box is never taken for one.
+    let partial = path.with_extension("partial");
+    std::fs::copy(&output, &partial).unwrap();
+    std::fs::rename(&partial, path).unwrap();
 }
 
 /// What a box build could touch on the host, as `path size mtime` lines:
