@@ -136,7 +136,10 @@ finish() {
   fi
   step "copy the tree without mmdebstrap's mounts"
   mkdir "$out/tree"
-  tar -C "$root" --one-file-system --numeric-owner -cf - . | tar -C "$out/tree" --numeric-owner -xpf -
+  # /dev, /proc and /sys stay empty: the guest's kernel mounts them (device
+  # nodes cannot be made in a user namespace anyway).
+  tar -C "$root" --one-file-system --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . \
+    | tar -C "$out/tree" --numeric-owner -xpf -
   rm -f "$out/tree"/tmp/mmdebstrap.*
   # The root filesystem: no orphan_file, which GRUB 2.06 cannot read.
   mkfs_root() { mkfs.ext4 -q -L root -O ^orphan_file -d "$out/tree" -E "lazy_itable_init=1,lazy_journal_init=1$1" "$2" "$3"; }
@@ -158,7 +161,7 @@ finish() {
   rm -rf "$out/tree"
   # Readable by the user who runs the build (in unshare mode these files
   # belong to a subordinate id).
-  chmod -R a+rX "$out"
+  find "$out" -mindepth 1 -exec chmod a+rX {} +
 }
 
 if [ "$mode" = --finish ]; then
