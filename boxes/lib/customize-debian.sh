@@ -6,7 +6,9 @@ root=$1 overlay=$2 pubkey=$3
 in_root() { chroot "$root" "$@"; }
 
 # Configuration files shipped with the recipe.
-cp -a "$overlay/." "$root/"
+# Owned by whoever runs the hook (root, or root of mmdebstrap's namespace):
+# the recipe files' owner on the host means nothing in the box.
+cp -a --no-preserve=ownership "$overlay/." "$root/"
 chmod 0440 "$root/etc/sudoers.d/vagrant"
 
 # Vagrant conventions: user vagrant, password-less sudo, the well-known key

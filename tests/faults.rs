@@ -1,0 +1,89 @@
+//! Faults on a real guest: `env up` stopped by SIGTERM while it provisions
+//! and by SIGINT while the guest boots. Either way the machine is left
+//! running and recorded, or cleanly gone, and the next `up` or `destroy -f`
+//! works.
+
+mod common;
+
+use common::{GuestSlot, TestProject, text};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Waits until `ready` holds, up to `limit`.
+fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Whether a QEMU process runs on this machine's disk.
+fn qemu_runs(disk: &Path) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
+            let needle = disk.as_os_str().as_encoded_bytes();
+            c.windows(needle.len()).any(|w| w == needle)
+        })
+    })
+}
+
+#[test]
+fn up_stopped_while_provisioning_is_finished_by_the_next_up() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box(
+        r#"
+[machines.m]
+box = "debian-12"
+[[machines.m.provision]]
+type = "shell"
+name = "slow the first time"
+inline = "[ -f /var/tmp/second ] || { touch /var/tmp/second; sleep 120; }; echo done > /var/tmp/provisioned"
+"#,
+    );
+    let log = p.dir.path().join(".envstate/machines/m/provision.log");
+    let mut up = p.cmd(&["up"]).spawn().unwrap();
+    wait_for(Duration::from_secs(180), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("==> slow the first time"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    signal(up.id(), libc::SIGTERM);
+    assert!(!up.wait().unwrap().success());
+    // Running and recorded: the next `up` provisions (the step was cut off).
+    assert_eq!(p.state_of("m"), "running");
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(
+        p.ok(&["ssh", "--", "cat", "/var/tmp/provisioned"]),
+        "done\n"
+    );
+    p.ok(&["destroy", "-f"]);
+    assert_eq!(p.state_of("m"), "not_created");
+}
+
+#[test]
+fn up_interrupted_while_booting_leaves_nothing_destroy_cannot_remove() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[machines.m]\nbox = \"debian-12\"\n");
+    let pidfile = p.dir.path().join(".envstate/machines/m/qemu.pid");
+    let mut up = p.cmd(&["up"]).spawn().unwrap();
+    wait_for(Duration::from_secs(60), || pidfile.exists());
+    signal(up.id(), libc::SIGINT);
+    assert!(!up.wait().unwrap().success());
+    let disk = p.dir.path().join(".envstate/machines/m/disk.qcow2");
+    // The guest boots on, recorded as running; destroy takes it all away.
+    assert_eq!(p.state_of("m"), "running");
+    let out = p.env(&["destroy", "-f"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(p.state_of("m"), "not_created");
+    wait_for(Duration::from_secs(10), || !qemu_runs(&disk));
+    // And the next `up` starts from nothing.
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    p.ok(&["destroy", "-f"]);
+}
