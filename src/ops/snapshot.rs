@@ -111,6 +111,20 @@ pub fn list(ctx: &Ctx, dir: &MachineDir) -> Result<Vec<SnapshotInfo>> {
     ctx.backend.snapshots(dir, DiskRef::Box(0))
 }
 
+/// What a snapshot of `machine` covers.
+fn coverage<'a>(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    machine: &'a Machine,
+    include_kept: bool,
+) -> Coverage<'a> {
+    plan(
+        ctx.backend.box_disk_count(dir),
+        &machine.disks,
+        include_kept,
+    )
+}
+
 /// Whether the machine runs (a live snapshot) or not (disks only); an
 /// error when it was never created.
 fn is_running(ctx: &Ctx, dir: &MachineDir) -> Result<bool> {
@@ -173,11 +187,7 @@ pub fn save(
     let dir = &project.machine_dir(&machine.name);
     check_name(tag)?;
     let running = is_running(ctx, dir)?;
-    let plan = plan(
-        ctx.backend.box_disk_count(dir),
-        &machine.disks,
-        include_kept,
-    );
+    let plan = coverage(ctx, dir, machine, include_kept);
     for disk in &plan.disks {
         if ctx
             .backend
@@ -262,11 +272,7 @@ pub fn restore(
 ) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
     let running = is_running(ctx, dir)?;
-    let plan = plan(
-        ctx.backend.box_disk_count(dir),
-        &machine.disks,
-        include_kept,
-    );
+    let plan = coverage(ctx, dir, machine, include_kept);
     let mut with_state = false;
     for disk in &plan.disks {
         let found = ctx
@@ -375,11 +381,7 @@ pub fn delete(
 ) -> Result<()> {
     let dir = &project.machine_dir(&machine.name);
     let running = is_running(ctx, dir)?;
-    let plan = plan(
-        ctx.backend.box_disk_count(dir),
-        &machine.disks,
-        include_kept,
-    );
+    let plan = coverage(ctx, dir, machine, include_kept);
     let mut holders = Vec::new();
     for disk in plan.disks {
         if ctx

@@ -15,60 +15,49 @@ pub struct Lock {
 /// Takes the exclusive lock at `path` (created if needed), telling the user
 /// when it has to wait for another `env` process.
 pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "waiting for another env process using {what} ({})...",
-                path.display()
-            );
-            file.lock()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-    Ok(Lock { _file: file })
-}
-
-/// Takes the exclusive lock at `path` if no one holds it; None otherwise.
-pub fn try_exclusive(path: &Path) -> Option<Lock> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ok()?;
-    file.try_lock().ok()?;
-    Some(Lock { _file: file })
+    take(path, what, File::try_lock, File::lock)
 }
 
 /// Takes the lock at `path` shared: many holders at once, but none while
 /// someone holds it exclusively (a machine being created on a box keeps
 /// `box remove` from deleting it under it).
 pub fn shared(path: &Path, what: &str) -> Result<Lock> {
-    let file = OpenOptions::new()
+    take(path, what, File::try_lock_shared, File::lock_shared)
+}
+
+/// Takes the exclusive lock at `path` if no one holds it; None otherwise.
+pub fn try_exclusive(path: &Path) -> Option<Lock> {
+    let file = open(path).ok()?;
+    file.try_lock().ok()?;
+    Some(Lock { _file: file })
+}
+
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock_shared() {
+        .with_context(|| format!("cannot open the lock file {}", path.display()))
+}
+
+/// Tries `try_take`; when another process holds the lock, says so and
+/// waits with `wait`.
+fn take(
+    path: &Path,
+    what: &str,
+    try_take: fn(&File) -> Result<(), std::fs::TryLockError>,
+    wait: fn(&File) -> std::io::Result<()>,
+) -> Result<Lock> {
+    let file = open(path)?;
+    match try_take(&file) {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             eprintln!(
                 "waiting for another env process using {what} ({})...",
                 path.display()
             );
-            file.lock_shared()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
+            wait(&file).with_context(|| format!("cannot lock {}", path.display()))?;
         }
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()));
