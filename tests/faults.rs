@@ -87,3 +87,48 @@ fn up_interrupted_while_booting_leaves_nothing_destroy_cannot_remove() {
     assert!(out.status.success(), "{}", text(&out).1);
     p.ok(&["destroy", "-f"]);
 }
+
+#[test]
+fn a_box_store_without_room_refuses_the_box_and_keeps_nothing() {
+    // A small filesystem for the store: a size-limited tmpfs (root only, as
+    // in CI; elsewhere there is nothing to mount it with).
+    // SAFETY: getuid has no preconditions and cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small filesystem");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "env-test-full"])
+        .arg(home.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let out = std::process::Command::new(common::env_bin())
+        .args(["box", "add"])
+        .arg(common::test_box())
+        .args(["--name", "too-big"])
+        .env("ENV_HOME", home.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    let listing: Vec<String> = std::fs::read_dir(home.path().join("boxes"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::process::Command::new("umount")
+        .arg(home.path())
+        .status();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("free space of") || stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(
+        listing.iter().all(|n| n == ".lock" || n == ".downloads"),
+        "nothing half-added stays: {listing:?}"
+    );
+}

@@ -121,6 +121,8 @@ pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
 struct Budget {
     used: u64,
     limit: u64,
+    /// What sets the limit, for the message.
+    reason: String,
 }
 
 /// Space left free on the store's filesystem, whatever a box declares.
@@ -135,6 +137,12 @@ impl Budget {
         Budget {
             used: 0,
             limit: free.saturating_sub(FREE_RESERVE),
+            reason: format!(
+                "the free space of {} ({} free, {} of it kept free)",
+                dest.display(),
+                crate::util::ui::human_bytes(free),
+                crate::util::ui::human_bytes(FREE_RESERVE)
+            ),
         }
     }
 
@@ -143,9 +151,10 @@ impl Budget {
         self.used = self.used.saturating_add(size);
         if self.used > self.limit {
             bail!(
-                "the archive unpacks to more than {} (at `{}`): more than the box declares or the disk holds",
+                "the archive unpacks to more than {} (at `{}`): more than {}",
                 crate::util::ui::human_bytes(self.limit),
-                name.display()
+                name.display(),
+                self.reason
             );
         }
         Ok(())
@@ -170,7 +179,10 @@ impl Budget {
             .saturating_mul(1 << 30)
             .saturating_mul(disks)
             .saturating_add(BOOT_FILES_ROOM);
-        self.limit = self.limit.min(declared);
+        if declared < self.limit {
+            self.limit = declared;
+            self.reason = format!("its metadata declares ({gib} GiB per disk)");
+        }
     }
 }
 
