@@ -196,6 +196,11 @@ pub fn ssh(
     let machine = project.one(name)?;
     let dir = project.machine_dir(&machine.name);
     ctx.running_state(&dir)?;
+    // The slot stays taken by the ssh this process becomes.
+    if let Some(slot) = crate::guest::ssh::exec::session_slot(&dir) {
+        slot.keep_across_exec()?;
+        std::mem::forget(slot);
+    }
     let mut cmd = crate::guest::ssh::exec::command(&dir.ssh_config(), &machine.name);
     if command.is_empty() {
         cmd.arg("-t");

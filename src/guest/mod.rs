@@ -125,6 +125,7 @@ impl Guest for SshGuest {
         input: &[u8],
         limit: Option<Duration>,
     ) -> Result<Output> {
+        let _slot = ssh::exec::session_slot(dir);
         ssh::exec::run_with_input(&dir.ssh_config(), &dir.name, remote, input, limit)
     }
 

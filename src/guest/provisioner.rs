@@ -209,6 +209,8 @@ fn run_one(
         changed,
         output,
     };
+    // Ansible's and the shell's sessions go through the master connection.
+    let _slot = crate::guest::ssh::exec::session_slot(dir);
     let mut cmd = crate::guest::ssh::exec::command(&dir.ssh_config(), &dir.name);
     match &p.action {
         Action::Ansible {

@@ -23,6 +23,7 @@ pub fn sync_folders(dir: &MachineDir, machine: &Machine, user: &str) -> Result<(
         .filter(|f| f.kind == FolderKind::Rsync)
     {
         let started = Instant::now();
+        let _slot = crate::guest::ssh::exec::session_slot(dir);
         let mut cmd = Command::new("rsync");
         cmd.args(["-a", "--delete", "--exclude", "/.envstate/"])
             .arg(format!("--chown={user}:{user}"))

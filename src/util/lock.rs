@@ -12,6 +12,20 @@ pub struct Lock {
     _file: File,
 }
 
+impl Lock {
+    /// Keeps the lock held by the program this process `exec`s into (the
+    /// descriptor is inherited): `env ssh` holds its session slot for the
+    /// life of the ssh that replaces it.
+    pub fn keep_across_exec(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_SETFD on a descriptor this Lock owns; clearing
+        // FD_CLOEXEC changes no memory.
+        let rc = unsafe { libc::fcntl(self._file.as_raw_fd(), libc::F_SETFD, 0) };
+        anyhow::ensure!(rc == 0, "cannot keep the lock across exec");
+        Ok(())
+    }
+}
+
 /// Takes the exclusive lock at `path` (created if needed), telling the user
 /// when it has to wait for another `env` process.
 pub fn exclusive(path: &Path, what: &str) -> Result<Lock> {

@@ -2,12 +2,50 @@
 //! master connection, with input on stdin and an optional time limit, on a
 //! connection of their own, and closing the master.
 
+use crate::machine::MachineDir;
+use crate::util::lock::Lock;
 use crate::util::process::{Finished, finish, output_within};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Output;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// Sessions env runs at once over one machine's master connection: sshd
+/// lets a connection carry 10 (MaxSessions); past that the master refuses,
+/// and the fallback connections trip sshd's MaxStartups when many start at
+/// once. Half are left: closing sessions take a moment to be counted out,
+/// and the user may run `ssh -F` beside env.
+const SESSION_SLOTS: usize = 5;
+
+/// How long a command waits for a session slot before it goes ahead anyway.
+const SLOT_WAIT: Duration = Duration::from_secs(120);
+
+/// One of the machine's session slots (a lock file beside its control
+/// socket), taken for as long as the returned lock lives: commands past
+/// [`SESSION_SLOTS`] queue here instead of being refused by the guest.
+/// None when none came free in time (the command then tries anyway).
+pub fn session_slot(dir: &MachineDir) -> Option<Lock> {
+    let control = dir.control_path().ok()?;
+    let deadline = std::time::Instant::now() + SLOT_WAIT;
+    let mut pause = 20;
+    loop {
+        for i in 0..SESSION_SLOTS {
+            let slot = control.with_extension(format!("slot{i}"));
+            if let Some(lock) = crate::util::lock::try_exclusive(&slot) {
+                return Some(lock);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        // Spread the waiters out (pid-based jitter), up to 200 ms apart.
+        std::thread::sleep(Duration::from_millis(
+            pause + u64::from(std::process::id() % 17),
+        ));
+        pause = (pause * 2).min(200);
+    }
+}
 
 /// An `ssh` command for a machine, through its generated ssh_config.
 pub fn command(config: &Path, alias: &str) -> Command {
