@@ -13,7 +13,13 @@ env=$PWD/target/release/env
 if ! "$env" box list | grep -q '^debian-12 '; then
   echo "==> building the debian-12 box (about 2 minutes)"
   out=$(mktemp -d)/debian-12.box
-  as_root boxes/debian-12/build "$out"
+  # Without root where the user has a subordinate id range (mmdebstrap's
+  # unshare mode); through sudo otherwise.
+  if [ "$(id -u)" != 0 ] && grep -qs "^$(id -un):" /etc/subuid; then
+    boxes/debian-12/build "$out"
+  else
+    as_root boxes/debian-12/build "$out"
+  fi
   "$env" box add "$out" --name debian-12
   as_root rm -f "$out"
 fi
