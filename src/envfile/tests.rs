@@ -1,3 +1,6 @@
+//! The Envfile's parsing, defaults and every located error, one short test
+//! each. (Over 600 lines: a test file, read by scanning.)
+
 use super::error::with_suggestion;
 use super::model::*;
 use super::read::parse;
