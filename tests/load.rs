@@ -44,3 +44,24 @@ fn fifty_commands_at_once_all_answer_right() {
     }
     p.ok(&["destroy", "-f"]);
 }
+
+#[test]
+fn two_projects_come_up_at_once_on_one_box_store() {
+    let _slots = (GuestSlot::take(), GuestSlot::take());
+    let a = TestProject::with_box("[machines.a]\nbox = \"debian-12\"\n");
+    let b = TestProject::with_box("[machines.b]\nbox = \"debian-12\"\n");
+    let (out_a, out_b) = std::thread::scope(|scope| {
+        let ua = scope.spawn(|| a.env(&["up"]));
+        let ub = scope.spawn(|| b.env(&["up"]));
+        (ua.join().unwrap(), ub.join().unwrap())
+    });
+    assert!(out_a.status.success(), "{}", text(&out_a).1);
+    assert!(out_b.status.success(), "{}", text(&out_b).1);
+    assert_eq!(a.ok(&["ssh", "--", "hostname"]), "a\n");
+    assert_eq!(b.ok(&["ssh", "--", "hostname"]), "b\n");
+    // Both use the box: removing it is refused while they exist.
+    let removed = a.env(&["box", "remove", "debian-12"]);
+    assert!(!removed.status.success(), "{}", text(&removed).1);
+    a.ok(&["destroy", "-f"]);
+    b.ok(&["destroy", "-f"]);
+}
