@@ -1,6 +1,8 @@
 //! Fetching boxes over a real HTTP server on 127.0.0.1: by URL with a
 //! checksum, from a catalog with a version constraint, a checksum mismatch
-//! (nothing installed), a download cut off and resumed, an archive with a
+//! (nothing installed), a download cut off and resumed, a server that goes
+//! silent (given up on, then resumed), a resume answered from the wrong
+//! byte (started over, not corrupted), an archive with a
 //! path-traversal entry (rejected), and `env up` fetching the box it lacks.
 
 mod common;
@@ -175,6 +177,84 @@ fn a_download_cut_in_the_middle_resumes() {
         "{seen:?}"
     );
     assert_eq!(listed(&p), [("cut".to_string(), "1.0.0".to_string())]);
+}
+
+#[test]
+fn a_server_gone_silent_is_given_up_on_and_the_download_resumes() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "stall", "1.0.0");
+    let size = std::fs::metadata(&b).unwrap().len();
+    let url = server.serve("stall.box", b.clone());
+    server.stall_next("stall.box", size / 3);
+    let (p, _store) = project();
+    let checksum = format!("sha256:{}", sha256(&b));
+    let out = p
+        .cmd(&["box", "add", &url, "--checksum", &checksum])
+        .env("ENV_DOWNLOAD_STALL", "2s")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was cut off") && stderr.contains("run the command again to resume"),
+        "{stderr}"
+    );
+    assert!(listed(&p).is_empty());
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(
+        server.seen().last().unwrap().range.as_deref(),
+        Some(format!("bytes={}-", size / 3).as_str())
+    );
+    assert_eq!(listed(&p), [("stall".to_string(), "1.0.0".to_string())]);
+}
+
+#[test]
+fn a_stall_limit_that_is_no_duration_is_refused() {
+    let (p, _store) = project();
+    let out = p
+        .cmd(&["box", "add", "http://127.0.0.1:9/x.box"])
+        .env("ENV_DOWNLOAD_STALL", "forever")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ENV_DOWNLOAD_STALL") && stderr.contains("`forever` is not a duration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_resume_answered_from_the_wrong_byte_starts_over() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "misrange", "1.0.0");
+    let size = std::fs::metadata(&b).unwrap().len();
+    let url = server.serve("misrange.box", b.clone());
+    server.cut_next("misrange.box", size / 2);
+    let (p, _store) = project();
+    let checksum = format!("sha256:{}", sha256(&b));
+    assert_eq!(
+        p.env(&["box", "add", &url, "--checksum", &checksum])
+            .status
+            .code(),
+        Some(1)
+    );
+    server.misrange_next("misrange.box");
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("downloading from the start"), "{stderr}");
+    let seen = server.seen();
+    let ranges: Vec<_> = seen.iter().map(|s| s.range.clone()).collect();
+    assert_eq!(
+        ranges[ranges.len() - 2..],
+        [Some(format!("bytes={}-", size / 2)), None],
+        "{seen:?}"
+    );
+    assert_eq!(listed(&p), [("misrange".to_string(), "1.0.0".to_string())]);
 }
 
 #[test]

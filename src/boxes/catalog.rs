@@ -138,16 +138,30 @@ impl Location {
     }
 }
 
-/// How long a server may stay silent: reqwest's blocking client applies
-/// this to the response's arrival and to each read of the body (not to the
-/// whole download), so a stalled server fails, a slow big one does not.
+/// How long a server may stay silent unless `ENV_DOWNLOAD_STALL` says
+/// otherwise: reqwest's blocking client applies this to the response's
+/// arrival and to each read of the body (not to the whole download), so a
+/// stalled server fails, a slow big one does not.
 pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The variable that sets the silence allowed to a server (`30`, `"2m"`).
+pub const STALL_VARIABLE: &str = "ENV_DOWNLOAD_STALL";
+
+/// The silence allowed to a server: `ENV_DOWNLOAD_STALL` (a duration from
+/// one second to a day), else [`STALL_TIMEOUT`].
+pub fn stall_timeout() -> Result<std::time::Duration> {
+    match std::env::var(STALL_VARIABLE) {
+        Ok(text) => crate::util::duration::parse_duration(&text)
+            .map_err(|e| anyhow::anyhow!("{STALL_VARIABLE}: {e}")),
+        Err(_) => Ok(STALL_TIMEOUT),
+    }
+}
 
 /// The HTTP client for catalogs and boxes.
 pub fn client() -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))
-        .timeout(STALL_TIMEOUT)
+        .timeout(stall_timeout()?)
         .user_agent(concat!("env/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot set up HTTP")

@@ -198,19 +198,40 @@ pub fn partial_path(store: &Store, url: &str) -> PathBuf {
 /// folder is returned only when the digest matches `expected`; otherwise it
 /// and the download are deleted and nothing is installed.
 fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<tempfile::TempDir> {
+    let client = client()?;
     let partial = partial_path(store, url);
     let folder = partial.parent().context("no download folder")?;
     std::fs::create_dir_all(folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
     let kind = expected.map_or(DigestKind::Sha256, |c| c.kind);
     let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-    let mut request = client()?.get(url);
-    if have > 0 {
-        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let mut response = request
-        .send()
-        .with_context(|| format!("cannot fetch {url}"))?;
+    let mut response = loop {
+        let mut request = client.get(url);
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let response = request
+            .send()
+            .with_context(|| format!("cannot fetch {url}"))?;
+        let offered = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok());
+        if have > 0
+            && response.status() == reqwest::StatusCode::PARTIAL_CONTENT
+            && range_start(offered) != Some(have)
+        {
+            // The server sent another part than the one asked for: appending
+            // it would corrupt the box, so the download starts over.
+            ui::line(&format!(
+                "{url} answered the resume at {have} bytes with `{}`: downloading from the start",
+                offered.unwrap_or("no Content-Range")
+            ));
+            have = 0;
+            continue;
+        }
+        break response;
+    };
     let status = response.status();
     let resumed = status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0;
     if !resumed {
@@ -294,6 +315,12 @@ fn download(store: &Store, url: &str, expected: Option<&Checksum>) -> Result<tem
     Ok(staging)
 }
 
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
+fn range_start(header: Option<&str>) -> Option<u64> {
+    let (start, _) = header?.trim().strip_prefix("bytes ")?.split_once('-')?;
+    start.trim().parse().ok()
+}
+
 /// Where downloaded bytes go besides the partial file.
 struct Sink {
     hasher: Hasher,
@@ -314,4 +341,20 @@ impl Sink {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::range_start;
+
+    #[test]
+    fn a_content_range_gives_its_first_byte() {
+        assert_eq!(range_start(Some("bytes 100-199/200")), Some(100));
+        assert_eq!(range_start(Some(" bytes 0-9/*")), Some(0));
+    }
+
+    #[test]
+    fn a_missing_or_odd_content_range_gives_none() {
+        assert_eq!(range_start(None), None);
+        assert_eq!(range_start(Some("bytes */200")), None);
+        assert_eq!(range_start(Some("items 1-2/3")), None);
+        assert_eq!(range_start(Some("bytes -5-9/10")), None);
+    }
+}

@@ -1,8 +1,9 @@
 //! A small HTTP/1.1 file server on 127.0.0.1 for the box-fetching tests:
 //! byte ranges (`Range: bytes=N-`), JSON content types, a request log, and
-//! downloads cut off in the middle on demand.
+//! downloads cut off in the middle, stalled, or resumed at the wrong
+//! place on demand.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,6 +21,12 @@ struct State {
     files: HashMap<String, PathBuf>,
     /// Paths whose next full download is cut after this many bytes.
     cut: HashMap<String, u64>,
+    /// Paths whose next full download goes silent after this many bytes,
+    /// the connection held open.
+    stall: HashMap<String, u64>,
+    /// Paths whose next ranged request is answered from byte 0 (a 206 whose
+    /// Content-Range does not start where asked).
+    misrange: HashSet<String>,
     seen: Vec<Seen>,
 }
 
@@ -66,6 +73,25 @@ impl Server {
             .insert(format!("/{name}"), bytes);
     }
 
+    /// The next full download of `/name` sends `bytes`, then nothing.
+    pub fn stall_next(&self, name: &str, bytes: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .stall
+            .insert(format!("/{name}"), bytes);
+    }
+
+    /// The next ranged request for `/name` gets the whole file as a 206
+    /// saying `bytes 0-...`, whatever range was asked.
+    pub fn misrange_next(&self, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .misrange
+            .insert(format!("/{name}"));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -95,18 +121,19 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 range = Some(v.trim().to_string());
             }
         }
-        let (file, cut) = {
+        let (file, cut, stall, misrange) = {
             let mut s = state.lock().unwrap();
             s.seen.push(Seen {
                 path: path.clone(),
                 range: range.clone(),
             });
-            let cut = if range.is_none() {
-                s.cut.remove(&path)
+            let (cut, stall) = if range.is_none() {
+                (s.cut.remove(&path), s.stall.remove(&path))
             } else {
-                None
+                (None, None)
             };
-            (s.files.get(&path).cloned(), cut)
+            let misrange = range.is_some() && s.misrange.remove(&path);
+            (s.files.get(&path).cloned(), cut, stall, misrange)
         };
         let Some(file) = file else {
             out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
@@ -121,6 +148,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             .and_then(|r| r.trim_end_matches('-').parse::<u64>().ok())
             .unwrap_or(0)
             .min(len);
+        let start = if misrange { 0 } else { start };
         let kind = if path.ends_with(".json") {
             "application/json"
         } else {
@@ -139,6 +167,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         };
         out.write_all(head.as_bytes())?;
         let body = &data[start as usize..];
+        if let Some(n) = stall {
+            out.write_all(&body[..(n as usize).min(body.len())])?;
+            out.flush()?;
+            // Silent, the connection open, until the client gives up.
+            let mut rest = [0u8; 1];
+            let _ = reader.read(&mut rest);
+            return Ok(());
+        }
         match cut {
             Some(n) => {
                 out.write_all(&body[..(n as usize).min(body.len())])?;
