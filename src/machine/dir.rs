@@ -142,8 +142,13 @@ impl MachineDir {
         let path = self.state_file();
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let state: MachineState = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is corrupt", path.display()))?;
+                let state: MachineState = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{} is corrupt; env leaves it as it is. `env destroy {}` stops and removes the machine and keeps the file with its logs",
+                        path.display(),
+                        self.name
+                    )
+                })?;
                 if state.format > STATE_FORMAT {
                     anyhow::bail!(
                         "{} was written by a newer env (state format {}; this one reads up to {STATE_FORMAT}): use that release",

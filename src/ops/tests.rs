@@ -284,6 +284,37 @@ fn destroy_works_when_the_machine_is_already_gone() {
 }
 
 #[test]
+fn a_corrupt_state_file_is_refused_untouched_and_destroy_still_cleans_up() {
+    let w = World::new(ONE);
+    w.up("web").unwrap();
+    let dir = w.project.machine_dir("web");
+    std::fs::write(dir.state_file(), "{\"format\": 1, \"box\":").unwrap();
+    let err = format!(
+        "{:#}",
+        w.ctx().status(&dir).and(dir.load_state()).unwrap_err()
+    );
+    assert!(err.contains("state.json is corrupt"), "{err}");
+    assert!(err.contains("`env destroy web`"), "{err}");
+    let err = format!("{:#}", w.up("web").unwrap_err());
+    assert!(err.contains("is corrupt"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.state_file()).unwrap(),
+        "{\"format\": 1, \"box\":",
+        "refused, never rewritten"
+    );
+    w.take_calls();
+    destroy(&w.ctx(), &w.project, "web", &w.store, false).unwrap();
+    assert!(w.take_calls().contains(&"remove web".to_string()));
+    assert!(!dir.root.exists());
+    let runs = crate::ops::logs::runs(&crate::ops::logs::archive_dir(&w.project.state_dir, "web"));
+    let kept = std::fs::read_to_string(runs[0].join("state.json")).unwrap();
+    assert_eq!(
+        kept, "{\"format\": 1, \"box\":",
+        "the file is kept with the logs"
+    );
+}
+
+#[test]
 fn a_live_snapshot_syncs_the_guest_then_asks_the_backend() {
     let w = World::new(ONE);
     w.up("web").unwrap();
