@@ -1,7 +1,7 @@
 //! Faults on a real guest: `env up` stopped by SIGTERM while it provisions
 //! and by SIGINT while the guest boots. Either way the machine is left
 //! running and recorded, or cleanly gone, and the next `up` or `destroy -f`
-//! works.
+//! works. A stale pid file naming another process is never signalled.
 
 mod common;
 
@@ -131,4 +131,41 @@ fn a_box_store_without_room_refuses_the_box_and_keeps_nothing() {
         listing.iter().all(|n| n == ".lock" || n == ".downloads"),
         "nothing half-added stays: {listing:?}"
     );
+}
+
+/// A machine recorded as running whose `qemu.pid` now names another
+/// process (the pid was recycled; this one even has the disk path among its
+/// arguments): env reports the machine dead and never signals that process.
+#[test]
+fn a_stale_pid_file_naming_another_process_is_never_signalled() {
+    let p = TestProject::new("[machines.web]\nbox = \"fake\"\n");
+    let dir = p.dir.path().join(".envstate/machines/web");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = std::fs::read_to_string(common::repo().join("tests/fixtures/state-format-0.json"))
+        .unwrap()
+        .replace("\"running\": false", "\"running\": true");
+    std::fs::write(dir.join("state.json"), state).unwrap();
+    let disk = dir.join("disk.qcow2");
+    std::fs::write(&disk, b"").unwrap();
+    let mut decoy = std::process::Command::new("sh")
+        .args(["-c", "sleep 600"])
+        .arg(&disk)
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join("qemu.pid"), decoy.id().to_string()).unwrap();
+
+    let status = p.status();
+    assert_eq!(status[0]["state"], "died", "{status}");
+    assert_eq!(status[0]["pid"], serde_json::Value::Null, "{status}");
+    for args in [&["halt"][..], &["halt", "--force"], &["destroy", "-f"]] {
+        let out = p.env(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out).1);
+        assert!(
+            decoy.try_wait().unwrap().is_none(),
+            "`env {args:?}` signalled a process that is not the machine's QEMU"
+        );
+    }
+    assert!(!dir.exists(), "destroy removed the machine");
+    decoy.kill().unwrap();
+    decoy.wait().unwrap();
 }

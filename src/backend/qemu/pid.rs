@@ -1,6 +1,7 @@
 //! QEMU's process: its pid file, whether the pid is really this machine's
 //! QEMU, and ending it.
 
+use super::args::QEMU_BINARY;
 use crate::machine::MachineDir;
 use std::fs;
 use std::time::{Duration, Instant};
@@ -14,13 +15,20 @@ pub fn qemu_pid(dir: &MachineDir) -> Option<i32> {
         .parse()
         .ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let disk = dir.disk();
-    let needle = disk.as_os_str().as_encoded_bytes();
-    cmdline
-        .windows(needle.len())
-        .any(|w| w == needle)
+    runs_disk(&cmdline, dir.disk().as_os_str().as_encoded_bytes())
         .then_some(pid)
         .filter(|pid| process_alive(*pid))
+}
+
+/// Whether a process command line (`/proc/PID/cmdline`: NUL-separated
+/// arguments) is QEMU's with `disk` among its arguments: the program must
+/// be [`QEMU_BINARY`], so a recycled pid running anything else that merely
+/// names the disk (an editor, `cp`, a shell) is never taken for QEMU.
+fn runs_disk(cmdline: &[u8], disk: &[u8]) -> bool {
+    let mut args = cmdline.split(|b| *b == 0);
+    let program = args.next().unwrap_or_default();
+    let name = program.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    name == QEMU_BINARY.as_bytes() && args.any(|a| a.windows(disk.len()).any(|w| w == disk))
 }
 
 /// Whether process `pid` runs. A zombie has exited: daemonized QEMU is
@@ -61,6 +69,23 @@ pub fn kill(dir: &MachineDir, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_qemu_naming_the_disk_is_the_machine() {
+        let disk = b"/p/.envstate/machines/web/disk.qcow2";
+        let qemu = b"qemu-system-x86_64\0-name\0web\0-drive\0file=/p/.envstate/machines/web/disk.qcow2,if=virtio\0";
+        assert!(runs_disk(qemu, disk));
+        let full =
+            b"/usr/bin/qemu-system-x86_64\0-drive\0file=/p/.envstate/machines/web/disk.qcow2\0";
+        assert!(runs_disk(full, disk));
+        let other_disk = b"qemu-system-x86_64\0-drive\0file=/p/.envstate/machines/db/disk.qcow2\0";
+        assert!(!runs_disk(other_disk, disk));
+        let shell = b"sh\0-c\0sleep 600\0/p/.envstate/machines/web/disk.qcow2\0";
+        assert!(!runs_disk(shell, disk));
+        let lookalike = b"/tmp/qemu-system-x86_64-wrapper\0/p/.envstate/machines/web/disk.qcow2\0";
+        assert!(!runs_disk(lookalike, disk));
+        assert!(!runs_disk(b"", disk));
+    }
 
     #[test]
     fn liveness_of_processes() {
