@@ -257,10 +257,9 @@ mod tests {
         assert!(twice.contains("127.0.1.1\tdb\n"));
     }
 
-    #[test]
-    fn the_guest_script_matches_the_pure_hosts_logic() {
-        // Run the generated awk against a sample hosts file with the host's sh.
-        let plan = NetworkPlan {
+    /// A plan with one machine, `web`, without a private address.
+    fn web_alone() -> NetworkPlan {
+        NetworkPlan {
             segment: None,
             subnet: Ipv4Addr::new(10, 1, 1, 0),
             machines: vec![MachineNet {
@@ -268,7 +267,13 @@ mod tests {
                 ip: None,
                 mac: "m".into(),
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn the_guest_script_matches_the_pure_hosts_logic() {
+        // Run the generated awk against a sample hosts file with the host's sh.
+        let plan = web_alone();
         let script = name_and_network(&plan.machines[0], &plan);
         let awk_line = script
             .lines()
@@ -349,15 +354,7 @@ mod tests {
     fn naming_a_guest_makes_what_a_minimal_image_lacks() {
         // Run against a fake root: the script's paths under a temporary
         // folder, with no `hostname` program and no /etc/hosts.
-        let plan = NetworkPlan {
-            segment: None,
-            subnet: Ipv4Addr::new(10, 1, 1, 0),
-            machines: vec![MachineNet {
-                name: "web".into(),
-                ip: None,
-                mac: "m".into(),
-            }],
-        };
+        let plan = web_alone();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("etc")).unwrap();
