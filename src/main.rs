@@ -19,6 +19,8 @@ mod ops;
 mod spec;
 mod util;
 
+#[cfg(any(test, feature = "fuzzing"))]
+mod fuzz;
 #[cfg(test)]
 mod robustness;
 
@@ -26,6 +28,11 @@ use clap::Parser;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    #[cfg(feature = "fuzzing")]
+    if args.first().is_some_and(|a| a == "__fuzz") {
+        let target = args.get(1).map(|t| t.to_string_lossy().into_owned());
+        std::process::exit(fuzz::main_with(target.as_deref().unwrap_or("")));
+    }
     let (subcommands, flags) = cli::known_words();
     if cli::passthrough::handler_for(&args, &subcommands, &flags)
         == cli::passthrough::Handler::System

@@ -5,6 +5,7 @@
 //! raises it for a longer run, docs/testing.md). They may refuse; they must
 //! not crash, hang or wrap.
 
+use crate::fuzz;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -73,56 +74,72 @@ proptest! {
 
     #[test]
     fn envfiles(text in prop_oneof![mutated(ENVFILE), ".{0,300}"]) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        let _ = crate::envfile::read::parse(&dir.path().join("Envfile"), &text);
+        fuzz::envfile(text.as_bytes());
     }
 
     #[test]
     fn spec_files(text in prop_oneof![mutated(SPEC), ".{0,300}"]) {
-        let _ = crate::spec::parse::parse(Path::new("t.toml"), &text);
+        fuzz::spec_file(text.as_bytes());
     }
 
     #[test]
     fn catalogs_and_metadata(text in prop_oneof![mutated(CATALOG), mutated(METADATA), ".{0,200}"]) {
-        if let Ok(catalog) = serde_json::from_str::<crate::boxes::catalog::Catalog>(&text) {
-            let _ = crate::boxes::catalog::pick(&catalog, None);
-        }
-        if let Ok(meta) = serde_json::from_str::<crate::boxes::metadata::Metadata>(&text) {
-            let _ = meta.check(Path::new("/nonexistent-env-box"));
-            let _ = meta.disk_files();
-        }
-        let _ = crate::boxes::catalog::Location::parse(&text).join(&text);
+        fuzz::catalog_and_metadata(text.as_bytes());
     }
 
     #[test]
     fn headers(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = crate::boxes::archive::detect(&bytes);
-        let _ = crate::boxes::image::check_header(&bytes);
-        let mut qcow2 = b"QFI\xfb".to_vec();
-        qcow2.extend_from_slice(&bytes);
-        let _ = crate::boxes::image::check_header(&qcow2);
+        fuzz::headers(&bytes);
     }
 
     #[test]
     fn archives(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let dest = tempfile::tempdir().unwrap();
-        let _ = crate::boxes::archive::unpack_reader(&bytes[..], dest.path());
+        fuzz::archive(&bytes);
     }
 
     #[test]
     fn guest_and_helper_output(bytes in prop::collection::vec(any::<u8>(), 0..600), text in ".{0,200}") {
-        let token = "envFtest";
-        let mut framed = format!("@@{token} 0 k\n").into_bytes();
-        framed.extend_from_slice(&bytes);
-        let _ = crate::spec::script::parse_output(&framed, token);
-        let _ = crate::spec::script::parse_output(&bytes, token);
-        let _ = crate::backend::qemu::img::parse_snapshots(&text);
-        let _ = crate::backend::qemu::ports::taken_forward(&text);
-        let _ = crate::util::version::Constraint::parse_box(&text);
-        let _ = crate::util::version::Constraint::parse_package(&text);
-        let _ = crate::util::size::parse_size(&text);
-        let _ = crate::util::duration::parse_duration(&text);
-        let _ = crate::util::names::check_user_name(&text);
+        fuzz::guest_and_helper_output(&bytes);
+        fuzz::guest_and_helper_output(text.as_bytes());
     }
+}
+
+/// The inputs the mutations start from, written as AFL++ seeds:
+/// `ENV_FUZZ_SEEDS=DIR cargo test --bin env write_fuzz_seeds` (docs/testing.md).
+#[test]
+fn write_fuzz_seeds() {
+    let seeds: &[(&str, &str)] = &[
+        ("envfile", ENVFILE),
+        ("spec", SPEC),
+        ("catalog", CATALOG),
+        ("catalog", METADATA),
+        ("header", "QFI\u{fb}\0\0\0\x03"),
+        ("archive", "not a tar"),
+        ("output", "@@envFtest 0 k\nfacts"),
+    ];
+    for (target, _) in seeds {
+        assert!(fuzz::TARGETS.iter().any(|(name, _)| name == target));
+    }
+    let Some(out) = std::env::var_os("ENV_FUZZ_SEEDS") else {
+        return;
+    };
+    for (i, (target, text)) in seeds.iter().enumerate() {
+        let dir = Path::new(&out).join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{i}")), text).unwrap();
+    }
+    // A real box archive: a tar with metadata.json and a disk.
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("metadata.json", METADATA.as_bytes()),
+        ("box.img", b"QFI\xfb"),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, data).unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    std::fs::write(Path::new(&out).join("archive/seed-tar"), &tar).unwrap();
+    std::fs::write(Path::new(&out).join("header/seed-tar"), &tar).unwrap();
 }

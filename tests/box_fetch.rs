@@ -180,6 +180,35 @@ fn a_download_cut_in_the_middle_resumes() {
 }
 
 #[test]
+fn a_download_reset_by_the_server_resumes() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "reset", "1.0.0");
+    let size = std::fs::metadata(&b).unwrap().len();
+    let url = server.serve("reset.box", b.clone());
+    server.reset_next("reset.box", size / 2);
+    let (p, _store) = project();
+    let checksum = format!("sha256:{}", sha256(&b));
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&url), "names the URL: {stderr}");
+    assert!(
+        stderr.contains("run the command again to resume"),
+        "{stderr}"
+    );
+    assert!(listed(&p).is_empty());
+    let out = p.env(&["box", "add", &url, "--checksum", &checksum]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let seen = server.seen();
+    assert!(
+        seen.last().unwrap().range.is_some(),
+        "the second try resumed: {seen:?}"
+    );
+    assert_eq!(listed(&p), [("reset".to_string(), "1.0.0".to_string())]);
+}
+
+#[test]
 fn a_server_gone_silent_is_given_up_on_and_the_download_resumes() {
     let server = Server::start();
     let files = tempfile::tempdir().unwrap();

@@ -1,7 +1,10 @@
 //! Faults on a real guest: `env up` stopped by SIGTERM while it provisions
 //! and by SIGINT while the guest boots. Either way the machine is left
 //! running and recorded, or cleanly gone, and the next `up` or `destroy -f`
-//! works. A stale pid file naming another process is never signalled.
+//! works. A stale pid file naming another process is never signalled. QEMU
+//! killed while `up` waits for the guest is reported and recovered from; a
+//! machine whose disk fills the host's filesystem is paused, said so, and
+//! resumed by `up` once there is room.
 
 mod common;
 
@@ -88,22 +91,141 @@ fn up_interrupted_while_booting_leaves_nothing_destroy_cannot_remove() {
     p.ok(&["destroy", "-f"]);
 }
 
+/// Whether this test process may mount filesystems (root, as in CI).
+fn may_mount() -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    if !root {
+        eprintln!("skipped: needs root to mount a small filesystem");
+    }
+    root
+}
+
+/// Mounts a tmpfs of `size` at `at` (or changes its size).
+fn mount_tmpfs(at: &Path, size: &str, remount: bool) {
+    let options = if remount {
+        format!("remount,size={size}")
+    } else {
+        format!("size={size}")
+    };
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &options, "env-test-full"])
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+}
+
+#[test]
+fn qemu_killed_while_up_waits_for_the_guest_is_reported_and_the_next_up_works() {
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[machines.m]\nbox = \"debian-12\"\n");
+    let pidfile = p.dir.path().join(".envstate/machines/m/qemu.pid");
+    let up = p
+        .cmd(&["up"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pid = 0;
+    wait_for(Duration::from_secs(60), || {
+        pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        pid > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    signal(pid, libc::SIGKILL);
+    let out = up.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("QEMU exited during boot"), "{stderr}");
+    assert!(
+        stderr.contains("console.log"),
+        "names the console: {stderr}"
+    );
+    // `up` saw it go: the machine is recorded as stopped, not running.
+    assert_eq!(p.state_of("m"), "halted");
+    // The disk is kept; the next `up` boots it.
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(p.ok(&["ssh", "--", "echo", "back"]), "back\n");
+    p.ok(&["destroy", "-f"]);
+}
+
+#[test]
+fn a_machine_whose_disk_fills_the_host_is_paused_and_up_resumes_it() {
+    if !may_mount() {
+        return;
+    }
+    let _slot = GuestSlot::take();
+    let p = TestProject::with_box("[machines.m]\nbox = \"debian-12\"\n");
+    let state = p.dir.path().join(".envstate");
+    std::fs::create_dir_all(&state).unwrap();
+    mount_tmpfs(&state, "320m", false);
+    let outcome = std::panic::catch_unwind(|| fill_then_make_room(&p, &state));
+    let _ = p.env(&["destroy", "-f"]);
+    let _ = std::process::Command::new("umount").arg(&state).status();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn fill_then_make_room(p: &TestProject, state: &Path) {
+    p.ok(&["up"]);
+    // More than the filesystem holds, written through to the disk.
+    let fill = p
+        .cmd(&[
+            "ssh",
+            "--",
+            "dd if=/dev/zero of=/var/tmp/fill bs=1M count=400 oflag=direct status=none && echo filled",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(180), || p.state_of("m") == "paused");
+    let status = p.status();
+    let why = status[0]["paused"].as_str().unwrap().to_string();
+    assert!(why.contains("no space left on the host"), "{why}");
+    assert!(why.contains(&state.display().to_string()), "{why}");
+    let out = p.env(&["ssh", "--", "true"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is paused by") && stderr.contains("env up m"),
+        "{stderr}"
+    );
+    // Still no room: `up` says so and leaves it paused.
+    let out = p.env(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert_eq!(p.state_of("m"), "paused");
+    // Room made: `up` lets it run on, the write completes, nothing lost.
+    mount_tmpfs(state, "1g", true);
+    let out = p.env(&["up"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        (stdout.clone() + &stderr).contains("running again"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(p.state_of("m"), "running");
+    let filled = fill.wait_with_output().unwrap();
+    assert_eq!(text(&filled).0, "filled\n");
+    assert_eq!(
+        p.ok(&["ssh", "--", "stat", "-c", "%s", "/var/tmp/fill"]),
+        "419430400\n"
+    );
+}
+
 #[test]
 fn a_box_store_without_room_refuses_the_box_and_keeps_nothing() {
     // A small filesystem for the store: a size-limited tmpfs (root only, as
     // in CI; elsewhere there is nothing to mount it with).
-    // SAFETY: getuid has no preconditions and cannot fail.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to mount a small filesystem");
+    if !may_mount() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "env-test-full"])
-        .arg(home.path())
-        .status()
-        .unwrap();
-    assert!(mounted.success());
+    mount_tmpfs(home.path(), "64m", false);
     let out = std::process::Command::new(common::env_bin())
         .args(["box", "add"])
         .arg(common::test_box())

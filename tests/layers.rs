@@ -18,9 +18,10 @@ const LAYERS: &[&str] = &[
     "cli", "ops", "guest", "backend", "machine", "spec", "envfile", "boxes", "util",
 ];
 
-/// Crate-level test modules (compiled for tests only) that exercise every
-/// layer, like `main.rs` does: in no layer, and named here.
-const TEST_ONLY: &[&str] = &["robustness"];
+/// Crate-level test and fuzzing modules (compiled for tests or `--features
+/// fuzzing` only) that exercise every layer, like `main.rs` does: in no
+/// layer, and named here.
+const TEST_ONLY: &[&str] = &["robustness", "fuzz"];
 
 type ModPath = Vec<String>;
 

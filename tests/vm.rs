@@ -82,6 +82,14 @@ fn the_well_known_key_is_replaced_and_the_host_key_pinned() {
         0,
         "the key is private"
     );
+    for private in [state.clone(), state.join("disk.qcow2")] {
+        assert_eq!(
+            std::fs::metadata(&private).unwrap().mode() & 0o077,
+            0,
+            "{} is the user's alone",
+            private.display()
+        );
+    }
     assert!(!state.join("first_contact_key").exists());
 
     // The well-known key no longer logs in.

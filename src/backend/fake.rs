@@ -164,6 +164,14 @@ impl Backend for FakeBackend {
         Details::default()
     }
 
+    fn paused(&self, _: &MachineDir) -> Option<String> {
+        None
+    }
+
+    fn resume(&self, _: &MachineDir) -> Result<()> {
+        Ok(())
+    }
+
     fn console_tail(&self, _: &MachineDir, _: usize) -> String {
         String::new()
     }

@@ -157,6 +157,12 @@ pub trait Backend: Send + Sync {
     fn remove(&self, dir: &MachineDir);
     /// Live facts for `env status --json`.
     fn details(&self, dir: &MachineDir) -> Details;
+    /// Why the hypervisor holds a running machine stopped (a disk write
+    /// failed: its filesystem is full), or `None` when it runs.
+    fn paused(&self, dir: &MachineDir) -> Option<String>;
+    /// Lets a machine [`Backend::paused`] names run again (the failed write
+    /// is retried).
+    fn resume(&self, dir: &MachineDir) -> Result<()>;
     /// The last `lines` lines of the machine's console.
     fn console_tail(&self, dir: &MachineDir, lines: usize) -> String;
     /// How many box disks the machine has (the root disk first).

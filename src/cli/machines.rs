@@ -220,7 +220,8 @@ pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
             .map(|m| {
                 serde_json::json!({
                     "name": m.name,
-                    "state": m.status.word(),
+                    "state": if m.paused.is_some() { "paused" } else { m.status.word() },
+                    "paused": m.paused,
                     "pid": m.details.pid,
                     "box": m.box_label,
                     "ssh_port": m.ssh.as_ref().map(|e| e.port),
@@ -244,6 +245,9 @@ pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
     ]];
     for m in &all {
         let word = match m.status {
+            Status::Running if m.paused.is_some() => {
+                format!("paused ({})", m.paused.as_deref().unwrap_or_default())
+            }
             Status::Died => format!(
                 "died ({} exited without env halt)",
                 ctx.backend.hypervisor()
@@ -251,6 +255,7 @@ pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
             other => other.word().replace('_', " "),
         };
         let colored = match m.status {
+            Status::Running if m.paused.is_some() => ui::paint(&word, "31"),
             Status::Running => ui::paint(&word, "32"),
             Status::Died => ui::paint(&word, "31"),
             _ => word,

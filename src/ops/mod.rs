@@ -54,7 +54,12 @@ impl Ctx<'_> {
     /// guest asks).
     pub fn running_state(&self, dir: &MachineDir) -> Result<MachineState> {
         match (self.status(dir)?, dir.load_state()?) {
-            (Status::Running, Some(state)) if dir.ssh_config().exists() => Ok(state),
+            (Status::Running, Some(state)) if dir.ssh_config().exists() => {
+                if let Some(why) = self.backend.paused(dir) {
+                    anyhow::bail!("{}", paused_message(&dir.name, &why));
+                }
+                Ok(state)
+            }
             _ => anyhow::bail!(
                 "machine `{}` is not running: `env up {}` first",
                 dir.name,
@@ -62,6 +67,13 @@ impl Ctx<'_> {
             ),
         }
     }
+}
+
+/// What to tell a user whose machine the hypervisor holds stopped.
+pub fn paused_message(name: &str, why: &str) -> String {
+    format!(
+        "machine `{name}` is paused by {why}: make room, then `env up {name}` lets it run again"
+    )
 }
 
 /// Runs `action` on the machine's state and saves the state with the action's

@@ -30,6 +30,8 @@ pub struct MachineStatus {
     pub last_action: Option<String>,
     /// The last action's error, if it failed.
     pub last_error: Option<String>,
+    /// Why the hypervisor holds a running machine stopped.
+    pub paused: Option<String>,
 }
 
 /// The status of every machine of the project, in Envfile order.
@@ -52,6 +54,11 @@ pub fn statuses(ctx: &Ctx, project: &Project) -> Result<Vec<MachineStatus>> {
                 .and_then(|s| s.ssh_endpoint())
                 .filter(|_| running),
             accel: state.as_ref().and_then(|s| s.accel),
+            paused: if running {
+                ctx.backend.paused(&dir)
+            } else {
+                None
+            },
             details: if running {
                 ctx.backend.details(&dir)
             } else {

@@ -13,11 +13,11 @@ use crate::machine::project::Project;
 use crate::machine::state::Accelerator;
 use crate::machine::{MachineDir, MachineState, Status};
 use crate::ops::provision::provision_machine;
-use crate::ops::{Ctx, record};
+use crate::ops::{Ctx, paused_message, record};
 use crate::util::ui;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Default login user of boxes that do not name one (Vagrant's convention).
 pub const DEFAULT_USER: &str = "vagrant";
@@ -75,7 +75,10 @@ pub fn up_boot(
         .context("machine missing from the network plan")?;
     let booted = match ctx.status(&dir)? {
         Status::Running if dir.ssh_config().exists() => {
-            ui::step(&machine.name, "already running");
+            match ctx.backend.paused(&dir) {
+                None => ui::step(&machine.name, "already running"),
+                Some(why) => resume_paused(ctx, &dir, &why)?,
+            }
             false
         }
         Status::Running => {
@@ -120,6 +123,20 @@ pub fn up_boot(
         }
     }
     Ok(booted)
+}
+
+/// Lets a machine the hypervisor paused (its disk found the host full) run
+/// again; when the write fails again at once, says so and leaves it paused.
+fn resume_paused(ctx: &Ctx, dir: &MachineDir, why: &str) -> Result<()> {
+    ui::step(&dir.name, &format!("paused by {why}: resuming"));
+    ctx.backend.resume(dir)?;
+    // A retried write that fails again pauses the guest within moments.
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(again) = ctx.backend.paused(dir) {
+        bail!("{}", paused_message(&dir.name, &again));
+    }
+    ui::step(&dir.name, "running again");
+    Ok(())
 }
 
 /// Starts streaming the guest's journal; a failure is reported, not fatal

@@ -1,6 +1,6 @@
 //! A small HTTP/1.1 file server on 127.0.0.1 for the box-fetching tests:
 //! byte ranges (`Range: bytes=N-`), JSON content types, a request log, and
-//! downloads cut off in the middle, stalled, or resumed at the wrong
+//! downloads cut off in the middle, reset, stalled, or resumed at the wrong
 //! place on demand.
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +21,9 @@ struct State {
     files: HashMap<String, PathBuf>,
     /// Paths whose next full download is cut after this many bytes.
     cut: HashMap<String, u64>,
+    /// Paths whose next full download is reset (TCP RST) after this many
+    /// bytes.
+    reset: HashMap<String, u64>,
     /// Paths whose next full download goes silent after this many bytes,
     /// the connection held open.
     stall: HashMap<String, u64>,
@@ -73,6 +76,15 @@ impl Server {
             .insert(format!("/{name}"), bytes);
     }
 
+    /// The next full download of `/name` is reset (RST) after `bytes`.
+    pub fn reset_next(&self, name: &str, bytes: u64) {
+        self.state
+            .lock()
+            .unwrap()
+            .reset
+            .insert(format!("/{name}"), bytes);
+    }
+
     /// The next full download of `/name` sends `bytes`, then nothing.
     pub fn stall_next(&self, name: &str, bytes: u64) {
         self.state
@@ -121,19 +133,23 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 range = Some(v.trim().to_string());
             }
         }
-        let (file, cut, stall, misrange) = {
+        let (file, cut, reset, stall, misrange) = {
             let mut s = state.lock().unwrap();
             s.seen.push(Seen {
                 path: path.clone(),
                 range: range.clone(),
             });
-            let (cut, stall) = if range.is_none() {
-                (s.cut.remove(&path), s.stall.remove(&path))
+            let (cut, reset, stall) = if range.is_none() {
+                (
+                    s.cut.remove(&path),
+                    s.reset.remove(&path),
+                    s.stall.remove(&path),
+                )
             } else {
-                (None, None)
+                (None, None, None)
             };
             let misrange = range.is_some() && s.misrange.remove(&path);
-            (s.files.get(&path).cloned(), cut, stall, misrange)
+            (s.files.get(&path).cloned(), cut, reset, stall, misrange)
         };
         let Some(file) = file else {
             out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
@@ -173,6 +189,29 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             // Silent, the connection open, until the client gives up.
             let mut rest = [0u8; 1];
             let _ = reader.read(&mut rest);
+            return Ok(());
+        }
+        if let Some(n) = reset {
+            out.write_all(&body[..(n as usize).min(body.len())])?;
+            out.flush()?;
+            // SO_LINGER with a zero timeout: closing sends RST, not FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on this stream's open socket, with a value
+            // of the size given.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&out),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            drop(reader);
+            drop(out);
             return Ok(());
         }
         match cut {

@@ -25,7 +25,7 @@ use crate::util::process::{HELPER_LIMIT, run_limited};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use args::{PrivateNic, QEMU_BINARY, VmSpec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -268,6 +268,30 @@ impl Backend for QemuBackend {
                 .and_then(|_| dir.qmp_socket().ok())
                 .and_then(|s| qmp::query_status(&s).ok()),
         }
+    }
+
+    fn paused(&self, dir: &MachineDir) -> Option<String> {
+        pid::qemu_pid(dir)?;
+        let pause = qmp::io_pause(&dir.qmp_socket().ok()?).ok()??;
+        Some(if pause.no_space {
+            let folder = dir
+                .disk()
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            format!(
+                "a write to its disk `{}` found no space left on the host ({} free where {} is)",
+                pause.drive,
+                ui::human_bytes(crate::util::fs::free_space(&folder).unwrap_or(0)),
+                folder.display()
+            )
+        } else {
+            format!("a write to its disk `{}` failed on the host", pause.drive)
+        })
+    }
+
+    fn resume(&self, dir: &MachineDir) -> Result<()> {
+        qmp::cont(&dir.qmp_socket()?)
     }
 
     fn console_tail(&self, dir: &MachineDir, lines: usize) -> String {

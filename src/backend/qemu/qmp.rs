@@ -43,6 +43,53 @@ pub fn query_status(socket: &Path) -> Result<String> {
     })
 }
 
+/// Why QEMU stopped a guest on its own: a disk write failed and the drive's
+/// error policy (`werror=enospc`, QEMU's default) paused the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoPause {
+    /// The drive whose write failed (its QEMU id, `disk0`, `data-db`).
+    pub drive: String,
+    /// The host filesystem had no room (otherwise: another I/O error).
+    pub no_space: bool,
+}
+
+/// `Some` when the VM is stopped by a failed disk write (`io-error`).
+pub fn io_pause(socket: &Path) -> Result<Option<IoPause>> {
+    with_qmp(socket, |qmp| {
+        let status = qmp
+            .execute(&qapi::qmp::query_status {})
+            .context("query-status failed")?;
+        if status.status != qapi::qmp::RunState::io_error {
+            return Ok(None);
+        }
+        let blocks = qmp
+            .execute(&qapi::qmp::query_block {})
+            .context("query-block failed")?;
+        let failed = blocks.into_iter().find(|b| {
+            b.io_status
+                .is_some_and(|s| s != qapi::qmp::BlockDeviceIoStatus::ok)
+        });
+        Ok(Some(match failed {
+            Some(b) => IoPause {
+                no_space: b.io_status == Some(qapi::qmp::BlockDeviceIoStatus::nospace),
+                drive: b.device,
+            },
+            None => IoPause {
+                drive: "a disk".into(),
+                no_space: false,
+            },
+        }))
+    })
+}
+
+/// Lets a stopped VM run again; QEMU retries the write that failed.
+pub fn cont(socket: &Path) -> Result<()> {
+    with_qmp(socket, |qmp| {
+        qmp.execute(&qapi::qmp::cont {}).context("cont failed")?;
+        Ok(())
+    })
+}
+
 /// Presses the virtual power button (ACPI): the guest shuts down cleanly if
 /// it listens (systemd-logind or acpid).
 pub fn system_powerdown(socket: &Path) -> Result<()> {
