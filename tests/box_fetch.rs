@@ -8,56 +8,7 @@
 mod common;
 
 use common::http::Server;
-use common::{GuestSlot, TestProject, text};
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-
-/// A minimal valid box (libvirt metadata, a 1 MiB qcow2, info.json), with
-/// some incompressible padding so a download can be cut in the middle.
-fn tiny_box(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let work = dir.join(format!("{name}-{version}"));
-    std::fs::create_dir_all(&work).unwrap();
-    let img = work.join("box.img");
-    let status = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&img)
-        .arg("1M")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::write(
-        work.join("metadata.json"),
-        r#"{"provider": "libvirt", "format": "qcow2", "virtual_size": 1}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        work.join("info.json"),
-        format!(r#"{{"name": "{name}", "version": "{version}"}}"#),
-    )
-    .unwrap();
-    let padding: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(work.join("padding.bin"), padding).unwrap();
-    let path = dir.join(format!("{name}-{version}.box"));
-    let file = std::fs::File::create(&path).unwrap();
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-        file,
-        flate2::Compression::fast(),
-    ));
-    for f in ["metadata.json", "info.json", "box.img", "padding.bin"] {
-        tar.append_path_with_name(work.join(f), f).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap();
-    path
-}
-
-fn sha256(path: &Path) -> String {
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use common::{GuestSlot, TestProject, sha256, text, tiny_box};
 
 fn listed(p: &TestProject) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(&p.ok(&["box", "list", "--json"])).unwrap();

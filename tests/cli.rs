@@ -120,6 +120,39 @@ fn invalid_envfile_names_file_line_field_and_changes_nothing() {
 }
 
 #[test]
+fn validate_checks_the_spec_files_too() {
+    let project = TestProject::new(
+        "[machines.web]\nbox = \"x\"\nspecs = [\"specs/web.toml\", \"specs/none-*.toml\"]\n",
+    );
+    let specs = project.dir.path().join("specs");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::write(
+        specs.join("web.toml"),
+        "[file.\"/etc/motd\"]\nexists = true\nmdoe = \"0644\"\n",
+    )
+    .unwrap();
+    let out = project.env(&["validate"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let file = specs.join("web.toml").display().to_string();
+    assert!(stderr.contains(&format!("{file}:3:")), "{stderr}");
+    assert!(stderr.contains("mdoe"), "{stderr}");
+    assert!(
+        stderr.contains("`specs/none-*.toml` matches no file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    std::fs::write(specs.join("none-1.toml"), "").unwrap();
+    std::fs::write(
+        specs.join("web.toml"),
+        "[file.\"/etc/motd\"]\nexists = true\n",
+    )
+    .unwrap();
+    let out = project.env(&["validate"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
 fn validate_reports_every_problem_at_once() {
     let project = TestProject::new(
         "[machines.a]\nbox = \"x\"\nmemory = \"lots\"\ncpus = 0\n\n[machines.b]\nbox = \"x\"\nports = [{ guest = 80, host = 99999 }]\n",
@@ -360,4 +393,16 @@ fn doctor_reports_every_check() {
         .output()
         .unwrap();
     assert!(text(&out).0.starts_with("CHECK"), "{}", text(&out).0);
+}
+
+#[test]
+fn package_refuses_a_bad_box_name_or_version_before_anything() {
+    let project = TestProject::new("[machines.web]\nbox = \"x\"\n");
+    for (flag, value) in [("--name", ".hidden"), ("--version", "1.0/2")] {
+        let out = project.env(&["package", "--output", "out.box", flag, value]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
+        assert!(!project.dir.path().join("out.box").exists());
+    }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{GuestSlot, TestProject, env_bin, text};
+use common::{GuestSlot, TestProject, text};
 
 /// The `$ ` lines of the README's first console block, comments cut.
 fn opening_commands() -> Vec<String> {
@@ -34,18 +34,11 @@ fn the_opening_commands_run_as_written() {
         "[file.\"/etc/hostname\"]\ncontains = [\"web\"]\n",
     )
     .unwrap();
-    let bin_dir = std::path::Path::new(env_bin()).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with_env();
     for command in &commands {
-        let out = p
-            .cmd(&[])
-            .env("PATH", &path)
-            .env_remove("ENV_ENVFILE")
-            .output_of_shell(command);
+        let mut cmd = p.cmd(&[]);
+        cmd.env("PATH", &path).env_remove("ENV_ENVFILE");
+        let out = common::shell(&cmd, command);
         let (stdout, stderr) = text(&out);
         assert!(
             out.status.success(),
@@ -53,26 +46,4 @@ fn the_opening_commands_run_as_written() {
         );
     }
     p.ok(&["destroy", "-f"]);
-}
-
-/// Runs a shell command line with this command's environment and folder.
-trait ShellLine {
-    fn output_of_shell(&mut self, line: &str) -> std::process::Output;
-}
-
-impl ShellLine for std::process::Command {
-    fn output_of_shell(&mut self, line: &str) -> std::process::Output {
-        let mut sh = std::process::Command::new("sh");
-        sh.arg("-c").arg(line);
-        if let Some(dir) = self.get_current_dir() {
-            sh.current_dir(dir);
-        }
-        for (key, value) in self.get_envs() {
-            match value {
-                Some(v) => sh.env(key, v),
-                None => sh.env_remove(key),
-            };
-        }
-        sh.stdin(std::process::Stdio::null()).output().unwrap()
-    }
 }

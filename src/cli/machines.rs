@@ -13,6 +13,18 @@ use std::path::Path;
 /// `env validate`.
 pub fn validate(envfile: Option<&Path>) -> Result<i32> {
     let project = Project::load(envfile)?;
+    let problems = ops::verify::spec_problems(&project);
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("error: {problem:#}");
+        }
+        eprintln!(
+            "{} problem(s) in the spec files of {}",
+            problems.len(),
+            project.envfile.path.display()
+        );
+        return Ok(2);
+    }
     let names: Vec<&str> = project
         .envfile
         .machines

@@ -43,7 +43,7 @@ pub enum Commands {
         #[arg(short, long)]
         force: bool,
     },
-    /// Check the Envfile and report every problem with file, line and field.
+    /// Check the Envfile and the spec files it names; report every problem with file, line and field.
     Validate,
     /// Create and boot machines, wait until SSH works, and provision them.
     Up {
@@ -193,6 +193,13 @@ pub enum Commands {
         /// The .box file to write.
         #[arg(short, long, value_name = "FILE.box")]
         output: PathBuf,
+        /// The box name written into the box (default: the source box's).
+        #[arg(long = "name", value_name = "BOX")]
+        box_name: Option<String>,
+        /// The box version written into the box (default: the source box's
+        /// version and the time, `1.0.0-TIME`).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
     },
     /// Save, restore, list and delete machine snapshots (`push`/`pop` for a stack).
     #[command(subcommand)]
@@ -363,17 +370,27 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Commands::Doctor { json } => machines::doctor(json),
         Commands::Snapshot(command) => snapshots::run(envfile, command),
-        Commands::Package { name, output } => {
+        Commands::Package {
+            name,
+            output,
+            box_name,
+            version,
+        } => {
             let project = Project::load(envfile)?;
             let machine = project.one(name.as_deref())?;
             let _lock = project.lock()?;
             let store = Store::open()?;
-            let file = ops::package::package(ctx, &project, machine, &store, &output)?;
+            let identity = ops::package::BoxIdentity {
+                name: box_name,
+                version,
+            };
+            let file = ops::package::package(ctx, &project, machine, &store, &output, &identity)?;
             println!(
-                "packaged `{}` into {}: add it with `env box add {} --name NAME`",
+                "packaged `{}` into {}: add it with `env box add {} --name {}`",
                 machine.name,
                 file.display(),
-                file.display()
+                file.display(),
+                identity.name.as_deref().unwrap_or("NAME")
             );
             Ok(0)
         }

@@ -34,6 +34,16 @@ fn prepare_guest(ctx: &Ctx, dir: &MachineDir, script: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&packages.stdout).into_owned())
 }
 
+/// The name and version a baked box carries in its `info.json` (what
+/// `env box catalog` and `env box add` read).
+#[derive(Debug, Clone, Default)]
+pub struct BoxIdentity {
+    /// Default: the source box's name.
+    pub name: Option<String>,
+    /// Default: the source box's version and the time (`1.0.0-TIME`).
+    pub version: Option<String>,
+}
+
 /// Bakes `machine` into a box at `output`; returns the box file.
 pub fn package(
     ctx: &Ctx,
@@ -41,7 +51,15 @@ pub fn package(
     machine: &Machine,
     store: &Store,
     output: &Path,
+    identity: &BoxIdentity,
 ) -> Result<PathBuf> {
+    // Checked before the guest is touched: a bad name changes nothing.
+    if let Some(name) = &identity.name {
+        crate::boxes::check_name(name).context("--name")?;
+    }
+    if let Some(version) = &identity.version {
+        crate::boxes::check_version(version).context("--version")?;
+    }
     let dir = project.machine_dir(&machine.name);
     let state = dir
         .load_state()?
@@ -137,8 +155,8 @@ pub fn package(
         serde_json::to_string_pretty(&metadata)?,
     )?;
     let info = serde_json::json!({
-        "name": state.box_name,
-        "version": format!("{}-{}", state.box_version, crate::ops::logs::run_name(std::time::SystemTime::now())),
+        "name": identity.name.as_deref().unwrap_or(&state.box_name),
+        "version": identity.version.clone().unwrap_or_else(|| format!("{}-{}", state.box_version, crate::ops::logs::run_name(std::time::SystemTime::now()))),
         "packaged_from": format!("{} ({}) of {}", machine.name, project.envfile.path.display(), state.box_name),
         "source_box": format!("{} {}", state.box_name, state.box_version),
         "built": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),

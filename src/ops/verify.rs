@@ -27,27 +27,42 @@ pub struct VerifyOptions {
 /// The spec files of a machine: its `specs` paths and globs, in order.
 /// A pattern that matches nothing is an error (a typo must not pass).
 pub fn spec_files(project: &Project, machine: &Machine) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+    let (files, mut problems) = matched_spec_files(project, machine);
+    match problems.is_empty() {
+        true => Ok(files),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// The files a machine's `specs` patterns match, and a problem for each
+/// pattern that is bad or matches nothing.
+fn matched_spec_files(project: &Project, machine: &Machine) -> (Vec<PathBuf>, Vec<anyhow::Error>) {
+    let (mut files, mut problems) = (Vec::new(), Vec::new());
     for pattern in &machine.specs {
         let full = project.envfile.dir.join(pattern);
         let text = full.to_string_lossy().to_string();
-        let mut matched: Vec<PathBuf> = glob::glob(&text)
-            .with_context(|| {
-                format!(
-                    "bad spec pattern `{pattern}` in {}",
-                    project.envfile.path.display()
-                )
-            })?
+        let paths = match glob::glob(&text) {
+            Ok(paths) => paths,
+            Err(e) => {
+                problems.push(anyhow::anyhow!(
+                    "{}: machines.{}.specs: bad pattern `{pattern}`: {e}",
+                    project.envfile.path.display(),
+                    machine.name
+                ));
+                continue;
+            }
+        };
+        let mut matched: Vec<PathBuf> = paths
             .filter_map(Result::ok)
             .filter(|p| p.is_file())
             .collect();
         matched.sort();
         if matched.is_empty() {
-            bail!(
+            problems.push(anyhow::anyhow!(
                 "{}: machines.{}.specs: `{pattern}` matches no file",
                 project.envfile.path.display(),
                 machine.name
-            );
+            ));
         }
         for m in matched {
             if !files.contains(&m) {
@@ -55,7 +70,29 @@ pub fn spec_files(project: &Project, machine: &Machine) -> Result<Vec<PathBuf>> 
             }
         }
     }
-    Ok(files)
+    (files, problems)
+}
+
+/// Every problem in the spec files the project's machines name (a pattern
+/// matching nothing, a file that does not parse), each file read once: what
+/// `env validate` reports besides the Envfile's own.
+pub fn spec_problems(project: &Project) -> Vec<anyhow::Error> {
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    for machine in &project.envfile.machines {
+        let (files, bad_patterns) = matched_spec_files(project, machine);
+        problems.extend(bad_patterns);
+        for file in files {
+            if seen.contains(&file) {
+                continue;
+            }
+            if let Err(e) = model::load(&file) {
+                problems.push(e);
+            }
+            seen.push(file);
+        }
+    }
+    problems
 }
 
 /// Reads and checks all spec files of a machine.

@@ -450,3 +450,79 @@ pub fn at_exit(hook: impl FnOnce() + Send + 'static) {
         .unwrap_or_else(|e| e.into_inner())
         .push(Box::new(hook));
 }
+
+/// A minimal valid box (libvirt metadata, a 1 MiB qcow2, info.json), with
+/// some incompressible padding so a download can be cut in the middle.
+pub fn tiny_box(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let work = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(&work).unwrap();
+    let img = work.join("box.img");
+    let status = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("1M")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        work.join("metadata.json"),
+        r#"{"provider": "libvirt", "format": "qcow2", "virtual_size": 1}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("info.json"),
+        format!(r#"{{"name": "{name}", "version": "{version}"}}"#),
+    )
+    .unwrap();
+    let padding: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(work.join("padding.bin"), padding).unwrap();
+    let path = dir.join(format!("{name}-{version}.box"));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    for f in ["metadata.json", "info.json", "box.img", "padding.bin"] {
+        tar.append_path_with_name(work.join(f), f).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs a shell command line with `cmd`'s environment and folder (what a
+/// user types at a prompt, `env` resolved through PATH).
+pub fn shell(cmd: &Command, line: &str) -> Output {
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(line);
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    sh.stdin(Stdio::null()).output().unwrap()
+}
+
+/// PATH with this build's `env` first.
+pub fn path_with_env() -> String {
+    let bin_dir = Path::new(env_bin()).parent().unwrap();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
