@@ -10,9 +10,12 @@ as_root apt-get update -qq
 # qemu-system-x86 pins its own qemu-utils version: installing it alone would
 # remove a newer qemu-img (from backports), so both come at the same version.
 qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ { print $2 }')
+# ovmf: UEFI machines; gpgv: sums-file signatures of the image index;
+# dosfstools and mtools: the cloud-image recipe's EFI partition.
 as_root apt-get install -y -qq --allow-downgrades \
   qemu-system-x86 "qemu-utils=$qemu_version" openssh-client \
-  mmdebstrap uidmap e2fsprogs fdisk xz-utils binutils gzip tar python3 bc rsync zstd >/dev/null
+  mmdebstrap uidmap e2fsprogs fdisk xz-utils binutils gzip tar python3 bc rsync zstd \
+  ovmf gpgv dosfstools mtools >/dev/null
 # For the ansible provisioner (and its tests); the full `ansible` collection
 # bundle is not needed.
 as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null

@@ -18,10 +18,16 @@ use std::path::{Path, PathBuf};
 const PAGE_ORDER: &[&str] = &["specs.md", "snapshots.md", "boxes.md"];
 
 /// Lines shown but run by another test, and why.
-const RUN_ELSEWHERE: &[(&str, &str)] = &[(
-    "env box add ~/.vagrant.d/boxes/",
-    "a box from Vagrant's own store: tests/box_fetch.rs adds one that Vagrant 2.3.4 stored",
-)];
+const RUN_ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "env box add ~/.vagrant.d/boxes/",
+        "a box from Vagrant's own store: tests/box_fetch.rs adds one that Vagrant 2.3.4 stored",
+    ),
+    (
+        "env box add ubuntu-24.04",
+        "an index entry from the internet: tests/cloud_image.rs adds one pointed at a local server",
+    ),
+];
 
 /// Where the pages' example host and folders point in the walk.
 const EXAMPLE_BASE: &str = "https://boxes.example.org/";
@@ -185,6 +191,21 @@ fn every_toml_example_is_a_valid_envfile_or_spec_file() {
     for page in pages() {
         for (i, example) in blocks(&page, "toml").iter().enumerate() {
             let p = TestProject::new("");
+            if example.contains("[images.") {
+                // An image index: a project's images.toml, read by search.
+                std::fs::write(p.dir.path().join("images.toml"), example).unwrap();
+                let name = example
+                    .split("[images.")
+                    .nth(1)
+                    .and_then(|r| r.split(']').next())
+                    .unwrap();
+                let out = p.env(&["box", "search", name]);
+                let (stdout, stderr) = text(&out);
+                assert!(out.status.success(), "{}: {stderr}", page.display());
+                assert!(stdout.contains(name), "{stdout}");
+                checked += 1;
+                continue;
+            }
             make_referenced_files(p.dir.path());
             std::fs::write(
                 p.dir.path().join("Envfile"),
@@ -281,6 +302,21 @@ impl Walk {
         )
         .unwrap();
         server.serve("team-deb.json", catalog);
+        // A bare disk image, xz-compressed, as distributions publish them.
+        let image = files.path().join("disk.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&image)
+            .arg("1G")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let xz = std::process::Command::new("xz")
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(xz.success());
+        server.serve("images/disk.qcow2.xz", files.path().join("disk.qcow2.xz"));
         Walk {
             project,
             checksum: format!("sha256:{}", sha256(&local)),
@@ -361,6 +397,8 @@ impl Walk {
             assert_eq!(self.listed(store.unwrap()), ["team/deb 1.4.0"]);
         } else if line.contains("--checksum") {
             assert_eq!(self.listed(store.unwrap()), ["debian-12 1.0.0"]);
+        } else if line.contains("disk.qcow2.xz") {
+            assert_eq!(self.listed(store.unwrap()), ["mine 1"]);
         } else if line.starts_with("env box add team-web") {
             let listed = self.listed(store.unwrap());
             assert!(

@@ -35,7 +35,11 @@ fn fifty_commands_at_once_all_answer_right() {
     });
     for (i, out) in &results {
         let (stdout, stderr) = text(out);
-        assert!(out.status.success(), "command {i} failed: {stderr}");
+        assert!(
+            out.status.success(),
+            "command {i} failed ({}): {stderr}\n{stdout}",
+            out.status
+        );
         match i % 5 {
             0 => assert!(stdout.contains("\"running\""), "{i}: {stdout}"),
             1 => assert!(stdout.contains("1 passed"), "{i}: {stdout}"),

@@ -168,6 +168,10 @@ impl Backend for FakeBackend {
         None
     }
 
+    fn may_be_paused(&self, _: &MachineDir) -> bool {
+        true
+    }
+
     fn resume(&self, _: &MachineDir) -> Result<()> {
         Ok(())
     }

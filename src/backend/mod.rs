@@ -20,6 +20,9 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
+/// Files of a cloud-init seed, by name (`meta-data`, `user-data`...).
+pub type SeedFiles = Vec<(String, Vec<u8>)>;
+
 /// What a boot asks of the backend.
 #[derive(Debug, Clone)]
 pub struct BootRequest<'a> {
@@ -33,6 +36,9 @@ pub struct BootRequest<'a> {
     pub accel: Accel,
     /// Its link on the project's private network, if there is one.
     pub private_link: Option<network::PrivateLink>,
+    /// The cloud-init seed's files (cloud-image boxes): the backend
+    /// attaches them as a NoCloud data source.
+    pub seed: Option<SeedFiles>,
 }
 
 /// A started machine.
@@ -160,6 +166,10 @@ pub trait Backend: Send + Sync {
     /// Why the hypervisor holds a running machine stopped (a disk write
     /// failed: its filesystem is full), or `None` when it runs.
     fn paused(&self, dir: &MachineDir) -> Option<String>;
+    /// Whether [`Backend::paused`] is worth asking before each command: a
+    /// cheap look (the disks' filesystem is nearly full) that spares the
+    /// hypervisor a control round trip per command otherwise.
+    fn may_be_paused(&self, dir: &MachineDir) -> bool;
     /// Lets a machine [`Backend::paused`] names run again (the failed write
     /// is retried).
     fn resume(&self, dir: &MachineDir) -> Result<()>;

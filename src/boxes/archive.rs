@@ -1,5 +1,6 @@
-//! Safe unpacking of box archives (tar, tar.gz, tar.zst, zip): nothing lands
-//! outside the target folder, whatever the archive says.
+//! Safe unpacking of box archives (tar, zip; compressed or not) and bare
+//! disk images: nothing lands outside the target folder, whatever the
+//! archive says.
 //! (Over 600 lines: half of it is the hostile archives the unpacker is
 //! tested with, kept beside the checks they test.)
 
@@ -8,31 +9,31 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// The format of an archive, told from its first bytes.
+/// What a download holds, told from its first (decompressed) bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArchiveFormat {
-    /// A plain tar.
+    /// A tar (possibly compressed).
     Tar,
-    /// A gzip-compressed tar.
-    TarGz,
-    /// A zstd-compressed tar (`.tar.zst`).
-    TarZst,
     /// A zip, read entry by entry as it arrives.
     Zip,
+    /// A bare disk image as distributions publish them (qcow2, or raw with
+    /// a partition table): it becomes the box's `box.img`.
+    Image,
 }
 
-/// Detects the format from the magic bytes at the start of a file.
+/// Tells what the first 512 bytes of a (decompressed) stream start.
 pub fn detect(head: &[u8]) -> Result<ArchiveFormat> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(ArchiveFormat::TarGz)
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+    if head.len() >= 262 && &head[257..262] == b"ustar" {
         Ok(ArchiveFormat::Tar)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(ArchiveFormat::TarZst)
     } else if head.starts_with(b"PK\x03\x04") {
         Ok(ArchiveFormat::Zip)
+    } else if head.starts_with(b"QFI\xfb") || (head.len() >= 512 && head[510..512] == [0x55, 0xaa])
+    {
+        Ok(ArchiveFormat::Image)
     } else {
-        bail!("not a box archive (expected tar, tar.gz, tar.zst or zip)")
+        bail!(
+            "not a box archive or disk image (expected tar or zip, or a qcow2 or partitioned raw disk image; gzip, zstd, xz or bzip2 compressed or not)"
+        )
     }
 }
 
@@ -83,37 +84,86 @@ pub fn safe_link_target(link: &Path, target: &Path) -> Result<()> {
 
 /// Unpacks the archive at `archive` into the existing, empty folder `dest`,
 /// calling `progress` with the bytes read so far. Rejects absolute paths,
-/// `..`, links leading outside, and device files, fifos and sockets.
-pub fn unpack(archive: &Path, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
-    let format = format_of(archive)?;
-    let file = File::open(archive)?;
+/// `..`, links leading outside, and device files, fifos and sockets. A bare
+/// disk image becomes `dest/box.img`.
+pub fn unpack(archive: &Path, dest: &Path, progress: &mut (dyn FnMut(u64) + Send)) -> Result<()> {
+    let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let counted = CountingReader {
         inner: BufReader::with_capacity(1 << 20, file),
         count: 0,
         progress,
     };
-    unpack_stream(format, counted, dest)
-        .with_context(|| format!("cannot unpack {}", archive.display()))
+    unpack_reader(counted, dest).with_context(|| format!("cannot unpack {}", archive.display()))
 }
 
-/// The format of the archive file at `archive`, from its first bytes.
-fn format_of(archive: &Path) -> Result<ArchiveFormat> {
-    let mut file =
-        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
-    let mut head = [0u8; 512];
-    let n = read_up_to(&mut file, &mut head)?;
-    detect(&head[..n]).with_context(|| format!("{}", archive.display()))
+/// Unpacks an archive (or takes a disk image) arriving on `reader`, a
+/// download in progress, into the existing, empty folder `dest`, with the
+/// same checks as [`unpack`]; then checks where every link really leads.
+pub fn unpack_reader(reader: impl Read + Send, dest: &Path) -> Result<()> {
+    with_payload(reader, |format, whole| {
+        let mut budget = Budget::for_folder(dest);
+        match format {
+            ArchiveFormat::Zip => unpack_zip(whole, dest, &mut budget)?,
+            ArchiveFormat::Tar => unpack_tar(tar::Archive::new(whole), dest, &mut budget)?,
+            ArchiveFormat::Image => take_image(whole, dest, &mut budget)?,
+        }
+        check_links(dest)
+    })
 }
 
-/// Unpacks an archive arriving on `reader` (a download in progress) into
-/// the existing, empty folder `dest`, with the same checks as [`unpack`].
-pub fn unpack_reader(mut reader: impl Read, dest: &Path) -> Result<()> {
+/// Runs `f` on what a stream holds, decompressed, with its kind: the
+/// compression is told from the first bytes, then the payload from the
+/// first decompressed ones.
+fn with_payload<T>(
+    mut reader: impl Read + Send,
+    f: impl FnOnce(ArchiveFormat, &mut dyn Read) -> Result<T>,
+) -> Result<T> {
     let mut head = vec![0u8; 512];
     let filled = read_up_to(&mut reader, &mut head)?;
     head.truncate(filled);
-    let format = detect(&head)?;
+    let compression = super::compress::detect(&head);
     let whole = std::io::Cursor::new(head).chain(reader);
-    unpack_stream(format, whole, dest)
+    super::compress::with_decoder(compression, whole, |plain| {
+        let mut head = vec![0u8; 512];
+        let filled = read_up_to(plain, &mut head)?;
+        head.truncate(filled);
+        let format = detect(&head)?;
+        f(format, &mut std::io::Cursor::new(head).chain(plain))
+    })
+}
+
+/// Name of a box's (first) disk.
+pub const BOX_IMAGE: &str = "box.img";
+
+/// Writes a bare disk image to `dest/box.img`, within the budget (the free
+/// space; a qcow2 image also within what its header declares).
+fn take_image(mut image: impl Read, dest: &Path, budget: &mut Budget) -> Result<()> {
+    let path = dest.join(BOX_IMAGE);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut first = true;
+    loop {
+        let n = image.read(&mut buf).context("cannot read the disk image")?;
+        if n == 0 {
+            break;
+        }
+        if first {
+            first = false;
+            if let Ok(super::image::ImageFormat::Qcow2) = super::image::check_header(&buf[..n])
+                && let Some(size) = super::image::qcow2_virtual_size(&buf[..n])
+            {
+                budget.declared_bytes(size, "its qcow2 header declares");
+            }
+        }
+        budget.take(Path::new(BOX_IMAGE), n as u64)?;
+        std::io::Write::write_all(&mut out, &buf[..n])
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// How much an archive may unpack to: the free space of the folder it
@@ -129,6 +179,9 @@ struct Budget {
 
 /// Space left free on the store's filesystem, whatever a box declares.
 const FREE_RESERVE: u64 = 512 << 20;
+
+/// Room in a qcow2 file beside the data its header declares (its tables).
+const IMAGE_TABLES_ROOM: u64 = 64 << 20;
 
 /// Room beside the disks a box declares: kernel, initrd, Vagrantfile, info.
 const BOOT_FILES_ROOM: u64 = 512 << 20;
@@ -162,6 +215,18 @@ impl Budget {
         Ok(())
     }
 
+    /// Narrows the cap to `bytes` (and a margin for an image's own tables),
+    /// which `what` declares.
+    fn declared_bytes(&mut self, bytes: u64, what: &str) {
+        let declared = bytes
+            .saturating_add(bytes / 8)
+            .saturating_add(IMAGE_TABLES_ROOM);
+        if declared < self.limit {
+            self.limit = declared;
+            self.reason = format!("what {what} ({})", crate::util::ui::human_bytes(bytes));
+        }
+    }
+
     /// Narrows the cap to what `metadata.json` (just unpacked) declares.
     fn declared(&mut self, metadata: &Path) {
         let Ok(text) = std::fs::read_to_string(metadata) else {
@@ -186,17 +251,6 @@ impl Budget {
             self.reason = format!("its metadata declares ({gib} GiB per disk)");
         }
     }
-}
-
-/// Unpacks a tar (decompressing it) or a zip read from `raw`, then checks
-/// where every link in it really leads.
-fn unpack_stream<R: Read>(format: ArchiveFormat, raw: R, dest: &Path) -> Result<()> {
-    let mut budget = Budget::for_folder(dest);
-    match format {
-        ArchiveFormat::Zip => unpack_zip(raw, dest, &mut budget)?,
-        tar => unpack_tar(tar::Archive::new(decoder(tar, raw)?), dest, &mut budget)?,
-    }
-    check_links(dest)
 }
 
 /// Every link under `dest`, resolved through the links before it, must land
@@ -242,50 +296,48 @@ pub fn check_links(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The tar stream of a tar archive, decompressed.
-fn decoder<'a, R: Read + 'a>(format: ArchiveFormat, raw: R) -> Result<Box<dyn Read + 'a>> {
-    Ok(match format {
-        ArchiveFormat::Tar => Box::new(raw),
-        ArchiveFormat::TarGz => Box::new(flate2::read::GzDecoder::new(raw)),
-        ArchiveFormat::TarZst => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(raw)
-                .map_err(|e| anyhow::anyhow!("bad zstd stream: {e}"))?,
-        ),
-        ArchiveFormat::Zip => bail!("a zip archive is not a compressed tar"),
-    })
-}
-
 /// Calls `f` with each entry's (checked) path and contents until it returns
 /// false: reading one file of a box without unpacking it.
 pub fn each_entry(
     archive: &Path,
     f: &mut dyn FnMut(&Path, &mut dyn Read) -> Result<bool>,
 ) -> Result<()> {
-    let format = format_of(archive)?;
-    let mut raw = BufReader::new(File::open(archive)?);
-    if format == ArchiveFormat::Zip {
-        while let Some(mut file) = next_zip_entry(&mut raw)? {
-            let name = file.name().context("bad zip entry name")?.into_owned();
-            let path = safe_relative_path(Path::new(&name))?;
-            if !f(&path, &mut file)? {
-                break;
+    let raw = BufReader::new(
+        File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?,
+    );
+    with_payload(raw, |format, mut whole| {
+        match format {
+            ArchiveFormat::Zip => {
+                while let Some(mut file) = next_zip_entry(&mut whole)? {
+                    let name = file.name().context("bad zip entry name")?.into_owned();
+                    let path = safe_relative_path(Path::new(&name))?;
+                    if !f(&path, &mut file)? {
+                        break;
+                    }
+                }
+            }
+            ArchiveFormat::Tar => {
+                let mut tar = tar::Archive::new(whole);
+                for entry in tar.entries()? {
+                    let mut entry = entry?;
+                    let path = safe_relative_path(&entry.path()?)?;
+                    if !f(&path, &mut entry)? {
+                        break;
+                    }
+                }
+            }
+            // A bare image holds one file: the disk.
+            ArchiveFormat::Image => {
+                f(Path::new(BOX_IMAGE), &mut whole)?;
             }
         }
-        return Ok(());
-    }
-    let mut tar = tar::Archive::new(decoder(format, raw)?);
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        let path = safe_relative_path(&entry.path()?)?;
-        if !f(&path, &mut entry)? {
-            break;
-        }
-    }
-    Ok(())
+        Ok(())
+    })
+    .with_context(|| format!("{}", archive.display()))
 }
 
 /// Fills `buf` as far as the stream goes; returns how much it filled.
-fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+fn read_up_to<R: Read + ?Sized>(source: &mut R, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         let n = source.read(&mut buf[filled..])?;
@@ -408,7 +460,7 @@ fn unpack_zip<R: Read>(mut raw: R, dest: &Path, budget: &mut Budget) -> Result<(
 struct CountingReader<'a, R> {
     inner: R,
     count: u64,
-    progress: &'a mut dyn FnMut(u64),
+    progress: &'a mut (dyn FnMut(u64) + Send),
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
@@ -564,13 +616,49 @@ mod tests {
     }
 
     #[test]
-    fn gzip_is_detected_and_garbage_refused() {
-        assert_eq!(detect(&[0x1f, 0x8b, 8]).unwrap(), ArchiveFormat::TarGz);
+    fn archives_and_disk_images_are_told_apart_and_garbage_refused() {
         let mut tar_head = vec![0u8; 512];
         tar_head[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&tar_head).unwrap(), ArchiveFormat::Tar);
         assert!(detect(b"hello").is_err());
         assert_eq!(detect(b"PK\x03\x04").unwrap(), ArchiveFormat::Zip);
+        assert_eq!(detect(b"QFI\xfb\0\0\0\x03").unwrap(), ArchiveFormat::Image);
+        let mut mbr = vec![0u8; 512];
+        mbr[510..].copy_from_slice(&[0x55, 0xaa]);
+        assert_eq!(detect(&mbr).unwrap(), ArchiveFormat::Image);
+        // Raw bytes without a partition table are no disk env can boot.
+        assert!(detect(&[0u8; 512]).is_err());
+    }
+
+    #[test]
+    fn compressed_disk_images_become_the_box_disk() {
+        let mut image = crate::boxes::image::empty_qcow2_header();
+        image.resize(64 << 10, 0);
+        image[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &image).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut std::io::Cursor::new(&image), &mut xz).unwrap();
+        for bytes in [image.clone(), gz, xz] {
+            let dest = tempfile::tempdir().unwrap();
+            unpack_reader(&bytes[..], dest.path()).unwrap();
+            assert_eq!(std::fs::read(dest.path().join(BOX_IMAGE)).unwrap(), image);
+        }
+    }
+
+    #[test]
+    fn a_disk_image_larger_than_its_header_declares_is_cut_off() {
+        let mut image = crate::boxes::image::empty_qcow2_header();
+        image[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
+        // Declares 1 MiB; brings far more than that and the margin.
+        let bomb = std::io::Cursor::new(image).chain(std::io::repeat(0).take(1 << 30));
+        let dest = tempfile::tempdir().unwrap();
+        let err = unpack_reader(bomb, dest.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("qcow2 header declares"),
+            "{err:#}"
+        );
     }
 
     fn zip_with(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {

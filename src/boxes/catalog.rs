@@ -167,6 +167,19 @@ pub fn client() -> Result<reqwest::blocking::Client> {
         .context("cannot set up HTTP")
 }
 
+/// A GET of `url` answered with success (any other status is an error
+/// naming the URL).
+pub fn get(url: &str) -> Result<reqwest::blocking::Response> {
+    let response = client()?
+        .get(url)
+        .send()
+        .with_context(|| format!("cannot fetch {url}"))?;
+    if !response.status().is_success() {
+        bail!("fetching {url} failed: HTTP {}", response.status());
+    }
+    Ok(response)
+}
+
 /// Whether `location` holds a catalog (JSON) rather than a box: its name
 /// says so, or its first byte is `{`.
 pub fn read_catalog(location: &Location) -> Result<Option<Catalog>> {
@@ -186,13 +199,7 @@ pub fn read_catalog(location: &Location) -> Result<Option<Catalog>> {
             if url.ends_with(".box") {
                 return Ok(None);
             }
-            let response = client()?
-                .get(url)
-                .send()
-                .with_context(|| format!("cannot fetch {url}"))?;
-            if !response.status().is_success() {
-                bail!("fetching {url} failed: HTTP {}", response.status());
-            }
+            let response = get(url)?;
             let json = response
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)

@@ -26,6 +26,8 @@ pub struct AddRequest {
     pub checksum: Option<Checksum>,
     /// Replace the same name and version.
     pub force: bool,
+    /// What the image index knows of a bare disk image.
+    pub image: super::bare::ImageHints,
 }
 
 /// Fetches and adds a box; returns it.
@@ -124,16 +126,31 @@ pub fn add(store: &Store, request: &AddRequest) -> Result<StoredBox> {
                 .with_context(|| format!("cannot read {}", path.display()))?
                 .len();
             let bar = ui::bytes_bar(total, &format!("adding {name}"));
-            let added =
-                store.add_archive(path, &name, version.as_deref(), request.force, &mut |n| {
-                    bar.set_position(n)
-                });
+            let staging = store.staging()?;
+            let unpacked =
+                super::archive::unpack(path, staging.path(), &mut |n| bar.set_position(n));
             bar.finish_and_clear();
-            added
+            unpacked.and_then(|()| {
+                store.add_staged(
+                    staging,
+                    &path.display().to_string(),
+                    &name,
+                    version.as_deref(),
+                    request.force,
+                    &request.image,
+                )
+            })
         }
         Location::Http(url) => {
             let staging = download(store, url, checksum.as_ref())?;
-            store.add_staged(staging, url, &name, version.as_deref(), request.force)
+            store.add_staged(
+                staging,
+                url,
+                &name,
+                version.as_deref(),
+                request.force,
+                &request.image,
+            )
         }
     };
     let added = added?;

@@ -77,6 +77,86 @@ pub fn check_header(header: &[u8]) -> Result<ImageFormat> {
     Ok(ImageFormat::Qcow2)
 }
 
+/// The virtual size a qcow2 header declares (bytes 24..32).
+pub fn qcow2_virtual_size(header: &[u8]) -> Option<u64> {
+    if !header.starts_with(QCOW2_MAGIC) {
+        return None;
+    }
+    Some(u64::from_be_bytes(header.get(24..32)?.try_into().ok()?))
+}
+
+/// The first sector of the disk an image holds (raw, or qcow2 through its
+/// L1 and L2 tables, compressed clusters included), read in pure Rust:
+/// `None` when it cannot be told (a table points nowhere sensible).
+pub fn first_sector(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut header = vec![0u8; 112];
+    let n = file.read(&mut header)?;
+    header.truncate(n);
+    let mut read_at = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        file.read_exact(&mut buf).ok()?;
+        Some(buf)
+    };
+    if check_header(&header)? == ImageFormat::Raw {
+        return Ok(read_at(0, 512));
+    }
+    let be32 =
+        |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap_or_default());
+    let be64 =
+        |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    if header.len() < 104 {
+        return Ok(None);
+    }
+    let cluster_bits = be32(&header, 20);
+    if !(9..=21).contains(&cluster_bits) {
+        return Ok(None);
+    }
+    const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+    let Some(l1) = read_at(be64(&header, 40), 8) else {
+        return Ok(None);
+    };
+    let l2_offset = be64(&l1, 0) & OFFSET_MASK;
+    if l2_offset == 0 {
+        return Ok(Some(vec![0; 512]));
+    }
+    let Some(l2) = read_at(l2_offset, 8) else {
+        return Ok(None);
+    };
+    let entry = be64(&l2, 0);
+    if entry & (1 << 62) == 0 {
+        let offset = entry & OFFSET_MASK;
+        return Ok(if offset == 0 {
+            Some(vec![0; 512])
+        } else {
+            read_at(offset, 512)
+        });
+    }
+    // A compressed cluster: offset and sector count share the entry.
+    let x = 62 - (cluster_bits - 8);
+    let offset = entry & ((1u64 << x) - 1);
+    let sectors = ((entry >> x) & ((1u64 << (cluster_bits - 8)) - 1)) + 1;
+    let len = (sectors * 512).saturating_sub(offset & 511) as usize;
+    let Some(packed) = read_at(offset, len.min(4 << 20)) else {
+        return Ok(None);
+    };
+    let zstd = be64(&header, 72) & (1 << 3) != 0;
+    let mut sector = vec![0u8; 512];
+    let filled = if zstd {
+        ruzstd::decoding::StreamingDecoder::new(&packed[..])
+            .ok()
+            .and_then(|mut d| d.read_exact(&mut sector).ok())
+    } else {
+        flate2::read::DeflateDecoder::new(&packed[..])
+            .read_exact(&mut sector)
+            .ok()
+    };
+    Ok(filled.map(|_| sector))
+}
+
 #[cfg(test)]
 /// The header of an empty, self-contained qcow2 v3 image: what the store
 /// checks of a box's disk (nothing here boots it).
@@ -114,6 +194,46 @@ mod tests {
         assert!(check_header(&QCOW2_MAGIC[..]).is_err(), "truncated");
         assert_eq!(check_header(b"").unwrap(), ImageFormat::Raw);
         assert_eq!(check_header(b"KDMV...").unwrap(), ImageFormat::Raw);
+    }
+
+    #[test]
+    fn the_first_sector_is_read_through_qcow2_tables_compressed_or_not() {
+        if crate::util::process::which("qemu-img").is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("disk.raw");
+        let mut sector = vec![0u8; 1 << 20];
+        sector[..4].copy_from_slice(b"\xeb\x63\x90\x10");
+        sector[510..512].copy_from_slice(&[0x55, 0xaa]);
+        std::fs::write(&raw, &sector).unwrap();
+        assert_eq!(first_sector(&raw).unwrap().unwrap(), sector[..512]);
+        for extra in [&[][..], &["-c"][..]] {
+            let q = dir.path().join(format!("disk{}.qcow2", extra.len()));
+            let ok = std::process::Command::new("qemu-img")
+                .args(["convert", "-f", "raw", "-O", "qcow2"])
+                .args(extra)
+                .arg(&raw)
+                .arg(&q)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            assert_eq!(
+                first_sector(&q).unwrap().unwrap(),
+                sector[..512],
+                "{extra:?}"
+            );
+        }
+        // An empty qcow2: nothing allocated, all zeros.
+        let empty = dir.path().join("empty.qcow2");
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&empty)
+            .arg("1M")
+            .status()
+            .unwrap();
+        assert_eq!(first_sector(&empty).unwrap().unwrap(), vec![0u8; 512]);
     }
 
     #[test]

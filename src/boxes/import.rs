@@ -59,6 +59,7 @@ pub fn add_folder(
         &name,
         version.as_deref(),
         force,
+        &super::bare::ImageHints::default(),
     )
 }
 

@@ -116,6 +116,7 @@ pub fn update(store: &Store, only: Option<&str>) -> Result<Vec<StoredBox>> {
             version: Some(format!("= {latest}")),
             checksum: None,
             force: false,
+            image: Default::default(),
         };
         let b = fetch::add(store, &request)
             .with_context(|| format!("cannot update `{}` to {latest}", f.name))?;

@@ -1,6 +1,6 @@
 //! A box's `metadata.json` (Vagrant's libvirt format, with env's boot extension).
 
-use super::image::{ImageFormat, inspect};
+use super::image::inspect;
 use crate::util::names::check_user_name;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,37 @@ pub struct EnvBoot {
     /// first connection.
     #[serde(default)]
     pub ssh_host_key_fw_cfg: bool,
+    /// The image configures itself with cloud-init: env gives each machine
+    /// a NoCloud seed (user, key, host keys, name, network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cloud_init: bool,
+    /// How the image boots: `bios` or `uefi` (default: BIOS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<Firmware>,
+    /// Shared-folder kinds the image's kernel supports (`9p`, `virtiofs`),
+    /// when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folders: Option<Vec<String>>,
+}
+
+/// How a machine's firmware starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// SeaBIOS, the boot sector's code (GRUB, syslinux).
+    Bios,
+    /// UEFI (OVMF), the EFI system partition's loader.
+    Uefi,
+}
+
+impl Firmware {
+    /// The word the Envfile and the index use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
 }
 
 /// `metadata.json` of a box.
@@ -79,10 +110,9 @@ impl Metadata {
                 SUPPORTED_PROVIDERS.join(" or ")
             );
         }
-        if let Some(format) = &self.format
-            && format != "qcow2"
-        {
-            bail!("the box's disk format is `{format}`; env boots qcow2 disks");
+        let format = self.disk_format();
+        if !["qcow2", "raw"].contains(&format) {
+            bail!("the box's disk format is `{format}`; env boots qcow2 and raw disks");
         }
         let named = self.disks.iter().map(|d| d.path.as_str()).chain(
             self.env
@@ -108,12 +138,12 @@ impl Metadata {
                 .map_err(|e| anyhow::anyhow!("the box's metadata `env.ssh_user`: {e}"))?;
         }
         for disk in self.disk_files() {
-            let format = inspect(&regular_file_inside(dir, &disk, "disk")?)?;
-            if format != ImageFormat::Qcow2 {
+            let found = inspect(&regular_file_inside(dir, &disk, "disk")?)?;
+            if found.name() != format {
                 bail!(
-                    "the box's disk `{}` is {}, not qcow2 as its metadata says",
+                    "the box's disk `{}` is {}, not {format} as its metadata says",
                     disk.display(),
-                    format.name()
+                    found.name()
                 );
             }
         }
@@ -123,6 +153,11 @@ impl Metadata {
             }
         }
         Ok(())
+    }
+
+    /// The format of the box's disks (`qcow2` unless it says `raw`).
+    pub fn disk_format(&self) -> &str {
+        self.format.as_deref().unwrap_or("qcow2")
     }
 
     /// The box's disk files, the root disk first.
@@ -191,10 +226,10 @@ mod tests {
             .check(dir.path())
             .unwrap_err();
         assert!(err.to_string().contains("virtualbox"));
-        let err = meta(r#"{"provider":"libvirt","format":"raw"}"#)
+        let err = meta(r#"{"provider":"libvirt","format":"vmdk"}"#)
             .check(dir.path())
             .unwrap_err();
-        assert!(err.to_string().contains("raw"));
+        assert!(err.to_string().contains("vmdk"));
         let err = meta(r#"{"provider":"libvirt","format":"qcow2"}"#)
             .check(dir.path())
             .unwrap_err();

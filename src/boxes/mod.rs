@@ -2,12 +2,16 @@
 //! per name and version, shared by every project of the user.
 
 pub mod archive;
+pub mod bare;
 pub mod build;
 pub mod catalog;
+pub mod compress;
 pub mod digest;
 pub mod fetch;
+pub mod from_index;
 pub mod image;
 pub mod import;
+pub mod index;
 pub mod maintain;
 pub mod metadata;
 pub mod source;
@@ -213,7 +217,7 @@ impl Store {
         name: &str,
         version: Option<&str>,
         force: bool,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<StoredBox> {
         check_name(name)?;
         let staging = self.staging()?;
@@ -224,6 +228,7 @@ impl Store {
             name,
             version,
             force,
+            &bare::ImageHints::default(),
         )
     }
 
@@ -283,7 +288,8 @@ impl Store {
 
     /// Moves an unpacked box (from [`Store::staging`]; `origin` names it in
     /// errors) into the store as `name` (version from its info.json, else
-    /// `version`, else "0"). Nothing is left behind on failure.
+    /// `version`, else "0"). A bare disk image gets its metadata from its
+    /// bytes and `image`. Nothing is left behind on failure.
     pub fn add_staged(
         &self,
         staging: tempfile::TempDir,
@@ -291,8 +297,13 @@ impl Store {
         name: &str,
         version: Option<&str>,
         force: bool,
+        image: &bare::ImageHints,
     ) -> Result<StoredBox> {
         check_name(name)?;
+        if bare::is_bare(staging.path()) {
+            bare::complete(staging.path(), image)
+                .with_context(|| format!("{origin} is not a usable disk image"))?;
+        }
         let _lock = self.lock()?;
         Metadata::load(staging.path()).with_context(|| format!("{origin} is not a usable box"))?;
         let info_version = fs::read_to_string(staging.path().join("info.json"))

@@ -12,9 +12,12 @@ pub enum BoxCommand {
     /// Build a box from a recipe in boxes/NAME (needs root and mmdebstrap).
     Build(BuildArgs),
     /// Add a box from a .box file or URL, a catalog (Vagrant's box metadata JSON),
-    /// or an unpacked box folder (such as one in Vagrant's own store).
+    /// an unpacked box folder (such as one in Vagrant's own store), a
+    /// distribution's disk image (qcow2 or raw, compressed or not), or an
+    /// image index name (`env box search`).
     Add {
-        /// A .box or catalog (path, file:// or http(s):// URL), or a box folder.
+        /// A .box, catalog or disk image (path, file:// or http(s):// URL), a
+        /// box folder, or an image index name (`ubuntu-24.04`).
         source: String,
         /// Name in the store (default: the catalog's, the one in Vagrant's store,
         /// or the file name without .box).
@@ -30,6 +33,14 @@ pub enum BoxCommand {
         /// Replace the same name and version.
         #[arg(short, long)]
         force: bool,
+    },
+    /// List the image index: distributions' cloud images by short name.
+    Search {
+        /// Only entries whose name or description contains this.
+        text: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// List the boxes in the store.
     List {
@@ -123,6 +134,25 @@ pub fn run(command: BoxCommand) -> Result<i32> {
             force,
         } => {
             let store = Store::open()?;
+            let index_entry = (!looks_like_a_place(&source))
+                .then(|| boxes::index::Index::load(Some(&std::env::current_dir()?)))
+                .transpose()?
+                .and_then(|index| index.get(&source).cloned());
+            if let Some(entry) = index_entry {
+                let b = boxes::from_index::add_from_index(
+                    &store,
+                    name.as_deref().unwrap_or(&source),
+                    &entry,
+                    force,
+                )?;
+                println!(
+                    "added {} version {} ({}) from the image index",
+                    b.name,
+                    b.version,
+                    ui::human_bytes(b.size)
+                );
+                return Ok(0);
+            }
             let request = boxes::fetch::AddRequest {
                 source,
                 name,
@@ -132,6 +162,7 @@ pub fn run(command: BoxCommand) -> Result<i32> {
                     .map(boxes::digest::Checksum::parse)
                     .transpose()?,
                 force,
+                image: Default::default(),
             };
             let b = boxes::fetch::add(&store, &request)?;
             println!(
@@ -142,6 +173,7 @@ pub fn run(command: BoxCommand) -> Result<i32> {
             );
             Ok(0)
         }
+        BoxCommand::Search { text, json } => search(text.as_deref(), json),
         BoxCommand::Outdated { json } => {
             let checks = boxes::maintain::outdated(&Store::open()?, None)?;
             if json {
@@ -280,4 +312,68 @@ fn add_with_progress(
     let result = store.add_archive(file, name, version, force, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
     result
+}
+
+/// Whether `source` names a file, folder or URL rather than an index name.
+fn looks_like_a_place(source: &str) -> bool {
+    source.contains('/') || source.contains("://") || Path::new(source).exists()
+}
+
+/// `env box search`.
+fn search(text: Option<&str>, json: bool) -> Result<i32> {
+    let index = boxes::index::Index::load(Some(&std::env::current_dir()?))?;
+    let found = index.search(text);
+    let arches = |e: &boxes::index::Entry| e.arches.keys().cloned().collect::<Vec<_>>();
+    if json {
+        let items: Vec<serde_json::Value> = found
+            .iter()
+            .map(|(name, e, origin)| {
+                serde_json::json!({
+                    "name": name,
+                    "release": e.release,
+                    "description": e.description,
+                    "user": e.user,
+                    "firmware": e.firmware.map(|f| f.name()),
+                    "folders": e.folders,
+                    "arches": arches(e),
+                    "index": origin,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "RELEASE".into(),
+        "FIRMWARE".into(),
+        "USER".into(),
+        "FOLDERS".into(),
+        "DESCRIPTION".into(),
+    ]];
+    for (name, e, _) in &found {
+        rows.push(vec![
+            name.to_string(),
+            e.release.clone(),
+            e.firmware.map_or("-", |f| f.name()).to_string(),
+            e.user.clone().unwrap_or_else(|| "-".into()),
+            e.folders
+                .as_ref()
+                .map(|f| {
+                    if f.is_empty() {
+                        "rsync only".into()
+                    } else {
+                        f.join(",")
+                    }
+                })
+                .unwrap_or_else(|| "unknown".into()),
+            e.description.clone(),
+        ]);
+    }
+    print!("{}", ui::table(&rows));
+    if found.is_empty() {
+        eprintln!("no image in the index matches: `env box search` lists them all");
+        return Ok(1);
+    }
+    Ok(0)
 }

@@ -191,6 +191,19 @@ pub struct Settings {
     /// Spec files checked by `env verify` (paths or globs, relative to the
     /// Envfile; the defaults' and the machine's).
     pub specs: Option<Vec<String>>,
+    /// `bios` or `uefi` (default: what the box says, else BIOS).
+    pub firmware: Option<crate::boxes::metadata::Firmware>,
+    /// cloud-init, for boxes made from cloud images.
+    pub cloud_init: Option<CloudInitSettings>,
+}
+
+/// `cloud_init = { user_data = "cloud-init/web.yaml" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudInitSettings {
+    /// The project's own user-data (relative to the Envfile), merged with
+    /// env's: env's user, key and host key always stay.
+    pub user_data: Option<PathBuf>,
 }
 
 /// The Envfile as written.
@@ -286,6 +299,10 @@ pub struct Machine {
     pub disks: Vec<disks::Disk>,
     /// Spec files or globs, relative to the Envfile (in order).
     pub specs: Vec<String>,
+    /// Firmware asked for (otherwise the box's).
+    pub firmware: Option<crate::boxes::metadata::Firmware>,
+    /// The project's user-data for cloud-init boxes (absolute path).
+    pub cloud_init_user_data: Option<PathBuf>,
 }
 
 /// A parsed, validated Envfile.

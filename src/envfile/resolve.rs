@@ -126,6 +126,24 @@ pub fn machine(
     {
         return Err(fail("ssh", own.ssh.is_some(), message));
     }
+    let cloud_init = own
+        .cloud_init
+        .clone()
+        .or_else(|| defaults.cloud_init.clone());
+    let cloud_init_user_data = match cloud_init.and_then(|c| c.user_data) {
+        Some(path) => {
+            let full = dir.join(&path);
+            if !full.is_file() {
+                return Err(fail(
+                    "cloud_init",
+                    own.cloud_init.is_some(),
+                    format!("user_data: no file at {}", full.display()),
+                ));
+            }
+            Some(full)
+        }
+        None => None,
+    };
     let mut specs = Vec::new();
     for (origin, list) in [
         (vec![Step::Key("defaults".into())], &defaults.specs),
@@ -247,6 +265,8 @@ pub fn machine(
         folders: machine_folders,
         disks: machine_disks,
         specs,
+        firmware: own.firmware.or(defaults.firmware),
+        cloud_init_user_data,
         ip: own
             .ip
             .or(if at.first() == Some(&Step::Key("defaults".into())) {

@@ -3,6 +3,7 @@
 //! Vagrant's words); [`SshGuest`] is the real one.
 
 pub mod ansible;
+pub mod cloudinit;
 #[cfg(test)]
 pub mod fake;
 pub mod journal;

@@ -79,6 +79,17 @@ impl MachineDir {
     pub fn verify_log(&self) -> PathBuf {
         self.root.join("verify.log")
     }
+    /// The cloud-init seed env attaches (cloud-image boxes).
+    pub fn seed_image(&self) -> PathBuf {
+        self.root.join("seed.img")
+    }
+
+    /// The machine's UEFI variables (its NVRAM), copied from OVMF's
+    /// template at its first UEFI boot.
+    pub fn uefi_vars(&self) -> PathBuf {
+        self.root.join("uefi-vars.fd")
+    }
+
     /// QEMU's pid file.
     pub fn pidfile(&self) -> PathBuf {
         self.root.join("qemu.pid")

@@ -55,7 +55,12 @@ impl Ctx<'_> {
     pub fn running_state(&self, dir: &MachineDir) -> Result<MachineState> {
         match (self.status(dir)?, dir.load_state()?) {
             (Status::Running, Some(state)) if dir.ssh_config().exists() => {
-                if let Some(why) = self.backend.paused(dir) {
+                if let Some(why) = self
+                    .backend
+                    .may_be_paused(dir)
+                    .then(|| self.backend.paused(dir))
+                    .flatten()
+                {
                     anyhow::bail!("{}", paused_message(&dir.name, &why));
                 }
                 Ok(state)

@@ -8,7 +8,7 @@ use crate::boxes::Store;
 use crate::envfile::model::ACCEL_VAR;
 use crate::envfile::{Accel, Machine};
 use crate::guest::provisioner::Selection;
-use crate::guest::{run_root_script, scripts, ssh};
+use crate::guest::{cloudinit, run_root_script, scripts, ssh};
 use crate::machine::project::Project;
 use crate::machine::state::Accelerator;
 use crate::machine::{MachineDir, MachineState, Status};
@@ -95,7 +95,7 @@ pub fn up_boot(
         }
         status => {
             if status == Status::NotCreated {
-                create(ctx, &dir, machine, store)?;
+                create(ctx, &dir, machine, store, &project.envfile.dir)?;
             }
             let accel = requested_accel(options.accel, machine.accel)?;
             let link = plan.link_of(&machine.name).filter(|_| me.ip.is_some());
@@ -107,6 +107,17 @@ pub fn up_boot(
     };
     if booted {
         record(&dir, "up", |state| {
+            if uses_cloud_init(state) {
+                let bar = ui::spinner(&machine.name, "waiting for cloud-init to finish");
+                let waited = run_root_script(
+                    ctx.guest,
+                    &dir,
+                    cloudinit::WAIT_SCRIPT,
+                    &format!("cloud-init did not finish on `{}`", machine.name),
+                );
+                bar.finish_and_clear();
+                waited?;
+            }
             let script = scripts::name_and_network(me, &plan)
                 + &scripts::mount_script(&machine.folders)
                 + &scripts::disk_mount_script(&machine.disks);
@@ -173,7 +184,13 @@ pub fn up_provision(
 
 /// Creates the machine's state folder and its disks. Leaves nothing on
 /// failure: everything is made in a staging folder renamed at the end.
-fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Result<()> {
+fn create(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    machine: &Machine,
+    store: &Store,
+    project_dir: &Path,
+) -> Result<()> {
     let wanted = machine.boxref.version.as_deref();
     let stored = match (
         store.find(&machine.boxref.name, wanted),
@@ -195,13 +212,29 @@ fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Resu
                 version: wanted.map(String::from),
                 checksum: machine.boxref.checksum.clone(),
                 force: false,
+                image: Default::default(),
             };
             crate::boxes::fetch::add(store, &request).with_context(|| {
                 format!("cannot fetch the box of `{}` from {url}", machine.name)
             })?;
             store.find(&machine.boxref.name, wanted)?
         }
-        (Err(e), None) => return Err(e),
+        // Missing, and an image index name: fetch the pinned image.
+        (Err(e), None) => {
+            let index = crate::boxes::index::Index::load(Some(project_dir))?;
+            let Some(entry) = index.get(&machine.boxref.name) else {
+                return Err(e);
+            };
+            ui::step(
+                &machine.name,
+                &format!(
+                    "box `{}` is not in the store: fetching release {} from the image index",
+                    machine.boxref.name, entry.release
+                ),
+            );
+            crate::boxes::from_index::add_from_index(store, &machine.boxref.name, entry, false)?;
+            store.find(&machine.boxref.name, wanted)?
+        }
     };
     // From here until the machine is recorded as the box's user, no other
     // env may remove the box.
@@ -219,7 +252,8 @@ fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Resu
     crate::util::fs::make_private(&staged.root)?;
     ctx.backend.create_disks(&staged, &stored, machine)?;
     let env_boot = stored.metadata.env.as_ref();
-    if env_boot.is_some_and(|e| e.ssh_host_key_fw_cfg) {
+    let cloud_init = env_boot.is_some_and(|e| e.cloud_init);
+    if env_boot.is_some_and(|e| e.ssh_host_key_fw_cfg) || cloud_init {
         ssh::keys::ensure_keypair(&staged.host_key(), "env host key")?;
     }
     let user = machine
@@ -227,12 +261,14 @@ fn create(ctx: &Ctx, dir: &MachineDir, machine: &Machine, store: &Store) -> Resu
         .clone()
         .or_else(|| env_boot.and_then(|e| e.ssh_user.clone()))
         .unwrap_or_else(|| DEFAULT_USER.into());
-    staged.save_state(&MachineState::created(
-        &stored.name,
-        &stored.version,
-        stored.dir.clone(),
-        user,
-    ))?;
+    let mut state = MachineState::created(&stored.name, &stored.version, stored.dir.clone(), user);
+    if cloud_init {
+        // cloud-init authorizes the machine's own key from the first boot:
+        // no well-known key is ever involved.
+        ssh::keys::ensure_keypair(&staged.key(), "env machine key")?;
+        state.key_inserted = true;
+    }
+    staged.save_state(&state)?;
     if dir.root.exists() {
         // Leftovers of a machine whose disk is gone: replace them.
         std::fs::remove_dir_all(&dir.root)?;
@@ -254,12 +290,14 @@ fn boot(
     private_link: Option<network::PrivateLink>,
 ) -> Result<()> {
     let started = Instant::now();
+    let seed = cloud_init_seed(dir, machine, state)?;
     let booted = ctx.backend.start(&BootRequest {
         dir,
         machine,
         state,
         accel,
         private_link,
+        seed,
     })?;
     state.accel = Some(booted.accel);
     state.set_ssh_endpoint(Some(&booted.ssh));
@@ -267,6 +305,55 @@ fn boot(
     state.running = true;
     dir.save_state(state)?;
     await_ssh(ctx, dir, machine, state, &booted.ssh, booted.accel, started)
+}
+
+/// Whether the machine's box configures itself with cloud-init.
+fn uses_cloud_init(state: &MachineState) -> bool {
+    crate::boxes::metadata::Metadata::load(&state.box_dir)
+        .is_ok_and(|m| m.env.is_some_and(|e| e.cloud_init))
+}
+
+/// The NoCloud seed of a cloud-image machine: its user with its own key,
+/// the host key env made, its name, and the project's user-data.
+fn cloud_init_seed(
+    dir: &MachineDir,
+    machine: &Machine,
+    state: &MachineState,
+) -> Result<Option<crate::backend::SeedFiles>> {
+    if !uses_cloud_init(state) {
+        return Ok(None);
+    }
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let host_public = read(dir.host_key().with_extension("pub"))?;
+    let mut authorized = vec![read(dir.key().with_extension("pub"))?];
+    if let Some(own) = &machine.ssh_private_key
+        && let Ok(public) = read(own.with_extension("pub"))
+    {
+        authorized.push(public);
+    }
+    let user_data = machine
+        .cloud_init_user_data
+        .as_deref()
+        .map(cloudinit::read_user_data)
+        .transpose()?;
+    // The host key is made when the machine is: a new machine, a new
+    // instance, and cloud-init runs its first-boot steps again.
+    let instance_id = format!(
+        "env-{}-{}",
+        machine.name,
+        crate::util::paths::short_hash(std::path::Path::new(host_public.trim()))
+    );
+    let input = cloudinit::SeedInput {
+        name: &machine.name,
+        instance_id: &instance_id,
+        user: &state.ssh_user,
+        authorized_keys: authorized,
+        host_key: Some((read(dir.host_key())?, host_public)),
+        user_data,
+    };
+    Ok(Some(cloudinit::seed_files(&input)))
 }
 
 /// Waits for the SSH banner until the boot timeout (counted from `started`),

@@ -131,8 +131,57 @@ pub struct VmSpec {
     pub private_nic: Option<PrivateNic>,
     /// Files passed to the guest through fw_cfg (name under `opt/`, file).
     pub fw_cfg: Vec<(String, PathBuf)>,
+    /// The cloud-init seed image, attached read-only.
+    pub seed: Option<PathBuf>,
+    /// UEFI firmware (BIOS otherwise).
+    pub uefi: Option<Uefi>,
     /// Extra arguments appended last.
     pub extra: Vec<String>,
+}
+
+/// UEFI firmware: OVMF's code (read-only, shared) and the machine's own
+/// variables store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uefi {
+    /// OVMF's code.
+    pub code: PathBuf,
+    /// The machine's copy of the variables.
+    pub vars: PathBuf,
+}
+
+/// The firmware's flash drives, for UEFI.
+pub fn firmware_args(uefi: Option<&Uefi>) -> Vec<String> {
+    let Some(uefi) = uefi else {
+        return Vec::new();
+    };
+    vec![
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            escape_commas(&path(&uefi.code))
+        ),
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            escape_commas(&path(&uefi.vars))
+        ),
+    ]
+}
+
+/// The cloud-init seed on its own read-only virtio disk.
+pub fn seed_args(seed: Option<&Path>) -> Vec<String> {
+    let Some(seed) = seed else {
+        return Vec::new();
+    };
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=seed,format=raw,readonly=on",
+            escape_commas(&path(seed))
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=seed,serial=env-cidata".into(),
+    ]
 }
 
 /// Machine type and accelerator. Under KVM the host CPU model is passed
@@ -232,7 +281,10 @@ pub fn network_args(forwards: &[Forward]) -> Vec<String> {
         "-netdev".into(),
         netdev,
         "-device".into(),
-        "virtio-net-pci,netdev=net0,romfile=".into(),
+        format!(
+            "virtio-net-pci,netdev=net0,mac={},romfile=",
+            crate::machine::USER_NIC_MAC
+        ),
     ]
 }
 
@@ -336,8 +388,10 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         base_args(&spec.name),
         machine_args(spec.accel),
         resource_args(spec.cpus, spec.memory_mib),
+        firmware_args(spec.uefi.as_ref()),
         boot_args(&spec.boot),
         drive_args(&spec.disks),
+        seed_args(spec.seed.as_deref()),
         data_disk_args(&spec.data_disks),
         network_args(&spec.forwards),
         spec.private_nic
@@ -405,6 +459,8 @@ mod tests {
                 },
             ],
             private_nic: None,
+            seed: None,
+            uefi: None,
             data_disks: vec![DataDisk {
                 name: "db".into(),
                 path: "/p/db.qcow2".into(),
@@ -500,6 +556,45 @@ mod tests {
             drives[0].contains("id=disk0") && drives[1].contains("id=data-db"),
             "box disks come before data disks: {drives:?}"
         );
+    }
+
+    #[test]
+    fn uefi_and_a_seed_attach_as_flash_and_a_read_only_disk() {
+        let mut s = spec();
+        s.boot = Boot::Disk;
+        s.seed = Some("/m/seed.img".into());
+        s.uefi = Some(Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            vars: "/m/uefi-vars.fd".into(),
+        });
+        let args = qemu_args(&s);
+        let drives = window(&args, "-drive");
+        assert_eq!(
+            &drives[..2],
+            [
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "if=pflash,format=raw,unit=1,file=/m/uefi-vars.fd"
+            ]
+        );
+        assert!(
+            drives.contains(&"file=/m/seed.img,if=none,id=seed,format=raw,readonly=on".to_string())
+        );
+        let devices = window(&args, "-device");
+        // The seed comes after the root disk: the root disk stays /dev/vda.
+        let root = devices
+            .iter()
+            .position(|d| d == "virtio-blk-pci,drive=disk0")
+            .unwrap();
+        let seed = devices
+            .iter()
+            .position(|d| d.contains("drive=seed"))
+            .unwrap();
+        assert!(root < seed);
+        assert!(devices.contains(&format!(
+            "virtio-net-pci,netdev=net0,mac={},romfile=",
+            crate::machine::USER_NIC_MAC
+        )));
+        assert!(firmware_args(None).is_empty() && seed_args(None).is_empty());
     }
 
     #[test]

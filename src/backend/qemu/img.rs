@@ -20,11 +20,17 @@ fn qemu_img(args: &mut Command, limit: Duration, failed: &str) -> Result<std::pr
     run_limited(args, limit, INSTALL, failed)
 }
 
-/// Creates a qcow2 overlay at `overlay` on the qcow2 image `backing`
-/// (format given explicitly: never probed), `size_mib` larger when given.
-pub fn create_overlay(backing: &Path, overlay: &Path, size_mib: Option<u64>) -> Result<()> {
+/// Creates a qcow2 overlay at `overlay` on the image `backing` of
+/// `backing_format` (`qcow2`, `raw`: given explicitly, never probed),
+/// `size_mib` larger when given.
+pub fn create_overlay(
+    backing: &Path,
+    backing_format: &str,
+    overlay: &Path,
+    size_mib: Option<u64>,
+) -> Result<()> {
     let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b"])
         .arg(backing)
         .arg(overlay);
     if let Some(mib) = size_mib {

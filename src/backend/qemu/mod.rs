@@ -11,12 +11,13 @@ pub mod plan;
 pub mod ports;
 pub mod qga;
 pub mod qmp;
+pub mod seed;
 
 use super::{
     Backend, BackendError, BootRequest, Booted, Details, DiskRef, SnapshotInfo, SnapshotOp,
 };
 use crate::boxes::StoredBox;
-use crate::boxes::metadata::Metadata;
+use crate::boxes::metadata::{Firmware, Metadata};
 use crate::envfile::{Accel, Machine};
 use crate::machine::state::{Accelerator, SshEndpoint};
 use crate::machine::{MachineDir, Status};
@@ -41,6 +42,10 @@ const PORT_RACE_RETRIES: usize = 3;
 
 /// The local QEMU.
 pub struct QemuBackend;
+
+/// Below this much free space where a machine's disks are, a command asks
+/// QEMU whether it paused the guest (see [`Backend::may_be_paused`]).
+const LOW_SPACE: u64 = 1 << 30;
 
 impl QemuBackend {
     /// The image file of a disk of the machine.
@@ -83,7 +88,12 @@ impl Backend for QemuBackend {
             } else {
                 None
             };
-            img::create_overlay(&stored.dir.join(file), &dir.box_disk(index), grow)?;
+            img::create_overlay(
+                &stored.dir.join(file),
+                stored.metadata.disk_format(),
+                &dir.box_disk(index),
+                grow,
+            )?;
             make_private(&dir.box_disk(index))?;
         }
         Ok(())
@@ -152,13 +162,41 @@ impl Backend for QemuBackend {
             )
         };
         let mut forwards = plan()?;
+        let seed = match &request.seed {
+            Some(files) => {
+                seed::write_seed(&dir.seed_image(), files)?;
+                Some(dir.seed_image())
+            }
+            None => None,
+        };
+        let uefi = match plan::firmware(machine, &meta) {
+            Firmware::Bios => None,
+            Firmware::Uefi => {
+                let (code, template) = plan::ovmf()?;
+                if !dir.uefi_vars().exists() {
+                    std::fs::copy(&template, dir.uefi_vars()).with_context(|| {
+                        format!("cannot copy the UEFI variables {}", template.display())
+                    })?;
+                    make_private(&dir.uefi_vars())?;
+                }
+                Some(args::Uefi {
+                    code,
+                    vars: dir.uefi_vars(),
+                })
+            }
+        };
         let _ = std::fs::remove_file(dir.pidfile());
         let mut ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
         let mut attempt = 0;
         loop {
             let mut all = vec![ssh_forward.clone()];
             all.extend(forwards.iter().cloned());
-            let spec = plan::vm_spec(dir, machine, state, &meta, accel, all, nic.clone())?;
+            let attached = plan::Attached {
+                private_nic: nic.clone(),
+                seed: seed.clone(),
+                uefi: uefi.clone(),
+            };
+            let spec = plan::vm_spec(dir, machine, state, &meta, accel, all, attached)?;
             let err = match start_qemu(&spec) {
                 Ok(()) => break,
                 Err(e) => e,
@@ -288,6 +326,12 @@ impl Backend for QemuBackend {
         } else {
             format!("a write to its disk `{}` failed on the host", pause.drive)
         })
+    }
+
+    fn may_be_paused(&self, dir: &MachineDir) -> bool {
+        // QEMU pauses a guest when a write finds the host filesystem full;
+        // with room there, no write failed for want of it.
+        crate::util::fs::free_space(&dir.root).is_none_or(|free| free < LOW_SPACE)
     }
 
     fn resume(&self, dir: &MachineDir) -> Result<()> {

@@ -2,7 +2,7 @@
 //! the Envfile's machine, its state and its box's metadata.
 
 use super::args::{self as qemu, Boot, Forward, VmSpec};
-use crate::boxes::metadata::Metadata;
+use crate::boxes::metadata::{Firmware, Metadata};
 use crate::envfile::Machine;
 use crate::envfile::folders::FolderKind;
 use crate::machine::{MachineDir, MachineState};
@@ -32,6 +32,64 @@ pub fn with_user_net_address(cmdline: String) -> String {
     format!("{cmdline} env.ip={USER_NET_GUEST_ADDRESS}")
 }
 
+/// What a boot attaches beside the box's disks.
+#[derive(Debug, Clone, Default)]
+pub struct Attached {
+    /// The private network's NIC.
+    pub private_nic: Option<qemu::PrivateNic>,
+    /// The cloud-init seed.
+    pub seed: Option<PathBuf>,
+    /// UEFI firmware, when the machine boots through it.
+    pub uefi: Option<qemu::Uefi>,
+}
+
+/// The firmware a machine boots with: the Envfile's, else the box's, else
+/// BIOS.
+pub fn firmware(machine: &Machine, meta: &Metadata) -> Firmware {
+    machine
+        .firmware
+        .or_else(|| meta.env.as_ref().and_then(|e| e.firmware))
+        .unwrap_or(Firmware::Bios)
+}
+
+/// Where distributions install OVMF: (code, variables template).
+const OVMF_PLACES: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+    ),
+];
+
+/// This host's OVMF (code, variables template), the first pair present.
+pub fn ovmf() -> Result<(PathBuf, PathBuf)> {
+    OVMF_PLACES
+        .iter()
+        .map(|(c, v)| (PathBuf::from(c), PathBuf::from(v)))
+        .find(|(c, v)| c.is_file() && v.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "UEFI needs OVMF, found in none of {}: install it (apt-get install ovmf)",
+                OVMF_PLACES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 /// The boot plan of a machine from its box's metadata.
 pub fn vm_spec(
     dir: &MachineDir,
@@ -40,7 +98,7 @@ pub fn vm_spec(
     meta: &Metadata,
     accel: qemu::Accelerator,
     forwards: Vec<Forward>,
-    private_nic: Option<qemu::PrivateNic>,
+    attached: Attached,
 ) -> Result<VmSpec> {
     let boot = match meta.env.as_ref().and_then(|e| e.kernel.as_ref()) {
         Some(kernel) => Boot::Kernel {
@@ -71,7 +129,9 @@ pub fn vm_spec(
         console_log: dir.console_log(),
         pidfile: dir.pidfile(),
         forwards,
-        private_nic,
+        private_nic: attached.private_nic,
+        seed: attached.seed,
+        uefi: attached.uefi,
         data_disks: machine
             .disks
             .iter()

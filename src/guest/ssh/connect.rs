@@ -202,6 +202,15 @@ pub fn set_up(
 ) -> Result<()> {
     let mut target = target_for(dir, endpoint, &state.ssh_user)?;
     close_master(&target.control_path);
+    // A host key env made and passed in (fw_cfg, cloud-init) is pinned
+    // before the first connection; otherwise the first key seen is pinned.
+    let pinned = std::fs::read_to_string(dir.host_key().with_extension("pub")).ok();
+    if let Some(host_public) = &pinned {
+        write_atomic(
+            &dir.known_hosts(),
+            known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
+        )?;
+    }
     if !state.key_inserted {
         let identities = first_contact_identities(dir, machine.ssh_private_key.as_deref())?;
         let public = if machine.ssh_insert_key {
@@ -209,15 +218,6 @@ pub fn set_up(
         } else {
             None
         };
-        // A host key env made and passed in is pinned before the first
-        // connection; otherwise the first key seen is pinned.
-        let pinned = std::fs::read_to_string(dir.host_key().with_extension("pub")).ok();
-        if let Some(host_public) = &pinned {
-            write_atomic(
-                &dir.known_hosts(),
-                known_hosts_line(&target.host_key_alias, host_public).as_bytes(),
-            )?;
-        }
         let accepted = first_contact(
             &target,
             &identities,

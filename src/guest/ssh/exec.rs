@@ -14,9 +14,11 @@ use std::time::Duration;
 /// Sessions env runs at once over one machine's master connection: sshd
 /// lets a connection carry 10 (MaxSessions); past that the master refuses,
 /// and the fallback connections trip sshd's MaxStartups when many start at
-/// once. Half are left: closing sessions take a moment to be counted out,
-/// and the user may run `ssh -F` beside env.
-const SESSION_SLOTS: usize = 5;
+/// once. Over half are left: closing sessions take a moment to be counted
+/// out (longer when the host is busy: 50 commands at once on 2 cores saw a
+/// refusal with 5), the journal stream holds one, and the user may run
+/// `ssh -F` beside env.
+const SESSION_SLOTS: usize = 4;
 
 /// How long a command waits for a session slot before it goes ahead anyway.
 const SLOT_WAIT: Duration = Duration::from_secs(120);
