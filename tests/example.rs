@@ -1,6 +1,7 @@
 //! The examples keep working: examples/multi-machine (two machines,
 //! provisioners, a shared folder, the private network and names) and
-//! examples/web (`env test --idempotent` passes).
+//! examples/web (`env up` then `env verify` pass at once, as the README
+//! says; `env test --idempotent` passes).
 
 mod common;
 
@@ -47,6 +48,21 @@ fn the_web_example_passes_env_test() {
     let _slot = GuestSlot::take();
     let p = TestProject::with_box("");
     copy_dir(&common::repo().join("examples/web"), p.dir.path());
+    // The README's step by step first: `env up`, then at once `env verify`.
+    // The service starts after its provisioner returns; `up` waits for the
+    // port the example declares ready, so the specs pass the first time.
+    let out = p.env(&["up"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("ready in"), "{stderr}");
+    let out = p.env(&["verify"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("after 2 attempts"),
+        "no retry was needed: {stdout}"
+    );
+    // Then the CI lifecycle (it destroys what is there first).
     let out = p.env(&["test", "--idempotent", "--junit", "report.xml"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");

@@ -17,7 +17,7 @@ mod validate;
 
 pub use error::{EnvfileError, Step, closest, deserialize_toml, error_at};
 pub use model::{
-    Accel, DEFAULT_MACHINE, ENVFILE_NAME, Envfile, Machine, PortForward, Protocol, Settings,
+    Accel, DEFAULT_MACHINE, ENVFILE_NAME, Envfile, Machine, PortForward, Probe, Protocol, Settings,
 };
 pub use read::{find, load};
 

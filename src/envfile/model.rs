@@ -195,6 +195,24 @@ pub struct Settings {
     pub firmware: Option<crate::boxes::metadata::Firmware>,
     /// cloud-init, for boxes made from cloud images.
     pub cloud_init: Option<CloudInitSettings>,
+    /// What the machine needs before it counts as up.
+    pub ready: Option<Vec<RawProbe>>,
+    /// How long `up` and `provision` wait for the probes.
+    pub ready_timeout: Option<Timeout>,
+}
+
+/// One readiness probe as written: exactly one of `port`, `command`, `http`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// A TCP port listening in the guest.
+    pub port: Option<u16>,
+    /// A command exiting 0 (run as root).
+    pub command: Option<String>,
+    /// An HTTP URL fetched in the guest.
+    pub http: Option<String>,
+    /// The status the URL must answer (default 200).
+    pub status: Option<u16>,
 }
 
 /// `cloud_init = { user_data = "cloud-init/web.yaml" }`.
@@ -240,6 +258,9 @@ pub const DEFAULT_CPUS: u32 = 2;
 pub const DEFAULT_MEMORY: Size = Size::mib(1024);
 /// Default boot timeout.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long `up` and `provision` wait for readiness probes by default.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Smallest memory a guest may have.
 pub const MIN_MEMORY: Size = Size::mib(128);
 /// Most virtual CPUs a machine may have.
@@ -303,6 +324,10 @@ pub struct Machine {
     pub firmware: Option<crate::boxes::metadata::Firmware>,
     /// The project's user-data for cloud-init boxes (absolute path).
     pub cloud_init_user_data: Option<PathBuf>,
+    /// Readiness probes (the defaults' and the machine's).
+    pub ready: Vec<Probe>,
+    /// How long to wait for them.
+    pub ready_timeout: Duration,
 }
 
 /// A parsed, validated Envfile.
@@ -326,5 +351,32 @@ impl Envfile {
     /// Finds a machine by name.
     pub fn machine(&self, name: &str) -> Option<&Machine> {
         self.machines.iter().find(|m| m.name == name)
+    }
+}
+
+/// One probe, as the Envfile declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP port listening in the guest (any address).
+    Port(u16),
+    /// A command (run by `sh -c` as root) exiting 0.
+    Command(String),
+    /// An HTTP URL, fetched in the guest, answering this status.
+    Http {
+        /// The URL (`http://localhost/health`).
+        url: String,
+        /// The status expected.
+        status: u16,
+    },
+}
+
+impl Probe {
+    /// How messages name it.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Port(p) => format!("port {p} listening"),
+            Probe::Command(c) => format!("command `{c}` succeeding"),
+            Probe::Http { url, status } => format!("{url} answering {status}"),
+        }
     }
 }

@@ -144,6 +144,24 @@ pub fn machine(
         }
         None => None,
     };
+    let mut ready = Vec::new();
+    for (origin, list) in [
+        (vec![Step::Key("defaults".into())], &defaults.ready),
+        (at.to_vec(), &own.ready),
+    ] {
+        if origin == at && at.first() != Some(&Step::Key("machines".into())) {
+            continue;
+        }
+        for (i, raw) in list.iter().flatten().enumerate() {
+            let mut path = origin.clone();
+            path.push(Step::Key("ready".into()));
+            path.push(Step::Index(i));
+            let probe = probe_from(raw).map_err(|m| error_at(file, text, &path, m))?;
+            if !ready.contains(&probe) {
+                ready.push(probe);
+            }
+        }
+    }
     let mut specs = Vec::new();
     for (origin, list) in [
         (vec![Step::Key("defaults".into())], &defaults.specs),
@@ -266,6 +284,11 @@ pub fn machine(
         disks: machine_disks,
         specs,
         firmware: own.firmware.or(defaults.firmware),
+        ready,
+        ready_timeout: own
+            .ready_timeout
+            .or(defaults.ready_timeout)
+            .map_or(DEFAULT_READY_TIMEOUT, |t| t.0),
         cloud_init_user_data,
         ip: own
             .ip
@@ -275,4 +298,43 @@ pub fn machine(
                 None
             }),
     })
+}
+
+/// A probe from what the Envfile wrote: exactly one of `port`, `command`,
+/// `http` (with `status` only beside `http`).
+fn probe_from(raw: &RawProbe) -> Result<Probe, String> {
+    let given = [
+        raw.port.is_some(),
+        raw.command.is_some(),
+        raw.http.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(
+            "a probe is one of `port = 80`, `command = \"...\"` or `http = \"http://localhost/\"`"
+                .into(),
+        );
+    }
+    if raw.status.is_some() && raw.http.is_none() {
+        return Err("`status` goes with `http`".into());
+    }
+    match (raw.port, &raw.command, &raw.http) {
+        (Some(0), _, _) => Err("port 0 is not a port: use 1 to 65535".into()),
+        (Some(port), _, _) => Ok(Probe::Port(port)),
+        (_, Some(command), _) if command.trim().is_empty() => Err("the command is empty".into()),
+        (_, Some(command), _) => Ok(Probe::Command(command.clone())),
+        (_, _, Some(url)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("`{url}` is no http(s) URL"));
+            }
+            let status = raw.status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(format!("status {status} is no HTTP status"));
+            }
+            Ok(Probe::Http {
+                url: url.clone(),
+                status,
+            })
+        }
+        _ => Err("a probe needs `port`, `command` or `http`".into()),
+    }
 }

@@ -612,3 +612,48 @@ fn a_writable_9p_share_of_the_state_folder_is_refused() {
     shared(r#"{ host = ".", guest = "/vagrant", type = "rsync" }"#).unwrap();
     shared(r#"{ host = "src", guest = "/src" }"#).unwrap();
 }
+
+#[test]
+fn readiness_probes_are_read_and_checked_where_written() {
+    let env = parse_text(
+        "[defaults]\nbox = \"b\"\nready = [{ port = 22 }]\n[machines.a]\nready = [{ port = 80 }, { http = \"http://localhost/\", status = 204 }, { command = \"true\" }]\nready_timeout = \"2m\"\n[machines.b]\n",
+    )
+    .unwrap();
+    let a = env.machine("a").unwrap();
+    assert_eq!(
+        a.ready,
+        [
+            Probe::Port(22),
+            Probe::Port(80),
+            Probe::Http {
+                url: "http://localhost/".into(),
+                status: 204
+            },
+            Probe::Command("true".into()),
+        ]
+    );
+    assert_eq!(a.ready_timeout, std::time::Duration::from_secs(120));
+    let b = env.machine("b").unwrap();
+    assert_eq!(b.ready, [Probe::Port(22)]);
+    assert_eq!(b.ready_timeout, super::model::DEFAULT_READY_TIMEOUT);
+    for (probe, message) in [
+        ("{ port = 0 }", "port 0"),
+        ("{ port = 80, command = \"x\" }", "one of"),
+        ("{}", "one of"),
+        ("{ command = \"x\", status = 200 }", "goes with `http`"),
+        ("{ http = \"ftp://x/\" }", "no http(s) URL"),
+        ("{ http = \"http://x/\", status = 42 }", "no HTTP status"),
+        ("{ command = \" \" }", "empty"),
+    ] {
+        let e = err(&format!(
+            "[defaults]\nbox = \"b\"\n[machines.a]\nready = [{{ port = 1 }}, {probe}]\n"
+        ));
+        assert!(e.message.contains(message), "{probe}: {}", e.message);
+        assert!(
+            e.to_string().contains("machines.a.ready[1]"),
+            "{probe}: {e}"
+        );
+    }
+    let e = err("[defaults]\nbox = \"b\"\n[machines.a]\nready = [{ prot = 1 }]\n");
+    assert!(e.message.contains("did you mean `port`"), "{}", e.message);
+}

@@ -1,14 +1,16 @@
 //! `env provision` and `env rsync`: provisioners run again on running
 //! machines (the outcome recorded in their state), with an Ansible
-//! inventory of the project's running machines when a step needs one.
+//! inventory of the project's running machines when a step needs one; then
+//! the machine's readiness probes are waited for.
 
 use crate::envfile::Machine;
 use crate::envfile::provisioners::Action;
-use crate::guest::ansible;
 use crate::guest::provisioner::{self, Selection, StepReport};
-use crate::machine::Status;
+use crate::guest::{ansible, readiness};
 use crate::machine::project::Project;
+use crate::machine::{MachineDir, Status};
 use crate::ops::{Ctx, record};
+use crate::util::ui;
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -36,7 +38,48 @@ pub fn provision_machine(
         }
         Ok(())
     })?;
+    wait_ready(ctx, &dir, machine)?;
     Ok(steps)
+}
+
+/// Waits until the machine's readiness probes pass (none declared: at
+/// once), up to its `ready_timeout`; the error names the probe that did
+/// not pass.
+pub fn wait_ready(ctx: &Ctx, dir: &MachineDir, machine: &Machine) -> Result<()> {
+    if machine.ready.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = machine.ready.iter().map(|p| p.describe()).collect();
+    let bar = ui::spinner(
+        &machine.name,
+        &format!("waiting until ready: {}", names.join(", ")),
+    );
+    let started = std::time::Instant::now();
+    let script = readiness::wait_script(&machine.ready, machine.ready_timeout.as_secs());
+    // The script stops itself at the timeout; the limit only catches a
+    // guest that stops answering.
+    let limit = machine.ready_timeout + std::time::Duration::from_secs(30);
+    let out = ctx
+        .guest
+        .run(dir, "sudo -n sh -s", script.as_bytes(), Some(limit));
+    bar.finish_and_clear();
+    let out = out?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "machine `{}` is not ready: {}",
+            machine.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    ui::step(
+        &machine.name,
+        &format!(
+            "ready in {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
+            names.join(", ")
+        ),
+    );
+    Ok(())
 }
 
 /// Copies the rsync folders of `machines` again (`env rsync`); without

@@ -178,6 +178,8 @@ pub fn up_provision(
     };
     match selection {
         Some(selection) => provision_machine(ctx, project, machine, &selection).map(drop),
+        // Booted again without provisioning: its services start anew.
+        None if booted => crate::ops::provision::wait_ready(ctx, &dir, machine),
         None => Ok(()),
     }
 }
