@@ -130,7 +130,10 @@ WantedBy=multi-user.target ssh.service sshd.service
 ";
 
 /// The guest script that removes machine-specific state and authorizes the
-/// first-contact public keys again. `env_host_keys`: the box gets its SSH
+/// first-contact public keys again (none: the user's authorized keys are
+/// emptied, as cloud-init authorizes each machine's own; cloud-init's state
+/// is cleaned too, so it runs its first-boot steps again in a machine of the
+/// baked box). `env_host_keys`: the box gets its SSH
 /// host key from env (or makes one) at each boot, so the baked one just
 /// goes; otherwise a first-boot unit making new ones is installed with it,
 /// where systemd and ssh-keygen are there to run it (else the keys stay).
@@ -153,9 +156,11 @@ pub fn clean_script(user: &str, first_contact_keys: &[String], env_host_keys: bo
         "# the well-known first-contact keys again, instead of this machine's\n\
          h={home}\n\
          mkdir -p \"$h/.ssh\"\n\
-         printf '%s\\n' {key} > \"$h/.ssh/authorized_keys\"\n\
+         printf '%s\\n' {key} | grep . > \"$h/.ssh/authorized_keys\" || true\n\
          chmod 700 \"$h/.ssh\"; chmod 600 \"$h/.ssh/authorized_keys\"\n\
          chown -R {owner}: \"$h/.ssh\"\n\
+         # cloud-init runs again, as on a new instance\n\
+         if command -v cloud-init >/dev/null 2>&1; then cloud-init clean --logs 2>/dev/null || rm -rf /var/lib/cloud/instance /var/lib/cloud/instances; fi\n\
          # a new machine-id at the next boot\n\
          : > /etc/machine-id\n\
          rm -f /var/lib/dbus/machine-id\n\
@@ -309,8 +314,32 @@ mod tests {
         let s = clean_script("vagrant", &keys, true);
         assert!(s.contains("rm -f /etc/ssh/ssh_host_*"));
         assert!(s.contains(
-            "printf '%s\\n' 'ssh-ed25519 AAAA well-known' 'ssh-rsa BBBB vagrant' > \"$h/.ssh/authorized_keys\""
+            "printf '%s\\n' 'ssh-ed25519 AAAA well-known' 'ssh-rsa BBBB vagrant' | grep . > \"$h/.ssh/authorized_keys\""
         ), "{s}");
+        assert!(s.contains("cloud-init clean --logs"), "{s}");
+        // No first-contact key (a cloud-init box): the keys file is emptied.
+        let none = clean_script("debian", &[], true);
+        let dir = tempfile::tempdir().unwrap();
+        let line = none
+            .lines()
+            .find(|l| l.contains("grep . >"))
+            .unwrap()
+            .replace("$h", &dir.path().display().to_string());
+        std::fs::create_dir_all(dir.path().join(".ssh")).unwrap();
+        std::fs::write(
+            dir.path().join(".ssh/authorized_keys"),
+            "ssh-ed25519 OLD machine\n",
+        )
+        .unwrap();
+        let ran = std::process::Command::new("sh")
+            .args(["-e", "-c", &line])
+            .status()
+            .unwrap();
+        assert!(ran.success());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(".ssh/authorized_keys")).unwrap(),
+            ""
+        );
         assert!(s.contains(": > /etc/machine-id"));
         assert!(s.contains("/var/lib/dhcp/*"));
         assert!(s.contains("20-env-private.network"));

@@ -72,7 +72,10 @@ pub fn package(
         })?;
     let source = store.find(&state.box_name, Some(&state.box_version))?;
     let env_boot = source.metadata.env.clone();
-    let env_host_keys = env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
+    let cloud_init = env_boot.as_ref().is_some_and(|e| e.cloud_init);
+    // cloud-init installs each machine's host key from its seed, as fw_cfg
+    // boxes get theirs: the baked one just goes.
+    let env_host_keys = cloud_init || env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
     let packages = match ctx.status(&dir)? {
         Status::Running => {
             ui::step(
@@ -80,9 +83,14 @@ pub fn package(
                 "cleaning machine-specific state for packaging",
             );
             // env's well-known key, and Vagrant's when Vagrant is installed:
-            // the box then greets both tools as boxes made for them.
-            let mut keys = vec![keys::WELL_KNOWN_PUBLIC_KEY.to_string()];
-            keys.extend(keys::vagrant_public_keys());
+            // the box then greets both tools as boxes made for them. A
+            // cloud-init box gets no well-known key: cloud-init authorizes
+            // each machine's own.
+            let mut keys = Vec::new();
+            if !cloud_init {
+                keys.push(keys::WELL_KNOWN_PUBLIC_KEY.to_string());
+                keys.extend(keys::vagrant_public_keys());
+            }
             let script = scripts::clean_script(&state.ssh_user, &keys, env_host_keys);
             let packages = prepare_guest(ctx, &dir, &script)?;
             down::halt(ctx, project, &machine.name, false)?;
