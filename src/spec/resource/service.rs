@@ -153,11 +153,11 @@ mod tests {
     }
 
     fn check_named(name: &str) -> Check {
-        let text = format!("[service.{name}]\nrunning = true\n");
-        crate::spec::parse::parse(std::path::Path::new("t.toml"), &text)
-            .unwrap()
-            .checks
-            .remove(0)
+        Check::new(
+            crate::spec::check::Kind::Service,
+            name,
+            std::path::Path::new("t.toml"),
+        )
     }
 
     #[test]
