@@ -242,18 +242,18 @@ pub fn save(
             }
         }
     }
-    ui::step(
-        &dir.name,
-        &format!(
-            "saved snapshot `{tag}` ({}{}) in {:.1} s",
-            labels(&plan.disks),
-            if running {
-                " and VM state"
-            } else {
-                "; disks only"
-            },
-            started.elapsed().as_secs_f64()
-        ),
+    let what = if running {
+        " and VM state"
+    } else {
+        "; disks only"
+    };
+    step_done(
+        dir,
+        "saved",
+        tag,
+        &format!("{}{what}", labels(&plan.disks)),
+        started,
+        "",
     );
     report_left_out(&dir.name, &plan);
     Ok(())
@@ -317,13 +317,13 @@ pub fn restore(
             provision: Some(false),
         };
         up::up(ctx, project, machine, &Store::open()?, &options)?;
-        ui::step(
-            &dir.name,
-            &format!(
-                "restored snapshot `{tag}` ({}) and booted in {:.1} s",
-                labels(&plan.disks),
-                started.elapsed().as_secs_f64()
-            ),
+        step_done(
+            dir,
+            "restored",
+            tag,
+            &labels(&plan.disks),
+            started,
+            ", booted",
         );
         return Ok(());
     }
@@ -346,24 +346,24 @@ pub fn restore(
                 .unwrap_or_default();
             up::start_journal(ctx, dir, Some(now.as_secs()));
         }
-        ui::step(
-            &dir.name,
-            &format!(
-                "restored snapshot `{tag}` ({}) in {:.1} s: resumed where it was saved",
-                labels(&plan.disks),
-                started.elapsed().as_secs_f64()
-            ),
+        step_done(
+            dir,
+            "restored",
+            tag,
+            &labels(&plan.disks),
+            started,
+            ": resumed where it was saved",
         );
     } else {
         ctx.backend
             .snapshot(dir, SnapshotOp::Load, tag, &plan.disks, false)?;
-        ui::step(
-            &dir.name,
-            &format!(
-                "restored snapshot `{tag}` ({}) in {:.1} s: the next `env up` boots from it",
-                labels(&plan.disks),
-                started.elapsed().as_secs_f64()
-            ),
+        step_done(
+            dir,
+            "restored",
+            tag,
+            &labels(&plan.disks),
+            started,
+            ": the next `env up` boots from it",
         );
         report_left_out(&dir.name, &plan);
     }
@@ -452,6 +452,18 @@ pub fn pop(
         delete(ctx, project, machine, &tag, include_kept)?;
     }
     Ok(())
+}
+
+/// Says a snapshot step is done: `VERB snapshot `TAG` (DISKS) in N s`, then
+/// `after`.
+fn step_done(dir: &MachineDir, verb: &str, tag: &str, disks: &str, started: Instant, after: &str) {
+    ui::step(
+        &dir.name,
+        &format!(
+            "{verb} snapshot `{tag}` ({disks}) in {:.1} s{after}",
+            started.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 #[cfg(test)]
