@@ -45,13 +45,21 @@ pub fn catalog_and_metadata(input: &[u8]) {
     let _ = crate::boxes::catalog::Location::parse(&text).join(&text);
 }
 
-/// The first bytes of a download or a disk image.
+/// The first bytes of a download or a disk image, and a disk image's
+/// first sector read through its qcow2 tables.
 pub fn headers(input: &[u8]) {
     let _ = crate::boxes::archive::detect(input);
     let _ = crate::boxes::image::check_header(input);
     let mut qcow2 = b"QFI\xfb".to_vec();
     qcow2.extend_from_slice(input);
     let _ = crate::boxes::image::check_header(&qcow2);
+    let _ = crate::boxes::image::qcow2_virtual_size(&qcow2);
+    // The first sector is read through the image's own (hostile) tables.
+    if let Ok(file) = tempfile::NamedTempFile::new()
+        && std::fs::write(file.path(), &qcow2).is_ok()
+    {
+        let _ = crate::boxes::image::first_sector(file.path());
+    }
 }
 
 /// A whole box archive, unpacked into a throw-away folder.

@@ -149,9 +149,6 @@ pub fn machine(
         (vec![Step::Key("defaults".into())], &defaults.ready),
         (at.to_vec(), &own.ready),
     ] {
-        if origin == at && at.first() != Some(&Step::Key("machines".into())) {
-            continue;
-        }
         for (i, raw) in list.iter().flatten().enumerate() {
             let mut path = origin.clone();
             path.push(Step::Key("ready".into()));
