@@ -25,4 +25,20 @@ as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
 # it) and to check that Vagrant reads env's boxes and catalogs.
 if [ "${1:-}" = --tests ]; then
   as_root apt-get install -y -qq --no-install-recommends vagrant >/dev/null
+  # sshd, for the tests of `env verify --ssh` (they start their own on
+  # 127.0.0.1 with a throwaway key). Installing it must not start a
+  # listening sshd on the machine: when none is installed, the service is
+  # kept from starting (policy-rc.d) and from starting at boot.
+  if [ ! -x /usr/sbin/sshd ]; then
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod 755 "$policy"
+      trap 'as_root rm -f "$policy"' EXIT
+    fi
+    as_root apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+  fi
 fi

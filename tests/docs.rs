@@ -102,7 +102,9 @@ fn options_of(line: &str) -> Vec<String> {
 fn subcommand_of(line: &str) -> Vec<String> {
     line.split_whitespace()
         .skip(1)
-        .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .take_while(|w| {
+            !w.starts_with('-') && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
         .take(2)
         .map(str::to_string)
         .collect()
@@ -150,7 +152,15 @@ fn make_referenced_files(dir: &Path) {
     ] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
     }
-    for file in ["specs/web.toml", "specs/common/base.toml", "specs/db.toml"] {
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::create_dir_all(dir.join("ssh")).unwrap();
+    for file in [
+        "specs/web.toml",
+        "specs/common/base.toml",
+        "specs/db.toml",
+        "keys/deploy_ed25519",
+        "ssh/inventory_config",
+    ] {
         std::fs::write(dir.join(file), "").unwrap();
     }
     std::fs::write(dir.join("scripts/setup.sh"), "#!/bin/sh\n").unwrap();
@@ -170,7 +180,16 @@ fn as_envfile(example: &str, dir: &Path) -> String {
                 .filter(|_| l.starts_with('['))
         })
         .unwrap_or("");
-    let body = if !["defaults", "machines", "logs", ""].contains(&first_table) {
+    let envfile_tables = [
+        "defaults",
+        "machines",
+        "logs",
+        "targets",
+        "platforms",
+        "suites",
+        "",
+    ];
+    let body = if !envfile_tables.contains(&first_table) {
         std::fs::write(dir.join("example-spec.toml"), example).unwrap();
         "[machines.web]\nspecs = [\"example-spec.toml\"]\n".to_string()
     } else {

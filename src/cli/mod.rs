@@ -160,10 +160,13 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Run the machines' spec checks (one SSH round trip per machine).
+    /// Run spec checks on machines, on `[targets.*]` hosts, or on any SSH
+    /// host (`--ssh USER@HOST --spec FILE`): one SSH round trip each.
     Verify {
-        /// Machines (default: all with specs).
+        /// Machines or targets (default: all machines with specs).
         names: Vec<String>,
+        #[command(flatten)]
+        remote: verify::RemoteArgs,
         #[command(flatten)]
         report: verify::ReportArgs,
     },
@@ -394,9 +397,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Commands::Verify { names, report } => {
-            verify::verify_command(envfile, &names, &report).or_else(verify_error)
-        }
+        Commands::Verify {
+            names,
+            remote,
+            report,
+        } => verify::verify_command(envfile, &names, &remote, &report).or_else(verify_error),
         Commands::Test {
             names,
             destroy,

@@ -2,10 +2,11 @@
 //! [`crate::ops::verify`], [`crate::spec`] and [`crate::ops::test`].
 
 use crate::boxes::Store;
+use crate::envfile::targets::{Address, Target, parse_address};
 use crate::machine::project::Project;
 use crate::ops::Ctx;
 use crate::ops::test::{self as citest, DestroyWhen, TestOptions};
-use crate::ops::verify::{self, VerifyOptions};
+use crate::ops::verify::{self, Subject, VerifyOptions};
 use crate::spec::add;
 use crate::spec::check::Kind;
 use crate::spec::report::{self, MachineReport, ReportFormat, Totals};
@@ -39,6 +40,99 @@ pub struct ReportArgs {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::util::duration::parse_duration(text)
+}
+
+/// `env verify`'s form for a host env does not manage.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// Check a host env does not manage, reached over SSH.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]", conflicts_with = "ssh_config")]
+    ssh: Option<String>,
+    /// An OpenSSH config file (an existing one, or an inventory's) that
+    /// knows the host named by --host.
+    #[arg(long, value_name = "FILE", requires = "host")]
+    ssh_config: Option<PathBuf>,
+    /// The `Host` of --ssh-config to check.
+    #[arg(long, value_name = "NAME", requires = "ssh_config")]
+    host: Option<String>,
+    /// A spec file to check the host against (repeat for several).
+    #[arg(long = "spec", value_name = "FILE")]
+    specs: Vec<PathBuf>,
+    /// Private key to log in with (only this key is offered).
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Jump host(s), as `ssh -J` takes them.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    proxy_jump: Option<String>,
+    /// A known_hosts file to check the host key against instead of
+    /// ~/.ssh/known_hosts (the check itself is never skipped).
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Run the checks as root through `sudo -n`.
+    #[arg(long)]
+    sudo: bool,
+}
+
+impl RemoteArgs {
+    /// The host the command line names, if it names one.
+    fn target(&self) -> Result<Option<Target>> {
+        let address = match (&self.ssh, &self.ssh_config, &self.host) {
+            (Some(ssh), _, _) => parse_address(ssh).map_err(anyhow::Error::msg)?,
+            (None, Some(file), Some(host)) => {
+                if host.starts_with('-') || host.is_empty() {
+                    bail!("--host `{host}` is not a host name");
+                }
+                Address::Config {
+                    file: std::path::absolute(file)?,
+                    host: host.clone(),
+                }
+            }
+            _ => {
+                let stray = [
+                    (!self.specs.is_empty(), "--spec"),
+                    (self.identity.is_some(), "--identity"),
+                    (self.proxy_jump.is_some(), "--proxy-jump"),
+                    (self.known_hosts.is_some(), "--known-hosts"),
+                    (self.sudo, "--sudo"),
+                ];
+                if let Some((_, option)) = stray.iter().find(|(given, _)| *given) {
+                    bail!(
+                        "{option} goes with --ssh USER@HOST or --ssh-config FILE --host NAME (a target in the Envfile sets it in [targets.NAME])"
+                    );
+                }
+                return Ok(None);
+            }
+        };
+        if self.specs.is_empty() {
+            bail!(
+                "name the spec files to check {address} against: --spec FILE (repeat for several)"
+            );
+        }
+        if let Some(jump) = &self.proxy_jump
+            && jump.starts_with('-')
+        {
+            bail!("--proxy-jump `{jump}` is not a host");
+        }
+        let existing = |path: &Option<PathBuf>, option: &str| -> Result<Option<PathBuf>> {
+            match path {
+                Some(p) if !p.is_file() => bail!("{option}: no file at {}", p.display()),
+                Some(p) => Ok(Some(std::path::absolute(p)?)),
+                None => Ok(None),
+            }
+        };
+        Ok(Some(Target {
+            name: match &address {
+                Address::Config { host, .. } => host.clone(),
+                direct => direct.to_string(),
+            },
+            address,
+            identity_file: existing(&self.identity, "--identity")?,
+            proxy_jump: self.proxy_jump.clone(),
+            known_hosts: existing(&self.known_hosts, "--known-hosts")?,
+            specs: Vec::new(),
+            sudo: self.sudo,
+        }))
+    }
 }
 
 /// `env spec ...`.
@@ -108,12 +202,48 @@ fn deliver(reports: &[MachineReport], outputs: &[(ReportFormat, Option<PathBuf>)
     })
 }
 
-/// `env verify [NAME...]`.
-pub fn verify_command(envfile: Option<&Path>, names: &[String], args: &ReportArgs) -> Result<i32> {
+/// `env verify [NAME...]`, or `env verify --ssh HOST --spec FILE...`.
+pub fn verify_command(
+    envfile: Option<&Path>,
+    names: &[String],
+    remote: &RemoteArgs,
+    args: &ReportArgs,
+) -> Result<i32> {
     let outputs = outputs(args)?;
+    let options = VerifyOptions {
+        retry_timeout: args.retry_timeout,
+    };
+    if let Some(target) = remote.target()? {
+        if !names.is_empty() {
+            bail!(
+                "--ssh/--ssh-config check one host: leave out the names ({})",
+                names.join(", ")
+            );
+        }
+        let checks = verify::checks_of(&remote.specs)?;
+        let planned = [(Subject::Target(&target), checks)];
+        let reports = verify::verify_all(&Ctx::local(), &planned, options);
+        return deliver(&reports, &outputs);
+    }
     let project = Project::load(envfile)?;
+    let (target_names, machine_names): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| project.envfile.target(n).is_some());
     let mut planned = Vec::new();
-    for machine in project.select(names)? {
+    for name in &target_names {
+        let target = project
+            .envfile
+            .target(name)
+            .expect("partitioned as a target");
+        let checks = verify::checks_of(&verify::target_spec_files(&project, target)?)?;
+        planned.push((Subject::Target(target), checks));
+    }
+    let machines = match (machine_names.is_empty(), target_names.is_empty()) {
+        (true, false) => Vec::new(),
+        _ => project.select(&machine_names)?,
+    };
+    for machine in machines {
         if machine.specs.is_empty() {
             if !names.is_empty() {
                 bail!(
@@ -125,7 +255,8 @@ pub fn verify_command(envfile: Option<&Path>, names: &[String], args: &ReportArg
             }
             continue;
         }
-        planned.push((machine, verify::load_checks(&project, machine)?));
+        let checks = verify::load_checks(&project, machine)?;
+        planned.push((Subject::Machine(project.machine_dir(&machine.name)), checks));
     }
     if planned.is_empty() {
         bail!(
@@ -133,10 +264,7 @@ pub fn verify_command(envfile: Option<&Path>, names: &[String], args: &ReportArg
             project.envfile.path.display()
         );
     }
-    let options = VerifyOptions {
-        retry_timeout: args.retry_timeout,
-    };
-    let reports = verify::verify_all(&Ctx::local(), &project, &planned, options);
+    let reports = verify::verify_all(&Ctx::local(), &planned, options);
     deliver(&reports, &outputs)
 }
 

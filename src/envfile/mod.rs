@@ -9,10 +9,12 @@
 pub mod disks;
 pub mod error;
 pub mod folders;
+pub mod matrix;
 pub mod model;
 pub mod provisioners;
 pub mod read;
 mod resolve;
+pub mod targets;
 mod validate;
 
 pub use error::{EnvfileError, Step, closest, deserialize_toml, error_at};
@@ -21,5 +23,7 @@ pub use model::{
 };
 pub use read::{find, load};
 
+#[cfg(test)]
+mod matrix_tests;
 #[cfg(test)]
 mod tests;

@@ -224,6 +224,17 @@ pub struct CloudInitSettings {
     pub user_data: Option<PathBuf>,
 }
 
+/// Where a combination comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Combination {
+    /// The machine's name: `SUITE-PLATFORM`, made host-name safe.
+    pub name: String,
+    /// The `[suites.NAME]` it runs.
+    pub suite: String,
+    /// The `[platforms.NAME]` it runs on.
+    pub platform: String,
+}
+
 /// The Envfile as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,6 +248,15 @@ pub struct RawEnvfile {
     /// `[logs]`.
     #[serde(default)]
     pub logs: LogSettings,
+    /// `[platforms.NAME]`: the matrix's operating systems (a box each).
+    #[serde(default)]
+    pub platforms: IndexMap<String, Settings>,
+    /// `[suites.NAME]`: what the matrix runs on every platform.
+    #[serde(default)]
+    pub suites: IndexMap<String, Settings>,
+    /// `[targets.NAME]`: hosts env does not manage, checked by `env verify`.
+    #[serde(default)]
+    pub targets: IndexMap<String, super::targets::RawTarget>,
 }
 
 /// The `[logs]` table.
@@ -328,6 +348,11 @@ pub struct Machine {
     pub ready: Vec<Probe>,
     /// How long to wait for them.
     pub ready_timeout: Duration,
+    /// The key path of its own table (`machines.web`, `suites.web`, or
+    /// `defaults` for the one default machine): where errors point.
+    pub table: Vec<super::Step>,
+    /// The matrix combination it is, when it is one.
+    pub combination: Option<Combination>,
 }
 
 /// A parsed, validated Envfile.
@@ -345,12 +370,19 @@ pub struct Envfile {
     pub logs_keep: usize,
     /// Guests' journals are streamed to the host (`[logs] forward`).
     pub logs_forward: bool,
+    /// Hosts env does not manage, checked with specs.
+    pub targets: Vec<super::targets::Target>,
 }
 
 impl Envfile {
     /// Finds a machine by name.
     pub fn machine(&self, name: &str) -> Option<&Machine> {
         self.machines.iter().find(|m| m.name == name)
+    }
+
+    /// Finds a target by name.
+    pub fn target(&self, name: &str) -> Option<&super::targets::Target> {
+        self.targets.iter().find(|t| t.name == name)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use super::error::{Step, deserialize_toml_all, error_at};
 use super::model::*;
-use super::{EnvfileError, resolve, validate};
+use super::resolve::Layer;
+use super::{EnvfileError, matrix, resolve, targets, validate};
 use std::path::{Path, PathBuf};
 
 /// Reads and validates the Envfile at `path`.
@@ -39,55 +40,75 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
             "`depends_on` belongs to a machine: set it in [machines.NAME]".into(),
         ));
     }
-    for (name, _) in raw
+    let defaults_layer = || Layer {
+        settings: &raw.defaults,
+        at: vec![Step::Key("defaults".into())],
+    };
+    let table = |kind: &str, name: &str| vec![Step::Key(kind.into()), Step::Key(name.into())];
+    type Named<'a> = (String, Vec<Layer<'a>>, Vec<Step>, Option<Combination>);
+    let mut named: Vec<Named> = raw
         .machines
         .iter()
-        .filter(|(_, m)| m.private_subnet.is_some())
-    {
-        let at = [
-            Step::Key("machines".into()),
-            Step::Key(name.clone()),
-            Step::Key("private_subnet".into()),
+        .map(|(name, own)| {
+            let at = table("machines", name);
+            let own_layer = Layer {
+                settings: own,
+                at: at.clone(),
+            };
+            (name.clone(), vec![defaults_layer(), own_layer], at, None)
+        })
+        .collect();
+    problems.extend(matrix::check_tables(path, text, &raw));
+    for combination in matrix::combinations(&raw) {
+        let layers = vec![
+            defaults_layer(),
+            Layer {
+                settings: &raw.platforms[&combination.platform],
+                at: table("platforms", &combination.platform),
+            },
+            Layer {
+                settings: &raw.suites[&combination.suite],
+                at: table("suites", &combination.suite),
+            },
         ];
-        problems.push(error_at(
-            path,
-            text,
-            &at,
-            "`private_subnet` is project-wide: set it in [defaults]".into(),
+        let at = table("suites", &combination.suite);
+        named.push((combination.name.clone(), layers, at, Some(combination)));
+    }
+    if named.is_empty() {
+        named.push((
+            DEFAULT_MACHINE.to_string(),
+            vec![defaults_layer()],
+            vec![Step::Key("defaults".into())],
+            None,
         ));
     }
-    let named: Vec<(String, Settings, Vec<Step>)> = if raw.machines.is_empty() {
-        vec![(
-            DEFAULT_MACHINE.to_string(),
-            Settings::default(),
-            vec![Step::Key("defaults".into())],
-        )]
-    } else {
-        raw.machines
-            .into_iter()
-            .map(|(name, s)| {
-                let at = vec![Step::Key("machines".into()), Step::Key(name.clone())];
-                (name, s, at)
-            })
-            .collect()
-    };
     let mut machines = Vec::new();
-    for (name, own, at) in named {
-        if !valid_machine_name(&name) {
-            let mut key_path = at.clone();
-            key_path.truncate(2);
+    for (name, layers, at, combination) in named {
+        if !crate::util::names::is_machine_name(&name) {
             problems.push(error_at(
                 path,
                 text,
-                &key_path,
+                &at,
                 format!(
                     "`{name}` is not a valid machine name: use letters, digits, `-` and `_`, starting with a letter (it becomes a host name)"
                 ),
             ));
             continue;
         }
-        match resolve::machine(path, text, &dir, name, &raw.defaults, own, &at) {
-            Ok(machine) => machines.push(machine),
+        if machines.iter().any(|m: &Machine| m.name == name) {
+            problems.push(error_at(
+                path,
+                text,
+                &at,
+                format!("two machines are named `{name}` (a matrix combination and a machine, or two combinations)"),
+            ));
+            continue;
+        }
+        match resolve::machine(path, text, &dir, name, &layers) {
+            Ok(machine) => machines.push(Machine {
+                combination,
+                ..machine
+            }),
             Err(e) => problems.push(e),
         }
     }
@@ -101,6 +122,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
             problems.push(e);
         }
     }
+    let (targets, target_problems) = targets::resolve(path, text, &dir, &raw.targets);
+    problems.extend(target_problems);
+    for target in &targets {
+        if machines.iter().any(|m| m.name == target.name) {
+            problems.push(error_at(
+                path,
+                text,
+                &[Step::Key("targets".into()), Step::Key(target.name.clone())],
+                format!(
+                    "`{}` is a machine's name already: `env verify NAME` must know which is meant",
+                    target.name
+                ),
+            ));
+        }
+    }
     if let Some(error) = EnvfileError::all(problems) {
         return Err(error);
     }
@@ -111,6 +147,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         private_subnet: raw.defaults.private_subnet,
         logs_keep: raw.logs.keep.unwrap_or(DEFAULT_LOGS_KEEP),
         logs_forward: raw.logs.forward.unwrap_or(false),
+        targets,
     })
 }
 
@@ -118,17 +155,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
 /// left out: `machines.NAME.FIELD`, `defaults.FIELD`, `logs.FIELD`.
 fn field_depth(path: &[Step]) -> usize {
     match path.first() {
-        Some(Step::Key(table)) if table == "machines" => 3,
+        Some(Step::Key(table))
+            if ["machines", "platforms", "suites", "targets"].contains(&table.as_str()) =>
+        {
+            3
+        }
         _ => 2,
     }
-}
-
-/// Machine names become host names and folder names.
-fn valid_machine_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && name.len() <= 63
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Finds the Envfile: `explicit` when given, else the nearest `Envfile`

@@ -6,82 +6,290 @@ use super::model::*;
 use super::{EnvfileError, disks, folders, provisioners};
 use std::path::Path;
 
-/// One machine of the Envfile: its own settings over `[defaults]`, each
-/// field checked where it is written.
+/// One table a machine's settings come from, and where it is written:
+/// `[defaults]`, then a matrix platform, then the machine's (or suite's)
+/// own table.
+pub struct Layer<'a> {
+    /// Its settings.
+    pub settings: &'a Settings,
+    /// Its key path (`defaults`, `machines.web`, `platforms.debian-12`).
+    pub at: Vec<Step>,
+}
+
+impl Layer<'_> {
+    /// The key path of `field` in this table.
+    fn field(&self, field: &str) -> Vec<Step> {
+        let mut p = self.at.clone();
+        p.push(Step::Key(field.into()));
+        p
+    }
+
+    fn is_defaults(&self) -> bool {
+        self.at == [Step::Key("defaults".into())]
+    }
+}
+
+/// The value of a field from the last layer that sets it, with that layer.
+fn last<'l, 's, T>(
+    layers: &'l [Layer<'s>],
+    get: impl Fn(&'s Settings) -> Option<&'s T>,
+) -> Option<(&'s T, &'l Layer<'s>)> {
+    layers
+        .iter()
+        .rev()
+        .find_map(|l| get(l.settings).map(|v| (v, l)))
+}
+
+/// One machine of the Envfile: `layers` merged in order (a later table's
+/// field replaces an earlier one's; provisioners, folders, disks, specs and
+/// probes add up), each field checked where it is written.
 pub fn machine(
     file: &Path,
     text: &str,
     dir: &Path,
     name: String,
-    defaults: &Settings,
-    own: Settings,
-    at: &[Step],
+    layers: &[Layer],
 ) -> Result<Machine, EnvfileError> {
-    // Where a field is written: the machine's table when it sets it, else the defaults.
-    let field_path = |field: &str, own_has: bool| -> Vec<Step> {
-        let mut p = if own_has {
-            at.to_vec()
-        } else {
-            vec![Step::Key("defaults".into())]
-        };
-        p.push(Step::Key(field.into()));
-        p
+    let fail = |layer: &Layer, field: &str, message: String| {
+        error_at(file, text, &layer.field(field), message)
     };
-    let fail = |field: &str, own_has: bool, message: String| {
-        error_at(file, text, &field_path(field, own_has), message)
-    };
+    let own_at = &layers.last().expect("a machine has a table").at;
 
-    let box_name = own
-        .box_name
-        .clone()
-        .or_else(|| defaults.box_name.clone())
-        .ok_or_else(|| {
-            error_at(
-                file,
-                text,
-                at,
-                format!(
-                    "machine `{name}` has no box: set `box = \"debian-12\"` in it or in [defaults]"
-                ),
-            )
-        })?;
+    let (box_name, box_layer) = last(layers, |s| s.box_name.as_ref()).ok_or_else(|| {
+        error_at(
+            file,
+            text,
+            own_at,
+            format!(
+                "machine `{name}` has no box: set `box = \"debian-12\"` in it or in [defaults]"
+            ),
+        )
+    })?;
     if box_name.trim().is_empty() {
-        return Err(fail(
-            "box",
-            own.box_name.is_some(),
-            "the box name is empty".into(),
-        ));
+        return Err(fail(box_layer, "box", "the box name is empty".into()));
     }
-    let checksum = match own.box_checksum.as_ref().or(defaults.box_checksum.as_ref()) {
-        Some(text) => Some(
-            crate::boxes::digest::Checksum::parse(text)
-                .map_err(|e| fail("box_checksum", own.box_checksum.is_some(), format!("{e:#}")))?,
+    let checksum = match last(layers, |s| s.box_checksum.as_ref()) {
+        Some((text_value, layer)) => Some(
+            crate::boxes::digest::Checksum::parse(text_value)
+                .map_err(|e| fail(layer, "box_checksum", format!("{e:#}")))?,
         ),
         None => None,
     };
-    let cpus = own.cpus.or(defaults.cpus).unwrap_or(DEFAULT_CPUS);
-    if !(1..=MAX_CPUS).contains(&cpus) {
-        return Err(fail(
-            "cpus",
-            own.cpus.is_some(),
-            format!("{cpus} CPUs: use 1 to {MAX_CPUS}"),
-        ));
+    let cpus = match last(layers, |s| s.cpus.as_ref()) {
+        Some((&cpus, layer)) if !(1..=MAX_CPUS).contains(&cpus) => {
+            return Err(fail(
+                layer,
+                "cpus",
+                format!("{cpus} CPUs: use 1 to {MAX_CPUS}"),
+            ));
+        }
+        Some((&cpus, _)) => cpus,
+        None => DEFAULT_CPUS,
+    };
+    let memory = match last(layers, |s| s.memory.as_ref()) {
+        Some((&memory, layer)) if memory < MIN_MEMORY => {
+            return Err(fail(
+                layer,
+                "memory",
+                format!("{memory} is too little memory: use at least {MIN_MEMORY}"),
+            ));
+        }
+        Some((&memory, _)) => memory,
+        None => DEFAULT_MEMORY,
+    };
+    let ports = match last(layers, |s| s.ports.as_ref()) {
+        Some((ports, layer)) => {
+            check_ports(file, text, ports, layer)?;
+            ports.clone()
+        }
+        None => Vec::new(),
+    };
+    // SSH settings merge field by field.
+    let ssh_field = |get: fn(&SshSettings) -> bool| {
+        layers
+            .iter()
+            .rev()
+            .find(|l| l.settings.ssh.as_ref().is_some_and(get))
+            .and_then(|l| l.settings.ssh.as_ref().map(|s| (s, l)))
+    };
+    let ssh_guest_port = match ssh_field(|s| s.guest_port.is_some()) {
+        Some((s, layer)) if s.guest_port == Some(0) => {
+            return Err(fail(
+                layer,
+                "ssh",
+                "ssh.guest_port 0 is not a port: use 1 to 65535".into(),
+            ));
+        }
+        Some((s, _)) => s.guest_port.unwrap_or(22),
+        None => 22,
+    };
+    let user = match ssh_field(|s| s.user.is_some()) {
+        Some((s, layer)) => {
+            let u = s.user.clone().unwrap_or_default();
+            crate::util::names::check_user_name(&u).map_err(|m| fail(layer, "ssh", m))?;
+            Some(u)
+        }
+        None => None,
+    };
+    let private_key = ssh_field(|s| s.private_key.is_some())
+        .and_then(|(s, _)| s.private_key.as_ref())
+        .map(|k| dir.join(k));
+    let insert_key = ssh_field(|s| s.insert_key.is_some())
+        .and_then(|(s, _)| s.insert_key)
+        .unwrap_or(true);
+    let cloud_init_user_data = match last(layers, |s| s.cloud_init.as_ref()) {
+        Some((settings, layer)) => match &settings.user_data {
+            Some(path) => {
+                let full = dir.join(path);
+                if !full.is_file() {
+                    return Err(fail(
+                        layer,
+                        "cloud_init",
+                        format!("user_data: no file at {}", full.display()),
+                    ));
+                }
+                Some(full)
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let mut ready = Vec::new();
+    for layer in layers {
+        for (i, raw) in layer.settings.ready.iter().flatten().enumerate() {
+            let mut path = layer.field("ready");
+            path.push(Step::Index(i));
+            let probe = probe_from(raw).map_err(|m| error_at(file, text, &path, m))?;
+            if !ready.contains(&probe) {
+                ready.push(probe);
+            }
+        }
     }
-    let memory = own.memory.or(defaults.memory).unwrap_or(DEFAULT_MEMORY);
-    if memory < MIN_MEMORY {
-        return Err(fail(
-            "memory",
-            own.memory.is_some(),
-            format!("{memory} is too little memory: use at least {MIN_MEMORY}"),
-        ));
+    let mut specs = Vec::new();
+    for layer in layers {
+        for (i, pattern) in layer.settings.specs.iter().flatten().enumerate() {
+            if pattern.trim().is_empty() {
+                let mut path = layer.field("specs");
+                path.push(Step::Index(i));
+                return Err(error_at(
+                    file,
+                    text,
+                    &path,
+                    "an empty spec path: name a file or a glob like \"specs/*.toml\"".into(),
+                ));
+            }
+            if !specs.contains(pattern) {
+                specs.push(pattern.clone());
+            }
+        }
     }
-    let ports = own
-        .ports
-        .clone()
-        .or_else(|| defaults.ports.clone())
-        .unwrap_or_default();
+    let mut machine_disks = Vec::new();
+    for layer in layers {
+        let own = disks::resolve(
+            file,
+            text,
+            layer.settings.disks.as_deref().unwrap_or_default(),
+            &layer.field("disks"),
+            &machine_disks,
+        )?;
+        machine_disks.extend(own);
+    }
+    let mut machine_folders: Vec<folders::Folder> = Vec::new();
+    for layer in layers {
+        let at = layer.field("folders");
+        let own = folders::resolve(
+            file,
+            text,
+            dir,
+            layer.settings.folders.as_deref().unwrap_or_default(),
+            &at,
+        )?;
+        for (i, f) in own.into_iter().enumerate() {
+            if machine_folders.iter().any(|d| d.guest == f.guest) {
+                let mut path = at.clone();
+                path.extend([Step::Index(i), Step::Key("guest".into())]);
+                return Err(error_at(
+                    file,
+                    text,
+                    &path,
+                    format!("`{}` is shared by an earlier table already", f.guest),
+                ));
+            }
+            machine_folders.push(f);
+        }
+    }
+    let mut machine_provisioners = Vec::new();
+    for layer in layers {
+        let own = provisioners::resolve(
+            file,
+            text,
+            dir,
+            layer.settings.provision.as_deref().unwrap_or_default(),
+            &layer.field("provision"),
+            machine_provisioners.len(),
+        )?;
+        machine_provisioners.extend(own);
+    }
+    // `[defaults]` cannot give every machine one address; alone (the one
+    // default machine) it is the machine's own table.
+    let ip = match layers {
+        [only] => only.settings.ip,
+        _ => layers
+            .iter()
+            .rev()
+            .filter(|l| !l.is_defaults())
+            .find_map(|l| l.settings.ip),
+    };
+    let scalar = |get: fn(&Settings) -> Option<&String>| last(layers, get).map(|(v, _)| v.clone());
+    Ok(Machine {
+        name,
+        boxref: BoxRef {
+            name: box_name.clone(),
+            version: scalar(|s| s.box_version.as_ref()),
+            url: scalar(|s| s.box_url.as_ref()),
+            checksum,
+        },
+        cpus,
+        memory,
+        disk: last(layers, |s| s.disk.as_ref()).map(|(d, _)| *d),
+        accel: last(layers, |s| s.accel.as_ref()).map_or(Accel::Auto, |(a, _)| *a),
+        boot_timeout: last(layers, |s| s.boot_timeout.as_ref())
+            .map_or(DEFAULT_BOOT_TIMEOUT, |(t, _)| t.0),
+        ports,
+        ssh_user: user,
+        ssh_private_key: private_key,
+        ssh_insert_key: insert_key,
+        ssh_guest_port,
+        qemu_args: last(layers, |s| s.qemu_args.as_ref())
+            .map(|(a, _)| a.clone())
+            .unwrap_or_default(),
+        provisioners: machine_provisioners,
+        depends_on: last(layers, |s| s.depends_on.as_ref())
+            .map(|(d, _)| d.clone())
+            .unwrap_or_default(),
+        folders: machine_folders,
+        disks: machine_disks,
+        specs,
+        firmware: last(layers, |s| s.firmware.as_ref()).map(|(f, _)| *f),
+        ready,
+        ready_timeout: last(layers, |s| s.ready_timeout.as_ref())
+            .map_or(DEFAULT_READY_TIMEOUT, |(t, _)| t.0),
+        cloud_init_user_data,
+        ip,
+        table: own_at.clone(),
+        combination: None,
+    })
+}
+
+/// Checks one table's forwarded ports: no port 0, no host port twice.
+fn check_ports(
+    file: &Path,
+    text: &str,
+    ports: &[PortForward],
+    layer: &Layer,
+) -> Result<(), EnvfileError> {
     for (i, p) in ports.iter().enumerate() {
-        let mut at_port = field_path("ports", own.ports.is_some());
+        let mut at_port = layer.field("ports");
         at_port.push(Step::Index(i));
         if p.guest == 0 || p.host == 0 {
             at_port.push(Step::Key(
@@ -110,191 +318,7 @@ pub fn machine(
             ));
         }
     }
-    let ssh = own.ssh.clone().unwrap_or_default();
-    let dssh = defaults.ssh.clone().unwrap_or_default();
-    let ssh_guest_port = ssh.guest_port.or(dssh.guest_port).unwrap_or(22);
-    if ssh_guest_port == 0 {
-        return Err(fail(
-            "ssh",
-            own.ssh.is_some(),
-            "ssh.guest_port 0 is not a port: use 1 to 65535".into(),
-        ));
-    }
-    let user = ssh.user.or(dssh.user);
-    if let Some(u) = &user
-        && let Err(message) = crate::util::names::check_user_name(u)
-    {
-        return Err(fail("ssh", own.ssh.is_some(), message));
-    }
-    let cloud_init = own
-        .cloud_init
-        .clone()
-        .or_else(|| defaults.cloud_init.clone());
-    let cloud_init_user_data = match cloud_init.and_then(|c| c.user_data) {
-        Some(path) => {
-            let full = dir.join(&path);
-            if !full.is_file() {
-                return Err(fail(
-                    "cloud_init",
-                    own.cloud_init.is_some(),
-                    format!("user_data: no file at {}", full.display()),
-                ));
-            }
-            Some(full)
-        }
-        None => None,
-    };
-    let mut ready = Vec::new();
-    for (origin, list) in [
-        (vec![Step::Key("defaults".into())], &defaults.ready),
-        (at.to_vec(), &own.ready),
-    ] {
-        for (i, raw) in list.iter().flatten().enumerate() {
-            let mut path = origin.clone();
-            path.push(Step::Key("ready".into()));
-            path.push(Step::Index(i));
-            let probe = probe_from(raw).map_err(|m| error_at(file, text, &path, m))?;
-            if !ready.contains(&probe) {
-                ready.push(probe);
-            }
-        }
-    }
-    let mut specs = Vec::new();
-    for (origin, list) in [
-        (vec![Step::Key("defaults".into())], &defaults.specs),
-        (at.to_vec(), &own.specs),
-    ] {
-        for (i, pattern) in list.iter().flatten().enumerate() {
-            if pattern.trim().is_empty() {
-                let mut path = origin.clone();
-                path.push(Step::Key("specs".into()));
-                path.push(Step::Index(i));
-                return Err(error_at(
-                    file,
-                    text,
-                    &path,
-                    "an empty spec path: name a file or a glob like \"specs/*.toml\"".into(),
-                ));
-            }
-            if !specs.contains(pattern) {
-                specs.push(pattern.clone());
-            }
-        }
-    }
-    let mut machine_disks = disks::resolve(
-        file,
-        text,
-        defaults.disks.as_deref().unwrap_or_default(),
-        &[Step::Key("defaults".into()), Step::Key("disks".into())],
-        &[],
-    )?;
-    if at.first() == Some(&Step::Key("machines".into())) {
-        let mut own_disks_at = at.to_vec();
-        own_disks_at.push(Step::Key("disks".into()));
-        let own_disks = disks::resolve(
-            file,
-            text,
-            own.disks.as_deref().unwrap_or_default(),
-            &own_disks_at,
-            &machine_disks,
-        )?;
-        machine_disks.extend(own_disks);
-    }
-    let mut machine_folders = folders::resolve(
-        file,
-        text,
-        dir,
-        defaults.folders.as_deref().unwrap_or_default(),
-        &[Step::Key("defaults".into()), Step::Key("folders".into())],
-    )?;
-    if at.first() == Some(&Step::Key("machines".into())) {
-        let mut own_folders_at = at.to_vec();
-        own_folders_at.push(Step::Key("folders".into()));
-        for f in folders::resolve(
-            file,
-            text,
-            dir,
-            own.folders.as_deref().unwrap_or_default(),
-            &own_folders_at,
-        )? {
-            if machine_folders.iter().any(|d| d.guest == f.guest) {
-                own_folders_at.push(Step::Key("guest".into()));
-                return Err(error_at(
-                    file,
-                    text,
-                    &own_folders_at,
-                    format!("`{}` is a folder of [defaults] already", f.guest),
-                ));
-            }
-            machine_folders.push(f);
-        }
-    }
-    let defaults_provisioners = provisioners::resolve(
-        file,
-        text,
-        dir,
-        defaults.provision.as_deref().unwrap_or_default(),
-        &[Step::Key("defaults".into()), Step::Key("provision".into())],
-        0,
-    )?;
-    let mut own_at = at.to_vec();
-    own_at.push(Step::Key("provision".into()));
-    let mut provisioners = defaults_provisioners.clone();
-    if at.first() == Some(&Step::Key("machines".into())) {
-        provisioners.extend(provisioners::resolve(
-            file,
-            text,
-            dir,
-            own.provision.as_deref().unwrap_or_default(),
-            &own_at,
-            defaults_provisioners.len(),
-        )?);
-    }
-    Ok(Machine {
-        name,
-        boxref: BoxRef {
-            name: box_name,
-            version: own.box_version.or_else(|| defaults.box_version.clone()),
-            url: own.box_url.or_else(|| defaults.box_url.clone()),
-            checksum,
-        },
-        cpus,
-        memory,
-        disk: own.disk.or(defaults.disk),
-        accel: own.accel.or(defaults.accel).unwrap_or(Accel::Auto),
-        boot_timeout: own
-            .boot_timeout
-            .or(defaults.boot_timeout)
-            .map_or(DEFAULT_BOOT_TIMEOUT, |t| t.0),
-        ports,
-        ssh_user: user,
-        ssh_private_key: ssh.private_key.or(dssh.private_key).map(|k| dir.join(k)),
-        ssh_insert_key: ssh.insert_key.or(dssh.insert_key).unwrap_or(true),
-        ssh_guest_port,
-        qemu_args: own
-            .qemu_args
-            .or_else(|| defaults.qemu_args.clone())
-            .unwrap_or_default(),
-        provisioners,
-        depends_on: own.depends_on.clone().unwrap_or_default(),
-        folders: machine_folders,
-        disks: machine_disks,
-        specs,
-        firmware: own.firmware.or(defaults.firmware),
-        ready,
-        ready_timeout: own
-            .ready_timeout
-            .or(defaults.ready_timeout)
-            .map_or(DEFAULT_READY_TIMEOUT, |t| t.0),
-        cloud_init_user_data,
-        ip: own
-            .ip
-            .or(if at.first() == Some(&Step::Key("defaults".into())) {
-                defaults.ip
-            } else {
-                None
-            }),
-    })
+    Ok(())
 }
 
 /// A probe from what the Envfile wrote: exactly one of `port`, `command`,

@@ -14,15 +14,13 @@ pub(super) fn check_private_network(
     machines: &[Machine],
 ) -> Result<(), EnvfileError> {
     let single = machines.len() == 1 && machines[0].name == DEFAULT_MACHINE;
-    let at = |name: Option<&str>, field: &str| -> Vec<Step> {
-        match name {
-            Some(n) if !single => vec![
-                Step::Key("machines".into()),
-                Step::Key(n.into()),
-                Step::Key(field.into()),
-            ],
-            _ => vec![Step::Key("defaults".into()), Step::Key(field.into())],
-        }
+    let at = |machine: Option<&Machine>, field: &str| -> Vec<Step> {
+        let mut p = match machine {
+            Some(m) => m.table.clone(),
+            None => vec![Step::Key("defaults".into())],
+        };
+        p.push(Step::Key(field.into()));
+        p
     };
     if defaults.ip.is_some() && !single {
         return Err(error_at(
@@ -44,7 +42,7 @@ pub(super) fn check_private_network(
     }
     for (i, m) in machines.iter().enumerate() {
         let Some(ip) = m.ip else { continue };
-        let field = at(Some(&m.name), "ip");
+        let field = at(Some(m), "ip");
         let last = ip.octets()[3];
         if last == 0 || last == 255 {
             return Err(error_at(
@@ -93,11 +91,9 @@ pub(super) fn check_dependencies(
     machines: &[Machine],
 ) -> Result<(), EnvfileError> {
     let at = |m: &Machine| {
-        vec![
-            Step::Key("machines".into()),
-            Step::Key(m.name.clone()),
-            Step::Key("depends_on".into()),
-        ]
+        let mut p = m.table.clone();
+        p.push(Step::Key("depends_on".into()));
+        p
     };
     for m in machines {
         for dep in &m.depends_on {
@@ -152,26 +148,28 @@ pub(super) fn check_host_ports(
 ) -> Result<(), EnvfileError> {
     for (mi, m) in machines.iter().enumerate() {
         for (pi, p) in m.ports.iter().enumerate() {
+            // Two that may move to a free port both find one when started.
             let clash = machines[..mi].iter().find(|other| {
-                other
-                    .ports
-                    .iter()
-                    .any(|q| q.host == p.host && q.protocol == p.protocol && q.host_ip == p.host_ip)
+                other.ports.iter().any(|q| {
+                    q.host == p.host
+                        && q.protocol == p.protocol
+                        && q.host_ip == p.host_ip
+                        && !(q.auto_correct && p.auto_correct)
+                })
             });
             if let Some(other) = clash {
-                let path = [
-                    Step::Key("machines".into()),
-                    Step::Key(m.name.clone()),
+                let mut path = m.table.clone();
+                path.extend([
                     Step::Key("ports".into()),
                     Step::Index(pi),
                     Step::Key("host".into()),
-                ];
+                ]);
                 return Err(error_at(
                     file,
                     text,
                     &path,
                     format!(
-                        "host port {}/{} is already forwarded by machine `{}`",
+                        "host port {}/{} is already forwarded by machine `{}` (`auto_correct = true` on both lets the later one move)",
                         p.host, p.protocol, other.name
                     ),
                 ));

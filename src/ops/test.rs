@@ -225,7 +225,12 @@ pub fn run(
         r.begin(project, "verify");
         let started = Instant::now();
         let dir = project.machine_dir(&r.machine.name);
-        let report = verify::verify(ctx, &dir, &r.checks, options.verify);
+        let report = verify::verify(
+            ctx,
+            &verify::Subject::Machine(dir.clone()),
+            &r.checks,
+            options.verify,
+        );
         if let Err(e) = verify::save_results(&dir, &report) {
             ui::step(&r.machine.name, &format!("cannot keep the results: {e:#}"));
         }

@@ -3,6 +3,8 @@
 //! may be retried), judged, and kept in the machine's logs.
 
 use crate::envfile::Machine;
+use crate::envfile::targets::Target;
+use crate::guest::ssh::remote;
 use crate::machine::MachineDir;
 use crate::machine::project::Project;
 use crate::ops::Ctx;
@@ -24,30 +26,64 @@ pub struct VerifyOptions {
     pub retry_timeout: Option<Duration>,
 }
 
+/// What checks run on: a machine env manages, or a host it does not.
+#[derive(Debug, Clone)]
+pub enum Subject<'a> {
+    /// An env machine, over its SSH connection.
+    Machine(MachineDir),
+    /// A host reached with the user's own SSH setup.
+    Target(&'a Target),
+}
+
+impl Subject<'_> {
+    /// Its name in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Machine(dir) => &dir.name,
+            Subject::Target(t) => &t.name,
+        }
+    }
+}
+
 /// The spec files of a machine: its `specs` paths and globs, in order.
 /// A pattern that matches nothing is an error (a typo must not pass).
 pub fn spec_files(project: &Project, machine: &Machine) -> Result<Vec<PathBuf>> {
-    let (files, mut problems) = matched_spec_files(project, machine);
+    let table = format!("machines.{}", machine.name);
+    first_problem(matched_spec_files(project, &table, &machine.specs))
+}
+
+/// The spec files of a target of the Envfile.
+pub fn target_spec_files(project: &Project, target: &Target) -> Result<Vec<PathBuf>> {
+    let table = format!("targets.{}", target.name);
+    first_problem(matched_spec_files(project, &table, &target.specs))
+}
+
+fn first_problem(
+    (files, mut problems): (Vec<PathBuf>, Vec<anyhow::Error>),
+) -> Result<Vec<PathBuf>> {
     match problems.is_empty() {
         true => Ok(files),
         false => Err(problems.remove(0)),
     }
 }
 
-/// The files a machine's `specs` patterns match, and a problem for each
-/// pattern that is bad or matches nothing.
-fn matched_spec_files(project: &Project, machine: &Machine) -> (Vec<PathBuf>, Vec<anyhow::Error>) {
+/// The files `specs` patterns (of the table at `table`) match, and a
+/// problem for each pattern that is bad or matches nothing.
+fn matched_spec_files(
+    project: &Project,
+    table: &str,
+    specs: &[String],
+) -> (Vec<PathBuf>, Vec<anyhow::Error>) {
     let (mut files, mut problems) = (Vec::new(), Vec::new());
-    for pattern in &machine.specs {
+    for pattern in specs {
         let full = project.envfile.dir.join(pattern);
         let text = full.to_string_lossy().to_string();
         let paths = match glob::glob(&text) {
             Ok(paths) => paths,
             Err(e) => {
                 problems.push(anyhow::anyhow!(
-                    "{}: machines.{}.specs: bad pattern `{pattern}`: {e}",
+                    "{}: {table}.specs: bad pattern `{pattern}`: {e}",
                     project.envfile.path.display(),
-                    machine.name
                 ));
                 continue;
             }
@@ -59,9 +95,8 @@ fn matched_spec_files(project: &Project, machine: &Machine) -> (Vec<PathBuf>, Ve
         matched.sort();
         if matched.is_empty() {
             problems.push(anyhow::anyhow!(
-                "{}: machines.{}.specs: `{pattern}` matches no file",
+                "{}: {table}.specs: `{pattern}` matches no file",
                 project.envfile.path.display(),
-                machine.name
             ));
         }
         for m in matched {
@@ -79,8 +114,20 @@ fn matched_spec_files(project: &Project, machine: &Machine) -> (Vec<PathBuf>, Ve
 pub fn spec_problems(project: &Project) -> Vec<anyhow::Error> {
     let mut problems = Vec::new();
     let mut seen = Vec::new();
-    for machine in &project.envfile.machines {
-        let (files, bad_patterns) = matched_spec_files(project, machine);
+    let tables = project
+        .envfile
+        .machines
+        .iter()
+        .map(|m| (format!("machines.{}", m.name), &m.specs))
+        .chain(
+            project
+                .envfile
+                .targets
+                .iter()
+                .map(|t| (format!("targets.{}", t.name), &t.specs)),
+        );
+    for (table, specs) in tables {
+        let (files, bad_patterns) = matched_spec_files(project, &table, specs);
         problems.extend(bad_patterns);
         for file in files {
             if seen.contains(&file) {
@@ -97,20 +144,30 @@ pub fn spec_problems(project: &Project) -> Vec<anyhow::Error> {
 
 /// Reads and checks all spec files of a machine.
 pub fn load_checks(project: &Project, machine: &Machine) -> Result<Vec<Check>> {
+    checks_of(&spec_files(project, machine)?)
+}
+
+/// Reads and checks spec files, in order.
+pub fn checks_of(files: &[PathBuf]) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    for file in spec_files(project, machine)? {
-        checks.extend(model::load(&file)?.checks);
+    for file in files {
+        checks.extend(model::load(file)?.checks);
     }
     Ok(checks)
 }
 
-/// Runs a compiled script on the machine as root; returns its output.
+/// Runs a compiled script on what is checked (root on a machine; on a
+/// target, root only through the sudo it allows); returns its output.
 pub fn run_script(
     ctx: &Ctx,
-    dir: &MachineDir,
+    subject: &Subject,
     script_text: &str,
     limit: Duration,
 ) -> Result<Vec<u8>> {
+    let dir = match subject {
+        Subject::Machine(dir) => dir,
+        Subject::Target(target) => return remote::run_script(target, script_text, limit),
+    };
     let out = ctx
         .guest
         .run(dir, script::RUNNER, script_text.as_bytes(), Some(limit))
@@ -130,35 +187,35 @@ pub fn run_script(
 /// round trip: the script compiled, run, its output parsed and handed out.
 pub fn gather(
     ctx: &Ctx,
-    dir: &MachineDir,
+    subject: &Subject,
     checks: &[&Check],
     ids: &[usize],
     limit: Duration,
 ) -> Result<Facts> {
     let token = script::new_token();
-    let output = run_script(ctx, dir, &script::compile(checks, ids, &token), limit)?;
+    let output = run_script(ctx, subject, &script::compile(checks, ids, &token), limit)?;
     let mut facts = script::parse_output(&output, &token);
     script::distribute(checks, ids, &mut facts);
     Ok(facts)
 }
 
-/// Verifies several machines at once, one thread each (their checks run
-/// in their guests, the host only waits); the results kept with each
-/// machine's logs.
+/// Verifies several machines and targets at once, one thread each (the
+/// checks run on them, the host only waits); a machine's results kept with
+/// its logs.
 pub fn verify_all(
     ctx: &Ctx,
-    project: &Project,
-    planned: &[(&Machine, Vec<Check>)],
+    planned: &[(Subject, Vec<Check>)],
     options: VerifyOptions,
 ) -> Vec<MachineReport> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = planned
             .iter()
-            .map(|(machine, checks)| {
-                let dir = project.machine_dir(&machine.name);
+            .map(|(subject, checks)| {
                 scope.spawn(move || {
-                    let report = verify(ctx, &dir, checks, options);
-                    if let Err(e) = save_results(&dir, &report) {
+                    let report = verify(ctx, subject, checks, options);
+                    if let Subject::Machine(dir) = subject
+                        && let Err(e) = save_results(dir, &report)
+                    {
                         ui::step(&dir.name, &format!("cannot keep the results: {e:#}"));
                     }
                     report
@@ -168,9 +225,9 @@ pub fn verify_all(
         handles
             .into_iter()
             .zip(planned)
-            .map(|(h, (machine, _))| {
+            .map(|(h, (subject, _))| {
                 h.join().unwrap_or_else(|_| MachineReport {
-                    machine: machine.name.clone(),
+                    machine: subject.name().to_string(),
                     checks: Vec::new(),
                     seconds: 0.0,
                     error: Some("verifying this machine failed unexpectedly".into()),
@@ -180,24 +237,25 @@ pub fn verify_all(
     })
 }
 
-/// Verifies one running machine against `checks`.
+/// Verifies one running machine, or a target, against `checks`.
 pub fn verify(
     ctx: &Ctx,
-    dir: &MachineDir,
+    subject: &Subject,
     checks: &[Check],
     options: VerifyOptions,
 ) -> MachineReport {
     let started = Instant::now();
     let mut report = MachineReport {
-        machine: dir.name.clone(),
+        machine: subject.name().to_string(),
         checks: Vec::new(),
         seconds: 0.0,
         error: None,
     };
-    match ctx
-        .running_state(dir)
-        .and_then(|_| judge_all(ctx, dir, checks, options, started))
-    {
+    let running = match subject {
+        Subject::Machine(dir) => ctx.running_state(dir).map(drop),
+        Subject::Target(_) => Ok(()),
+    };
+    match running.and_then(|_| judge_all(ctx, subject, checks, options, started)) {
         Ok(outcomes) => report.checks = outcomes,
         Err(e) => report.error = Some(format!("{e:#}")),
     }
@@ -207,7 +265,7 @@ pub fn verify(
 
 fn judge_all(
     ctx: &Ctx,
-    dir: &MachineDir,
+    subject: &Subject,
     checks: &[Check],
     options: VerifyOptions,
     started: Instant,
@@ -225,7 +283,7 @@ fn judge_all(
     let mut attempt = 0;
     while !pending.is_empty() {
         attempt += 1;
-        let facts = gather(ctx, dir, &refs, &pending, limit)?;
+        let facts = gather(ctx, subject, &refs, &pending, limit)?;
         for &id in &pending {
             outcomes[id] = judge::judge(id, &checks[id], &facts);
             outcomes[id].attempts = attempt;
@@ -262,7 +320,8 @@ pub fn current_values(
     ctx.running_state(dir)?;
     let refs: Vec<&Check> = probes.iter().collect();
     let ids: Vec<usize> = (0..probes.len()).collect();
-    let facts = gather(ctx, dir, &refs, &ids, Duration::from_secs(120))?;
+    let subject = Subject::Machine(dir.clone());
+    let facts = gather(ctx, &subject, &refs, &ids, Duration::from_secs(120))?;
     Ok(probes
         .iter()
         .enumerate()

@@ -21,6 +21,16 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A machine's (or target's) name: it becomes a host name and a folder
+/// name, so letters, digits, `-` and `_`, starting with a letter, at most
+/// 63 characters.
+pub fn is_machine_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,3 +6,4 @@ pub mod config;
 pub mod connect;
 pub mod exec;
 pub mod keys;
+pub mod remote;
