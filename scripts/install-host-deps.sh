@@ -24,7 +24,8 @@ as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
 # boxes/debian-12-bios carries it, and env finds it where Vagrant installs
 # it) and to check that Vagrant reads env's boxes and catalogs.
 if [ "${1:-}" = --tests ]; then
-  as_root apt-get install -y -qq --no-install-recommends vagrant >/dev/null
+  # python3-yaml: tests/matrix.rs reads the CI examples as YAML.
+  as_root apt-get install -y -qq --no-install-recommends vagrant python3-yaml >/dev/null
   # sshd, for the tests of `env verify --ssh` (they start their own on
   # 127.0.0.1 with a throwaway key). Installing it must not start a
   # listening sshd on the machine: when none is installed, the service is

@@ -7,23 +7,11 @@ mod common;
 
 use common::{GuestSlot, TestProject, text};
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_multi_machine_example_comes_up() {
     let _slot = GuestSlot::take();
     let p = TestProject::with_box("");
-    copy_dir(&common::repo().join("examples/multi-machine"), p.dir.path());
+    common::copy_dir(&common::repo().join("examples/multi-machine"), p.dir.path());
     let out = p.env(&["up"]);
     let stderr = text(&out).1;
     assert!(out.status.success(), "{stderr}");
@@ -47,7 +35,7 @@ fn the_multi_machine_example_comes_up() {
 fn the_web_example_passes_env_test() {
     let _slot = GuestSlot::take();
     let p = TestProject::with_box("");
-    copy_dir(&common::repo().join("examples/web"), p.dir.path());
+    common::copy_dir(&common::repo().join("examples/web"), p.dir.path());
     // The README's step by step first: `env up`, then at once `env verify`.
     // The service starts after its provisioner returns; `up` waits for the
     // port the example declares ready, so the specs pass the first time.

@@ -171,21 +171,7 @@ pub enum Commands {
         report: verify::ReportArgs,
     },
     /// The CI lifecycle: destroy leftovers, up, provision, verify, destroy.
-    Test {
-        /// Machines (default: all).
-        names: Vec<String>,
-        /// When to destroy at the end.
-        #[arg(long, value_enum, default_value = "passing")]
-        destroy: crate::ops::test::DestroyWhen,
-        /// Provision a second time and fail if a step changed something.
-        #[arg(long)]
-        idempotent: bool,
-        /// Machines booting at once (default: all).
-        #[arg(long, value_name = "N")]
-        parallel: Option<usize>,
-        #[command(flatten)]
-        report: verify::ReportArgs,
-    },
+    Test(verify::TestArgs),
     /// Spec files: `env spec add RESOURCE NAME...` writes checks from a running machine.
     #[command(subcommand)]
     Spec(verify::SpecCommand),
@@ -402,14 +388,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             remote,
             report,
         } => verify::verify_command(envfile, &names, &remote, &report).or_else(verify_error),
-        Commands::Test {
-            names,
-            destroy,
-            idempotent,
-            parallel,
-            report,
-        } => verify::test_command(envfile, &names, destroy, idempotent, parallel, &report)
-            .or_else(verify_error),
+        Commands::Test(args) => verify::test_command(envfile, &args).or_else(verify_error),
         Commands::Spec(command) => verify::spec_command(envfile, command),
         Commands::Box(command) => boxes::run(command),
         Commands::Completions { shell } => {

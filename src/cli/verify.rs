@@ -268,26 +268,101 @@ pub fn verify_command(
     deliver(&reports, &outputs)
 }
 
-/// `env test [NAME...]`.
-pub fn test_command(
-    envfile: Option<&Path>,
-    names: &[String],
+/// `env test`'s arguments.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Machines or matrix combinations (default: all).
+    names: Vec<String>,
+    /// Only the machines whose names match this glob (`web-*`, `*-debian-12`);
+    /// repeat for several.
+    #[arg(long, value_name = "PATTERN")]
+    only: Vec<String>,
+    /// List the machines (combinations) it would test, and test nothing.
+    #[arg(long)]
+    list: bool,
+    /// With --list: a JSON matrix for CI (`{"include": [{"name", "suite", "platform"}]}`).
+    #[arg(long, requires = "list")]
+    json: bool,
+    /// When to destroy at the end.
+    #[arg(long, value_enum, default_value = "passing")]
     destroy: DestroyWhen,
+    /// Provision a second time and fail if a step changed something.
+    #[arg(long)]
     idempotent: bool,
+    /// Machines booting at once (default: all).
+    #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    args: &ReportArgs,
-) -> Result<i32> {
-    let outputs = outputs(args)?;
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// The machines `env test` takes: those named (all when none), narrowed
+/// by `--only` globs; a glob that matches nothing is an error (a typo in a
+/// CI job must not pass by testing nothing).
+pub fn test_selection<'p>(
+    project: &'p Project,
+    names: &[String],
+    only: &[String],
+) -> Result<Vec<&'p crate::envfile::Machine>> {
+    let machines = project.select(names)?;
+    if only.is_empty() {
+        return Ok(machines);
+    }
+    let mut patterns = Vec::new();
+    for text in only {
+        let pattern = glob::Pattern::new(text)
+            .map_err(|e| anyhow::anyhow!("--only `{text}` is not a glob: {e}"))?;
+        if !machines.iter().any(|m| pattern.matches(&m.name)) {
+            let all: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+            bail!(
+                "--only `{text}` matches no machine: they are {}",
+                all.join(", ")
+            );
+        }
+        patterns.push(pattern);
+    }
+    Ok(machines
+        .into_iter()
+        .filter(|m| patterns.iter().any(|p| p.matches(&m.name)))
+        .collect())
+}
+
+/// `env test --list [--json]`: the names one per line, or a matrix a CI
+/// system reads (GitHub Actions: `strategy.matrix: ${{ fromJSON(...) }}`).
+fn list(machines: &[&crate::envfile::Machine], json: bool) -> String {
+    if !json {
+        return machines.iter().map(|m| format!("{}\n", m.name)).collect();
+    }
+    let include: Vec<serde_json::Value> = machines
+        .iter()
+        .map(|m| {
+            let (suite, platform) = match &m.combination {
+                Some(c) => (Some(c.suite.as_str()), Some(c.platform.as_str())),
+                None => (None, None),
+            };
+            serde_json::json!({ "name": m.name, "suite": suite, "platform": platform })
+        })
+        .collect();
+    format!("{}\n", serde_json::json!({ "include": include }))
+}
+
+/// `env test [NAME...]`.
+pub fn test_command(envfile: Option<&Path>, args: &TestArgs) -> Result<i32> {
+    let outputs = outputs(&args.report)?;
     let project = Project::load(envfile)?;
+    let machines = test_selection(&project, &args.names, &args.only)?;
+    if args.list {
+        print!("{}", list(&machines, args.json));
+        return Ok(0);
+    }
     let _lock = project.lock()?;
     let store = Store::open()?;
-    let machines = project.select(names)?;
     let options = TestOptions {
-        destroy,
-        idempotent,
-        parallel: parallel.unwrap_or(machines.len()).max(1),
+        destroy: args.destroy,
+        idempotent: args.idempotent,
+        parallel: args.parallel.unwrap_or(machines.len()).max(1),
         verify: VerifyOptions {
-            retry_timeout: args.retry_timeout,
+            retry_timeout: args.report.retry_timeout,
         },
     };
     let started = std::time::Instant::now();

@@ -72,12 +72,21 @@ pub struct TestRecord {
     pub started: String,
     /// Actions so far.
     pub actions: Vec<ActionRecord>,
+    /// The matrix suite, when the machine is a combination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// The matrix platform, when the machine is a combination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 impl TestRecord {
-    fn new(machine: &str) -> TestRecord {
+    fn new(machine: &Machine) -> TestRecord {
+        let combination = machine.combination.as_ref();
         TestRecord {
-            machine: machine.into(),
+            machine: machine.name.clone(),
+            suite: combination.map(|c| c.suite.clone()),
+            platform: combination.map(|c| c.platform.clone()),
             last_action: "start".into(),
             last_error: None,
             verdict: None,
@@ -157,7 +166,7 @@ pub fn run(
         runs.push(Run {
             machine,
             checks: verify::load_checks(project, machine)?,
-            record: TestRecord::new(&machine.name),
+            record: TestRecord::new(machine),
             failure: None,
             report: None,
             extra: Vec::new(),

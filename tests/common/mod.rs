@@ -526,3 +526,16 @@ pub fn path_with_env() -> String {
         std::env::var("PATH").unwrap_or_default()
     )
 }
+
+/// Copies a folder tree (an example project into a test project).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
