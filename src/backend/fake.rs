@@ -176,6 +176,10 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    fn pause(&self, _: &MachineDir) -> Result<()> {
+        Ok(())
+    }
+
     fn console_tail(&self, _: &MachineDir, _: usize) -> String {
         String::new()
     }

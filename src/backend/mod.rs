@@ -39,6 +39,9 @@ pub struct BootRequest<'a> {
     /// The cloud-init seed's files (cloud-image boxes): the backend
     /// attaches them as a NoCloud data source.
     pub seed: Option<SeedFiles>,
+    /// Start from this snapshot's VM state (on the root disk) instead of
+    /// booting: the guest runs on where it was saved.
+    pub resume_snapshot: Option<&'a str>,
 }
 
 /// A started machine.
@@ -171,8 +174,11 @@ pub trait Backend: Send + Sync {
     /// hypervisor a control round trip per command otherwise.
     fn may_be_paused(&self, dir: &MachineDir) -> bool;
     /// Lets a machine [`Backend::paused`] names run again (the failed write
-    /// is retried).
+    /// is retried), or one [`Backend::pause`] stopped.
     fn resume(&self, dir: &MachineDir) -> Result<()>;
+    /// Stops a running guest's CPUs with its disks flushed, so its disk
+    /// files can be copied whole; [`Backend::resume`] lets it run on.
+    fn pause(&self, dir: &MachineDir) -> Result<()>;
     /// The last `lines` lines of the machine's console.
     fn console_tail(&self, dir: &MachineDir, lines: usize) -> String;
     /// How many box disks the machine has (the root disk first).

@@ -14,6 +14,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 
 mod boxes;
+mod cache;
 mod machines;
 pub mod passthrough;
 mod snapshots;
@@ -54,6 +55,8 @@ pub enum Commands {
         accel: Option<Accel>,
         #[command(flatten)]
         provision: ProvisionFlags,
+        #[command(flatten)]
+        cache: cache::CacheFlags,
         /// Machines booting at once (default: all of them).
         #[arg(long, value_name = "N", conflicts_with = "no_parallel")]
         parallel: Option<usize>,
@@ -196,6 +199,9 @@ pub enum Commands {
     /// Manage base boxes.
     #[command(name = "box", subcommand)]
     Box(BoxCommand),
+    /// The provisioning cache: `env cache list`, `env cache prune`.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -268,6 +274,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             names,
             accel,
             provision,
+            cache,
             parallel,
             no_parallel,
         } => {
@@ -283,6 +290,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             let options = UpOptions {
                 accel,
                 provision: provision.choice(),
+                cache: match cache.enabled(project.envfile.cache.enabled) {
+                    true => ops::up::CacheMode::RestoreAndKeep,
+                    false => ops::up::CacheMode::Off,
+                },
             };
             ops::parallel::up_all(ctx, &project, &machines, &store, &options, parallel)?;
             Ok(0)
@@ -330,6 +341,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let options = UpOptions {
                 accel,
                 provision: provision.choice(),
+                cache: ops::up::CacheMode::Off,
             };
             for machine in project.select(&names)? {
                 ops::down::halt(ctx, &project, &machine.name, false)?;
@@ -391,6 +403,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Commands::Test(args) => verify::test_command(envfile, &args).or_else(verify_error),
         Commands::Spec(command) => verify::spec_command(envfile, command),
         Commands::Box(command) => boxes::run(command),
+        Commands::Cache(command) => cache::run(envfile, command),
         Commands::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "env", &mut std::io::stdout());
             Ok(0)

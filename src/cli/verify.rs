@@ -293,6 +293,8 @@ pub struct TestArgs {
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
     #[command(flatten)]
+    cache: super::cache::CacheFlags,
+    #[command(flatten)]
     report: ReportArgs,
 }
 
@@ -361,6 +363,7 @@ pub fn test_command(envfile: Option<&Path>, args: &TestArgs) -> Result<i32> {
         destroy: args.destroy,
         idempotent: args.idempotent,
         parallel: args.parallel.unwrap_or(machines.len()).max(1),
+        cache: args.cache.enabled(project.envfile.cache.enabled),
         verify: VerifyOptions {
             retry_timeout: args.report.retry_timeout,
         },

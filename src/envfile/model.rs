@@ -257,6 +257,21 @@ pub struct RawEnvfile {
     /// `[targets.NAME]`: hosts env does not manage, checked by `env verify`.
     #[serde(default)]
     pub targets: IndexMap<String, super::targets::RawTarget>,
+    /// `[cache]`: the provisioning cache.
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// The `[cache]` table: the provisioning cache, opt-in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `env up` and `env test` restore and keep provisioned machines
+    /// (`--cache` / `--no-cache` override).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The whole cache's size limit (least recently used entries go).
+    pub max_size: Option<Size>,
 }
 
 /// The `[logs]` table.
@@ -372,6 +387,8 @@ pub struct Envfile {
     pub logs_forward: bool,
     /// Hosts env does not manage, checked with specs.
     pub targets: Vec<super::targets::Target>,
+    /// The provisioning cache's settings.
+    pub cache: CacheSettings,
 }
 
 impl Envfile {

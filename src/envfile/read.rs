@@ -148,6 +148,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         logs_keep: raw.logs.keep.unwrap_or(DEFAULT_LOGS_KEEP),
         logs_forward: raw.logs.forward.unwrap_or(false),
         targets,
+        cache: raw.cache,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Machines as env keeps them: a project (Envfile and `.envstate/`), each
 //! machine's state folder and the record persisted in it.
 
+pub mod cache;
 pub mod dir;
 pub mod project;
 pub mod state;

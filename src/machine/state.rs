@@ -97,6 +97,18 @@ pub struct MachineState {
     pub last_action: String,
     /// The last action's error, if it failed.
     pub last_error: Option<String>,
+    /// The provisioning cache entry it was restored from, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cache: Option<CacheOrigin>,
+}
+
+/// Where a machine restored from the provisioning cache came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheOrigin {
+    /// The entry's key.
+    pub key: String,
+    /// Its provisioning was proven idempotent before it was kept.
+    pub idempotent: bool,
 }
 
 impl MachineState {
@@ -118,6 +130,7 @@ impl MachineState {
             running: false,
             last_action: "create".into(),
             last_error: None,
+            from_cache: None,
         }
     }
 

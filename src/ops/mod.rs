@@ -3,6 +3,7 @@
 //! [`Guest`], both carried by a [`Ctx`], so they can be tested against
 //! fakes (`ops/tests.rs`).
 
+pub mod cache;
 pub mod doctor;
 pub mod down;
 pub mod logs;

@@ -193,7 +193,7 @@ fn run_machine(
     if failed.load(Ordering::SeqCst) {
         return MachineOutcome::Skipped("another machine failed".into());
     }
-    match lifecycle::up_provision(ctx, project, m, options, booted) {
+    match lifecycle::up_provision(ctx, project, m, store, options, booted) {
         Ok(()) => MachineOutcome::Up,
         Err(e) => MachineOutcome::Failed(format!("{e:#}")),
     }

@@ -315,6 +315,7 @@ pub fn restore(
         let options = up::UpOptions {
             accel: None,
             provision: Some(false),
+            cache: up::CacheMode::Off,
         };
         up::up(ctx, project, machine, &Store::open()?, &options)?;
         step_done(

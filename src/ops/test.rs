@@ -10,7 +10,7 @@ use crate::guest::provisioner as provision;
 use crate::machine::Status;
 use crate::machine::project::Project;
 use crate::ops::provision::provision_machine;
-use crate::ops::up::UpOptions;
+use crate::ops::up::{CacheMode, UpOptions};
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{Ctx, down};
 use crate::spec::Check;
@@ -42,6 +42,8 @@ pub struct TestOptions {
     pub idempotent: bool,
     /// Machines booting at once.
     pub parallel: usize,
+    /// Restore from and keep in the provisioning cache.
+    pub cache: bool,
     /// Verification settings.
     pub verify: VerifyOptions,
 }
@@ -192,6 +194,13 @@ pub fn run(
     let up_options = UpOptions {
         accel: None,
         provision: Some(true),
+        // Under --idempotent a machine is kept once its second provisioning
+        // proved nothing changes.
+        cache: match (options.cache, options.idempotent) {
+            (false, _) => CacheMode::Off,
+            (true, false) => CacheMode::RestoreAndKeep,
+            (true, true) => CacheMode::RestoreOnly,
+        },
     };
     let startable: Vec<&Machine> = runs
         .iter()
@@ -218,6 +227,15 @@ pub fn run(
 
     if options.idempotent {
         for r in runs.iter_mut().filter(|r| r.failure.is_none()) {
+            let dir = project.machine_dir(&r.machine.name);
+            let origin = dir.load_state().ok().flatten().and_then(|s| s.from_cache);
+            if origin.as_ref().is_some_and(|o| o.idempotent) {
+                ui::step(
+                    &r.machine.name,
+                    "idempotence: proven when its cache entry was kept (a second provisioning changed nothing)",
+                );
+                continue;
+            }
             r.begin(project, "idempotence");
             let started = Instant::now();
             ui::step(&r.machine.name, "provisioning again to prove idempotence");
@@ -226,7 +244,14 @@ pub fn run(
                     Err(e) => Some(format!("the second provisioning failed: {e:#}")),
                     Ok(steps) => idempotence_failure(&r.machine.name, &steps, &mut r.extra),
                 };
+            // Every step said whether it changed something, and none did.
+            let proven = r.extra.iter().all(|o| o.verdict == Verdict::Pass);
+            let passed = error.is_none();
             r.end(project, "idempotence", started, error);
+            if options.cache && origin.is_none() && passed {
+                let accel = crate::ops::up::requested_accel(None, r.machine.accel)?;
+                crate::ops::cache::keep(ctx, project, r.machine, store, accel, proven);
+            }
         }
     }
 

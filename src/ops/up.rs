@@ -9,11 +9,12 @@ use crate::envfile::model::ACCEL_VAR;
 use crate::envfile::{Accel, Machine};
 use crate::guest::provisioner::Selection;
 use crate::guest::{cloudinit, run_root_script, scripts, ssh};
+use crate::machine::cache::SNAPSHOT_TAG;
 use crate::machine::project::Project;
 use crate::machine::state::Accelerator;
 use crate::machine::{MachineDir, MachineState, Status};
 use crate::ops::provision::provision_machine;
-use crate::ops::{Ctx, paused_message, record};
+use crate::ops::{Ctx, cache, paused_message, record};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -30,6 +31,33 @@ pub struct UpOptions {
     /// `--provision` (Some(true)) or `--no-provision` (Some(false)); by
     /// default provisioners run at the first boot, `always` ones at every boot.
     pub provision: Option<bool>,
+    /// What the provisioning cache does.
+    pub cache: CacheMode,
+}
+
+/// What the provisioning cache does in an `up`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Nothing (the default: a cached pass could hide an upstream change).
+    #[default]
+    Off,
+    /// Restore a machine being created from its entry; keep a machine
+    /// once its first provisioning succeeds.
+    RestoreAndKeep,
+    /// Restore only: the caller keeps it later (`env test --idempotent`
+    /// after the second provisioning).
+    RestoreOnly,
+}
+
+/// How a machine came to be running in an `up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Came {
+    /// It was running already.
+    AlreadyRunning,
+    /// It booted.
+    Booted,
+    /// It started from a provisioning cache entry (provisioned already).
+    Restored,
 }
 
 /// The accelerator asked for: the command line, else `ENV_ACCEL`, else the
@@ -53,19 +81,19 @@ pub fn up(
     store: &Store,
     options: &UpOptions,
 ) -> Result<()> {
-    let booted = up_boot(ctx, project, machine, store, options)?;
-    up_provision(ctx, project, machine, options, booted)
+    let came = up_boot(ctx, project, machine, store, options)?;
+    up_provision(ctx, project, machine, store, options, came)
 }
 
-/// The boot half of `up`: create, boot, wait for SSH, set name and network.
-/// Returns whether the machine was booted (false: it was running already).
+/// The boot half of `up`: create (or restore from the provisioning
+/// cache), boot, wait for SSH, set name and network.
 pub fn up_boot(
     ctx: &Ctx,
     project: &Project,
     machine: &Machine,
     store: &Store,
     options: &UpOptions,
-) -> Result<bool> {
+) -> Result<Came> {
     let dir = project.machine_dir(&machine.name);
     let plan = network::plan(&project.envfile, &project.state_dir)?;
     let me = plan
@@ -73,13 +101,13 @@ pub fn up_boot(
         .iter()
         .find(|m| m.name == machine.name)
         .context("machine missing from the network plan")?;
-    let booted = match ctx.status(&dir)? {
+    let came = match ctx.status(&dir)? {
         Status::Running if dir.ssh_config().exists() => {
             match ctx.backend.paused(&dir) {
                 None => ui::step(&machine.name, "already running"),
                 Some(why) => resume_paused(ctx, &dir, &why)?,
             }
-            false
+            Came::AlreadyRunning
         }
         Status::Running => {
             // An earlier `up` died between starting the machine and SSH set-up.
@@ -91,21 +119,29 @@ pub fn up_boot(
                 let accel = state.accel.unwrap_or(Accelerator::Tcg);
                 await_ssh(ctx, &dir, machine, state, &endpoint, accel, Instant::now())
             })?;
-            true
+            Came::Booted
         }
         status => {
-            if status == Status::NotCreated {
-                create(ctx, &dir, machine, store, &project.envfile.dir)?;
-            }
             let accel = requested_accel(options.accel, machine.accel)?;
             let link = plan.link_of(&machine.name).filter(|_| me.ip.is_some());
-            record(&dir, "up", |state| {
-                boot(ctx, &dir, machine, state, accel, link)
-            })?;
-            true
+            let restored = match status == Status::NotCreated && options.cache != CacheMode::Off {
+                true => restore(ctx, project, machine, store, accel, link.clone())?,
+                false => false,
+            };
+            if restored {
+                Came::Restored
+            } else {
+                if ctx.status(&dir)? == Status::NotCreated {
+                    create(ctx, &dir, machine, store, &project.envfile.dir)?;
+                }
+                record(&dir, "up", |state| {
+                    boot(ctx, &dir, machine, state, accel, link, None)
+                })?;
+                Came::Booted
+            }
         }
     };
-    if booted {
+    if came != Came::AlreadyRunning {
         record(&dir, "up", |state| {
             if uses_cloud_init(state) {
                 let bar = ui::spinner(&machine.name, "waiting for cloud-init to finish");
@@ -133,7 +169,54 @@ pub fn up_boot(
             start_journal(ctx, &dir, None);
         }
     }
-    Ok(booted)
+    Ok(came)
+}
+
+/// Starts `machine` from its provisioning cache entry, if it has one:
+/// whether it did. A restore that fails is said, its machine removed, and
+/// the caller boots as usual.
+fn restore(
+    ctx: &Ctx,
+    project: &Project,
+    machine: &Machine,
+    store: &Store,
+    accel: Accel,
+    link: Option<network::PrivateLink>,
+) -> Result<bool> {
+    let Some(prepared) = cache::prepare(project, machine, store, accel)? else {
+        return Ok(false);
+    };
+    let dir = project.machine_dir(&machine.name);
+    let started = record(&dir, "up", |state| {
+        boot(
+            ctx,
+            &dir,
+            machine,
+            state,
+            prepared.accel,
+            link,
+            Some(SNAPSHOT_TAG),
+        )
+    })
+    .and_then(|()| {
+        ctx.backend
+            .set_guest_clock(&dir)
+            .context("cannot set the restored guest's clock")
+    });
+    match started {
+        Ok(()) => {
+            cache::restored(machine, &prepared);
+            Ok(true)
+        }
+        Err(e) => {
+            ui::step(
+                &machine.name,
+                &format!("cache: starting from the entry failed, booting instead: {e:#}"),
+            );
+            crate::ops::down::destroy(ctx, project, &machine.name, store, false)?;
+            Ok(false)
+        }
+    }
 }
 
 /// Lets a machine the hypervisor paused (its disk found the host full) run
@@ -164,20 +247,32 @@ pub fn up_provision(
     ctx: &Ctx,
     project: &Project,
     machine: &Machine,
+    store: &Store,
     options: &UpOptions,
-    booted: bool,
+    came: Came,
 ) -> Result<()> {
     let dir = project.machine_dir(&machine.name);
     let state = dir.load_state()?.context("machine state vanished")?;
+    let booted = came != Came::AlreadyRunning;
     let selection = match options.provision {
         Some(false) => None,
+        // A machine from the cache was provisioned before it was kept.
+        _ if came == Came::Restored => Some(Selection::AlwaysOnly),
         Some(true) => Some(Selection::Normal),
         None if !state.provisioned => Some(Selection::Normal),
         None if booted => Some(Selection::AlwaysOnly),
         None => None,
     };
     match selection {
-        Some(selection) => provision_machine(ctx, project, machine, &selection).map(drop),
+        Some(selection) => {
+            provision_machine(ctx, project, machine, &selection)?;
+            let first = !state.provisioned && selection == Selection::Normal;
+            if first && came == Came::Booted && options.cache == CacheMode::RestoreAndKeep {
+                let accel = requested_accel(options.accel, machine.accel)?;
+                cache::keep(ctx, project, machine, store, accel, false);
+            }
+            Ok(())
+        }
         // Booted again without provisioning: its services start anew.
         None if booted => crate::ops::provision::wait_ready(ctx, &dir, machine),
         None => Ok(()),
@@ -281,8 +376,8 @@ fn create(
     Ok(())
 }
 
-/// Starts the machine through the backend, records where it answers, and
-/// waits for SSH.
+/// Starts the machine through the backend (from snapshot `resume`'s VM
+/// state when given), records where it answers, and waits for SSH.
 fn boot(
     ctx: &Ctx,
     dir: &MachineDir,
@@ -290,6 +385,7 @@ fn boot(
     state: &mut MachineState,
     accel: Accel,
     private_link: Option<network::PrivateLink>,
+    resume: Option<&str>,
 ) -> Result<()> {
     let started = Instant::now();
     let seed = cloud_init_seed(dir, machine, state)?;
@@ -300,6 +396,7 @@ fn boot(
         accel,
         private_link,
         seed,
+        resume_snapshot: resume,
     })?;
     state.accel = Some(booted.accel);
     state.set_ssh_endpoint(Some(&booted.ssh));

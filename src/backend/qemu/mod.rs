@@ -195,6 +195,7 @@ impl Backend for QemuBackend {
                 private_nic: nic.clone(),
                 seed: seed.clone(),
                 uefi: uefi.clone(),
+                loadvm: request.resume_snapshot.map(String::from),
             };
             let spec = plan::vm_spec(dir, machine, state, &meta, accel, all, attached)?;
             let err = match start_qemu(&spec) {
@@ -336,6 +337,10 @@ impl Backend for QemuBackend {
 
     fn resume(&self, dir: &MachineDir) -> Result<()> {
         qmp::cont(&dir.qmp_socket()?)
+    }
+
+    fn pause(&self, dir: &MachineDir) -> Result<()> {
+        qmp::stop(&dir.qmp_socket()?)
     }
 
     fn console_tail(&self, dir: &MachineDir, lines: usize) -> String {

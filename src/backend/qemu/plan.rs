@@ -41,6 +41,8 @@ pub struct Attached {
     pub seed: Option<PathBuf>,
     /// UEFI firmware, when the machine boots through it.
     pub uefi: Option<qemu::Uefi>,
+    /// A snapshot to start from instead of booting.
+    pub loadvm: Option<String>,
 }
 
 /// The firmware a machine boots with: the Envfile's, else the box's, else
@@ -153,6 +155,7 @@ pub fn vm_spec(
             })
             .collect(),
         fw_cfg: host_key_fw_cfg(dir, meta),
+        loadvm: attached.loadvm,
         extra: machine.qemu_args.clone(),
     })
 }

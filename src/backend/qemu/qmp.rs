@@ -90,6 +90,14 @@ pub fn cont(socket: &Path) -> Result<()> {
     })
 }
 
+/// Stops the VM's CPUs; QEMU drains and flushes every disk first.
+pub fn stop(socket: &Path) -> Result<()> {
+    with_qmp(socket, |qmp| {
+        qmp.execute(&qapi::qmp::stop {}).context("stop failed")?;
+        Ok(())
+    })
+}
+
 /// Presses the virtual power button (ACPI): the guest shuts down cleanly if
 /// it listens (systemd-logind or acpid).
 pub fn system_powerdown(socket: &Path) -> Result<()> {
