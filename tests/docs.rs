@@ -187,6 +187,7 @@ fn as_envfile(example: &str, dir: &Path) -> String {
         "targets",
         "platforms",
         "suites",
+        "cache",
         "",
     ];
     let body = if !envfile_tables.contains(&first_table) {
