@@ -295,6 +295,34 @@ fn up_fetches_the_box_it_lacks() {
     assert_eq!(p.ok(&["ssh", "--", "echo", "fetched"]), "fetched\n");
     assert_eq!(listed(&p)[0].0, "fetched");
     p.ok(&["destroy", "-f"]);
+
+    // A registry name with the Envfile's registry: fetched and booted.
+    let digest = sha256(&common::test_box());
+    let catalog = p.dir.path().join("registry-catalog.json");
+    std::fs::write(
+        &catalog,
+        registry_catalog("team/debian", &url, &digest, &url),
+    )
+    .unwrap();
+    server.serve("registry/team/debian", catalog);
+    std::fs::write(
+        p.dir.path().join("Envfile"),
+        format!(
+            "[machines.m]\nbox = \"team/debian\"\nbox_server = \"{}/registry\"\n",
+            server.base
+        ),
+    )
+    .unwrap();
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("from the registry"),
+        "{}",
+        text(&out).1
+    );
+    assert_eq!(p.ok(&["ssh", "--", "echo", "registry"]), "registry\n");
+    assert!(listed(&p).contains(&("team/debian".to_string(), "1.0.0".to_string())));
+    p.ok(&["destroy", "-f"]);
 }
 
 #[test]
@@ -351,6 +379,105 @@ fn outdated_update_prune_and_a_served_catalog() {
 /// it) adds a box through a catalog `env box catalog --base-url` wrote, with
 /// a version constraint, checking the sha256 env computed; env then adds the
 /// box from Vagrant's store.
+/// A catalog of `name` as a registry serves it: versions with boxes for
+/// several providers and architectures, the libvirt amd64 one not the newest.
+fn registry_catalog(name: &str, libvirt_amd64: &str, sha256_hex: &str, other: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "versions": [
+  {{"version": "1.0.0", "providers": [
+    {{"name": "libvirt", "url": "{libvirt_amd64}", "checksum_type": "sha256", "checksum": "{sha256_hex}", "architecture": "amd64"}}]}},
+  {{"version": "1.1.0", "providers": [
+    {{"name": "libvirt", "url": "{other}", "architecture": "arm64"}},
+    {{"name": "virtualbox", "url": "{other}", "architecture": "amd64"}}]}}
+]}}"#
+    )
+}
+
+/// `owner/name` boxes through the registry API Vagrant uses: Vagrant
+/// 2.3.4 itself adds the box from the local registry (`VAGRANT_SERVER_URL`),
+/// so the shape of the API is Vagrant's, and env adds the same name from the
+/// same server (`ENV_BOX_SERVER`), picking the libvirt box for this host's
+/// architecture.
+#[test]
+fn registry_names_resolve_as_vagrant_resolves_them() {
+    let server = Server::start();
+    let files = tempfile::tempdir().unwrap();
+    let b = tiny_box(files.path(), "acme/deb", "1.0.0");
+    let box_url = server.serve("boxes/deb-1.0.0-libvirt-amd64.box", b.clone());
+    let catalog = files.path().join("deb.json");
+    std::fs::write(
+        &catalog,
+        registry_catalog(
+            "acme/deb",
+            &box_url,
+            &sha256(&b),
+            &format!("{}/missing.box", server.base),
+        ),
+    )
+    .unwrap();
+    server.serve("registry/acme/deb", catalog);
+    let registry = format!("{}/registry", server.base);
+
+    let vagrant_home = files.path().join("vagrant-home");
+    let out = std::process::Command::new("vagrant")
+        // Vagrant 2.3 knows no architectures: it would take 1.1.0's arm64 box.
+        .args([
+            "box",
+            "add",
+            "acme/deb",
+            "--provider",
+            "libvirt",
+            "--box-version",
+            "1.0.0",
+        ])
+        .env("VAGRANT_HOME", &vagrant_home)
+        .env("VAGRANT_SERVER_URL", &registry)
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .current_dir(files.path())
+        .output()
+        .expect("vagrant (apt-get install vagrant: scripts/install-host-deps.sh)");
+    assert!(
+        out.status.success(),
+        "vagrant: {}\n{}",
+        text(&out).0,
+        text(&out).1
+    );
+    assert!(
+        vagrant_home
+            .join("boxes/acme-VAGRANTSLASH-deb/1.0.0/libvirt")
+            .is_dir()
+    );
+
+    let (p, _store) = project();
+    let out = p
+        .cmd(&["box", "add", "acme/deb"])
+        .env("ENV_BOX_SERVER", &registry)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(listed(&p), [("acme/deb".to_string(), "1.0.0".to_string())]);
+    let asked: Vec<String> = server
+        .seen()
+        .into_iter()
+        .map(|s| s.path)
+        .filter(|p| p.starts_with("/registry/"))
+        .collect();
+    assert!(asked.len() >= 2, "both asked the registry: {asked:?}");
+
+    // A name the registry does not know: the error names the URL.
+    let out = p
+        .cmd(&["box", "add", "acme/nope"])
+        .env("ENV_BOX_SERVER", &registry)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("/registry/acme/nope"),
+        "{:?}",
+        text(&out)
+    );
+}
+
 #[test]
 fn vagrant_adds_boxes_from_a_catalog_env_wrote() {
     let server = Server::start();

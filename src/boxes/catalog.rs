@@ -199,7 +199,15 @@ pub fn read_catalog(location: &Location) -> Result<Option<Catalog>> {
             if url.ends_with(".box") {
                 return Ok(None);
             }
-            let response = get(url)?;
+            // A registry answers with metadata only when asked for JSON.
+            let response = client()?
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/json, */*;q=0.1")
+                .send()
+                .with_context(|| format!("cannot fetch {url}"))?;
+            if !response.status().is_success() {
+                bail!("fetching {url} failed: HTTP {}", response.status());
+            }
             let json = response
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)

@@ -14,6 +14,7 @@ pub mod import;
 pub mod index;
 pub mod maintain;
 pub mod metadata;
+pub mod registry;
 pub mod source;
 
 use crate::util::lock;

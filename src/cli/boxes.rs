@@ -17,7 +17,9 @@ pub enum BoxCommand {
     /// image index name (`env box search`).
     Add {
         /// A .box, catalog or disk image (path, file:// or http(s):// URL), a
-        /// box folder, or an image index name (`ubuntu-24.04`).
+        /// box folder, an image index name (`ubuntu-24.04`), or a Vagrant
+        /// registry name (`generic/ubuntu2204`; the server is ENV_BOX_SERVER,
+        /// else Vagrant's public registry).
         source: String,
         /// Name in the store (default: the catalog's, the one in Vagrant's store,
         /// or the file name without .box).
@@ -153,6 +155,16 @@ pub fn run(command: BoxCommand) -> Result<i32> {
                 );
                 return Ok(0);
             }
+            // `owner/name` that is no file here: Vagrant's registry.
+            let source =
+                match boxes::registry::is_registry_name(&source) && !Path::new(&source).exists() {
+                    true => {
+                        let server = boxes::registry::server(None);
+                        ui::line(&format!("{source}: from the box registry {server}"));
+                        boxes::registry::catalog_url(&server, &source)
+                    }
+                    false => source,
+                };
             let request = boxes::fetch::AddRequest {
                 source,
                 name,

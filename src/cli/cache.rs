@@ -132,3 +132,17 @@ pub fn run(envfile: Option<&Path>, command: CacheCommand) -> Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_override_the_envfile() {
+        let flags = |cache, no_cache| CacheFlags { cache, no_cache };
+        assert!(!flags(false, false).enabled(false));
+        assert!(flags(false, false).enabled(true));
+        assert!(flags(true, false).enabled(false));
+        assert!(!flags(false, true).enabled(true));
+    }
+}

@@ -267,3 +267,36 @@ specs = ["specs/*.toml"]
         e.message
     );
 }
+
+#[test]
+fn a_box_server_is_an_http_url_where_it_is_written() {
+    let e =
+        parse_text("[defaults]\nbox = \"team/debian\"\nbox_server = \"https://r.example/reg\"\n")
+            .unwrap();
+    assert_eq!(
+        e.machines[0].boxref.server.as_deref(),
+        Some("https://r.example/reg")
+    );
+    let e = err("[machines.m]\nbox = \"team/debian\"\nbox_server = \"/srv/registry\"\n");
+    assert_eq!((e.field.as_str(), e.line), ("machines.m.box_server", 3));
+}
+
+#[test]
+fn the_cache_table_is_read_and_checked() {
+    let e = parse_text("[cache]\nenabled = true\nmax_size = \"5G\"\n[defaults]\nbox = \"x\"\n")
+        .unwrap();
+    assert!(e.cache.enabled);
+    assert_eq!(
+        e.cache.max_size.map(|s| s.to_string()).as_deref(),
+        Some("5G")
+    );
+    assert!(
+        !parse_text("[defaults]\nbox = \"x\"\n")
+            .unwrap()
+            .cache
+            .enabled,
+        "off unless asked"
+    );
+    let e = err("[cache]\nenable = true\n[defaults]\nbox = \"x\"\n");
+    assert_eq!(e.line, 2);
+}

@@ -160,6 +160,9 @@ pub struct Settings {
     pub box_url: Option<String>,
     /// Expected digest of the box fetched from `box_url` (`sha256:HEX`).
     pub box_checksum: Option<String>,
+    /// The Vagrant box registry that resolves `owner/name` boxes
+    /// (`ENV_BOX_SERVER` overrides it).
+    pub box_server: Option<String>,
     /// Virtual CPUs.
     pub cpus: Option<u32>,
     /// Guest memory.
@@ -312,6 +315,8 @@ pub struct BoxRef {
     pub url: Option<String>,
     /// The digest the fetched box must have (a catalog's own is used otherwise).
     pub checksum: Option<crate::boxes::digest::Checksum>,
+    /// The registry server for `owner/name` boxes, when the Envfile names one.
+    pub server: Option<String>,
 }
 
 /// A machine with every default applied.

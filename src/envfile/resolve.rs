@@ -75,6 +75,15 @@ pub fn machine(
         ),
         None => None,
     };
+    if let Some((server, layer)) = last(layers, |s| s.box_server.as_ref())
+        && !(server.starts_with("http://") || server.starts_with("https://"))
+    {
+        return Err(fail(
+            layer,
+            "box_server",
+            format!("`{server}` is no http(s) URL of a Vagrant box registry"),
+        ));
+    }
     let cpus = match last(layers, |s| s.cpus.as_ref()) {
         Some((&cpus, layer)) if !(1..=MAX_CPUS).contains(&cpus) => {
             return Err(fail(
@@ -248,6 +257,7 @@ pub fn machine(
             version: scalar(|s| s.box_version.as_ref()),
             url: scalar(|s| s.box_url.as_ref()),
             checksum,
+            server: scalar(|s| s.box_server.as_ref()),
         },
         cpus,
         memory,

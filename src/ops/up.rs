@@ -4,7 +4,7 @@
 //! recorded in the machine's state.
 
 use crate::backend::{BootRequest, network};
-use crate::boxes::Store;
+use crate::boxes::{Store, registry};
 use crate::envfile::model::ACCEL_VAR;
 use crate::envfile::{Accel, Machine};
 use crate::guest::provisioner::Selection;
@@ -316,20 +316,52 @@ fn create(
             })?;
             store.find(&machine.boxref.name, wanted)?
         }
-        // Missing, and an image index name: fetch the pinned image.
+        // Missing, and an image index name: fetch the pinned image; a
+        // registry name (`owner/name`): its box metadata from the registry.
         (Err(e), None) => {
             let index = crate::boxes::index::Index::load(Some(project_dir))?;
-            let Some(entry) = index.get(&machine.boxref.name) else {
-                return Err(e);
-            };
-            ui::step(
-                &machine.name,
-                &format!(
-                    "box `{}` is not in the store: fetching release {} from the image index",
-                    machine.boxref.name, entry.release
-                ),
-            );
-            crate::boxes::from_index::add_from_index(store, &machine.boxref.name, entry, false)?;
+            match index.get(&machine.boxref.name) {
+                Some(entry) => {
+                    ui::step(
+                        &machine.name,
+                        &format!(
+                            "box `{}` is not in the store: fetching release {} from the image index",
+                            machine.boxref.name, entry.release
+                        ),
+                    );
+                    crate::boxes::from_index::add_from_index(
+                        store,
+                        &machine.boxref.name,
+                        entry,
+                        false,
+                    )?;
+                }
+                None if registry::is_registry_name(&machine.boxref.name) => {
+                    let server = registry::server(machine.boxref.server.as_deref());
+                    ui::step(
+                        &machine.name,
+                        &format!(
+                            "box `{}` is not in the store: fetching it from the registry {server}",
+                            machine.boxref.name
+                        ),
+                    );
+                    let request = crate::boxes::fetch::AddRequest {
+                        source: registry::catalog_url(&server, &machine.boxref.name),
+                        name: Some(machine.boxref.name.clone()),
+                        version: wanted.map(String::from),
+                        checksum: machine.boxref.checksum.clone(),
+                        force: false,
+                        image: Default::default(),
+                    };
+                    crate::boxes::fetch::add(store, &request).with_context(|| {
+                        format!(
+                            "cannot fetch the box `{}` of `{}` from the registry {server}",
+                            machine.boxref.name, machine.name
+                        )
+                    })?;
+                }
+                None => return Err(e),
+            }
             store.find(&machine.boxref.name, wanted)?
         }
     };

@@ -165,7 +165,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             .unwrap_or(0)
             .min(len);
         let start = if misrange { 0 } else { start };
-        let kind = if path.ends_with(".json") {
+        // A registry serves box metadata at `/OWNER/NAME`, no extension.
+        let kind = if path.ends_with(".json") || data.first() == Some(&b'{') {
             "application/json"
         } else {
             "application/octet-stream"
