@@ -23,6 +23,13 @@ bios_box() {
   ls -t /var/tmp/env-test-box/debian-12-bios-*.box 2>/dev/null | head -n1 || true
 }
 
+# The cloud-image-shaped qcow2 (boxes/debian-12-cloud): $CLOUD_IMAGE, else
+# the tests' cached build; empty when there is none.
+cloud_image() {
+  if [ -n "${CLOUD_IMAGE:-}" ]; then echo "$CLOUD_IMAGE"; return; fi
+  ls -t /var/tmp/env-test-box/debian-12-cloud-*.box 2>/dev/null | head -n1 || true
+}
+
 # A fresh ENV_HOME holding the box as debian-12.
 setup_home() {
   local box; box=$(bench_box)

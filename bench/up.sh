@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Times `env up` against the raw equivalent (plain qemu-system-x86_64 booting
 # the same box, polling `ssh true`), then the everyday commands. TCG, 2 vCPUs,
-# 1 GiB. Usage: bench/up.sh   (RUNS=3, BOX=FILE.box, ENV_BIN=...)
+# 1 GiB. Usage: bench/up.sh   (RUNS=3, BOX=FILE.box, ENV_BIN=...,
+# ROWS="debian bios cloud" to pick the boxes measured)
 source "$(dirname "$0")/lib.sh"
 export ENV_ACCEL=tcg
 setup_home
@@ -28,8 +29,13 @@ raw_boot() {
   kill "$(cat "$work/qemu.pid")"; rm -rf "$work"
 }
 
+want() { [[ " ${ROWS:-debian bios cloud} " == *" $1 "* ]]; }
+echo "| measure (mean of $RUNS) | env | raw / reference | ratio |"
+echo "|---|---|---|---|"
+
 raw_times=() env_times=() ssh_times=() status_times=() halt_times=() destroy_times=()
 for run in $(seq "$RUNS"); do
+  want debian || break
   # (a) plain QEMU + polling ssh
   raw_times+=("$(raw_boot "$box_dir/box.img" "$key" \
     -kernel "$box_dir/$(meta kernel)" -initrd "$box_dir/$(meta initrd)" -append "$(meta cmdline)")")
@@ -48,21 +54,21 @@ for run in $(seq "$RUNS"); do
   echo "run $run: raw ${raw_times[-1]} s, env up ${env_times[-1]} s" >&2
 done
 
+if want debian; then
 raw=$(printf '%s\n' "${raw_times[@]}" | mean)
 up=$(printf '%s\n' "${env_times[@]}" | mean)
-echo "| measure (mean of $RUNS) | env | raw / reference | ratio |"
-echo "|---|---|---|---|"
 echo "| boot to SSH: env up vs plain qemu + ssh poll | ${up} s | ${raw} s | $(ratio "$up" "$raw")x |"
 echo "| env ssh -- true (running machine) | $(printf '%s\n' "${ssh_times[@]}" | mean) s | | |"
 echo "| env status | $(printf '%s\n' "${status_times[@]}" | mean) s | | |"
 echo "| env halt | $(printf '%s\n' "${halt_times[@]}" | mean) s | | |"
 echo "| env destroy | $(printf '%s\n' "${destroy_times[@]}" | mean) s | | |"
+fi
 
 # A box made for Vagrant (firmware + GRUB, Vagrant's key): env up against
 # plain QEMU booting the same disk from its bootloader.
 bios=$(bios_box)
 vagrant_key=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant /opt/vagrant/embedded/gems/*/gems/vagrant-*/keys/vagrant 2>/dev/null | head -n1 || true)
-if [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
+if want bios && [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
   "$ENV_BIN" box add "$bios" --name vagrant-bios >/dev/null
   bios_dir=$(ls -d "$ENV_HOME"/boxes/vagrant-bios/*/)
   vkey=$(mktemp); cp "$vagrant_key" "$vkey"; chmod 600 "$vkey"
@@ -83,6 +89,60 @@ if [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
   rm -f "$vkey"
 else
   echo "(no debian-12-bios box or no Vagrant key: the BIOS row is skipped)" >&2
+fi
+# A distribution's cloud image (boxes/debian-12-cloud: GRUB, stock kernel,
+# cloud-init): env up to SSH and to "cloud-init finished" against plain
+# QEMU booting the same image with a NoCloud seed made by hand with
+# cloud-localds (apt-get install cloud-image-utils), its user's key in it.
+cloud=$(cloud_image)
+if want cloud && [ -n "$cloud" ] && command -v cloud-localds >/dev/null; then
+  "$ENV_BIN" box add "$cloud" --name debian-12-cloud >/dev/null
+  cloud_dir=$(ls -d "$ENV_HOME"/boxes/debian-12-cloud/*/)
+  cloud_disk=$(ls "$cloud_dir"/*.img "$cloud_dir"/*.qcow2 2>/dev/null | head -n1)
+  ckey=$(mktemp -u); ssh-keygen -q -t ed25519 -N "" -f "$ckey"
+  raw_ssh=() raw_done=() env_ssh=() env_done=()
+  for run in $(seq "$RUNS"); do
+    work=$(mktemp -d)
+    printf '#cloud-config
+ssh_authorized_keys:
+  - %s
+' "$(cat "$ckey.pub")" > "$work/user-data"
+    printf 'instance-id: bench-%s
+local-hostname: bench
+' "$run" > "$work/meta-data"
+    cloud-localds --filesystem vfat "$work/seed.img" "$work/user-data" "$work/meta-data"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$cloud_disk" "$work/disk.qcow2"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    t=$(now)
+    qemu-system-x86_64 -nodefaults -display none -machine q35,accel=tcg -smp 2 -m 1024M \
+      -drive "file=$work/disk.qcow2,if=virtio,format=qcow2" -drive "file=$work/seed.img,if=virtio,format=raw,readonly=on" \
+      -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0,romfile= \
+      -device virtio-rng-pci -serial "file:$work/console.log" -daemonize -pidfile "$work/qemu.pid"
+    cssh() { ssh -q -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o ConnectTimeout=2 -o IdentitiesOnly=yes -i "$ckey" -p "$port" debian@127.0.0.1 "$@"; }
+    until cssh true 2>/dev/null; do sleep 0.1; done
+    raw_ssh+=("$(elapsed "$t")")
+    cssh cloud-init status --wait >/dev/null 2>&1 || true
+    raw_done+=("$(elapsed "$t")")
+    kill "$(cat "$work/qemu.pid")"; rm -rf "$work"
+
+    project=$(mktemp -d)
+    printf '[defaults]\nbox = "debian-12-cloud"\ncpus = 2\nmemory = "1G"\n' > "$project/Envfile"
+    cd "$project"
+    t=$(now); log=$("$ENV_BIN" up 2>&1); env_done+=("$(elapsed "$t")")
+    # `up in N s` is when SSH answered with the machine's key.
+    env_ssh+=("$(printf '%s\n' "$log" | sed -n 's/.*up in \([0-9.]*\) s.*/\1/p' | head -n1)")
+    "$ENV_BIN" destroy -f >/dev/null 2>&1
+    cd /; rm -rf "$project"
+    echo "cloud run $run: raw ssh ${raw_ssh[-1]} s, done ${raw_done[-1]} s; env ssh ${env_ssh[-1]} s, done ${env_done[-1]} s" >&2
+  done
+  rs=$(printf '%s\n' "${raw_ssh[@]}" | mean); rd=$(printf '%s\n' "${raw_done[@]}" | mean)
+  es=$(printf '%s\n' "${env_ssh[@]}" | mean); ed=$(printf '%s\n' "${env_done[@]}" | mean)
+  echo "| cloud image, boot to SSH: env up vs plain qemu + cloud-localds seed + ssh poll | ${es} s | ${rs} s | $(ratio "$es" "$rs")x |"
+  echo "| cloud image, to cloud-init finished (env up returns) vs \`cloud-init status --wait\` | ${ed} s | ${rd} s | $(ratio "$ed" "$rd")x |"
+  rm -f "$ckey" "$ckey.pub"
+else
+  echo "(no debian-12-cloud image or no cloud-localds: the cloud rows are skipped)" >&2
 fi
 echo "(Vagrant's own figures need vagrant-libvirt and a running libvirtd: see docs/benchmarks.md.)" >&2
 rm -rf "$ENV_HOME" "$key"

@@ -406,3 +406,46 @@ fn package_refuses_a_bad_box_name_or_version_before_anything() {
         assert!(!project.dir.path().join("out.box").exists());
     }
 }
+
+#[test]
+fn variables_come_from_the_environment_then_vars_then_defaults() {
+    let p = TestProject::new(
+        "[vars]\nMEMORY = \"768M\"\n\n[machines.web]\nbox = \"${BOX:-debian-12}\"\nmemory = \"${MEMORY}\"\ncpus = 1\n",
+    );
+    let printed = p.ok(&["validate", "--print"]);
+    let table: toml::Table = printed.parse().unwrap();
+    assert_eq!(table["machines"]["web"]["box"].as_str(), Some("debian-12"));
+    assert_eq!(table["machines"]["web"]["memory"].as_str(), Some("768M"));
+    let out = p
+        .cmd(&["validate", "--print"])
+        .env("BOX", "ubuntu-24.04")
+        .env("MEMORY", "2G")
+        .output()
+        .unwrap();
+    let table: toml::Table = text(&out).0.parse().unwrap();
+    assert_eq!(
+        table["machines"]["web"]["box"].as_str(),
+        Some("ubuntu-24.04")
+    );
+    assert_eq!(
+        table["machines"]["web"]["memory"].as_str(),
+        Some("2G"),
+        "the environment wins"
+    );
+
+    // Unset, no default: located, exit 2, nothing else said.
+    std::fs::write(
+        p.dir.path().join("Envfile"),
+        "[machines.web]\nbox = \"x\"\nmemory = \"${ENV_TEST_UNSET_MEMORY}\"\n",
+    )
+    .unwrap();
+    let out = p.env(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains(
+            "Envfile:3:10: machines.web.memory: variable `ENV_TEST_UNSET_MEMORY` is not set"
+        ),
+        "{stderr}"
+    );
+}

@@ -188,6 +188,7 @@ fn as_envfile(example: &str, dir: &Path) -> String {
         "platforms",
         "suites",
         "cache",
+        "vars",
         "",
     ];
     let body = if !envfile_tables.contains(&first_table) {

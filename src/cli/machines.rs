@@ -11,8 +11,14 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 /// `env validate`.
-pub fn validate(envfile: Option<&Path>) -> Result<i32> {
+pub fn validate(envfile: Option<&Path>, print: bool) -> Result<i32> {
     let project = Project::load(envfile)?;
+    if print {
+        let path = &project.envfile.path;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        print!("{}", crate::envfile::read::expand(path, &text)?);
+    }
     let problems = ops::verify::spec_problems(&project);
     if !problems.is_empty() {
         for problem in &problems {
@@ -31,12 +37,17 @@ pub fn validate(envfile: Option<&Path>) -> Result<i32> {
         .iter()
         .map(|m| m.name.as_str())
         .collect();
-    println!(
+    let summary = format!(
         "{} is valid: {} machine(s): {}",
         project.envfile.path.display(),
         names.len(),
         names.join(", ")
     );
+    // With --print, stdout is the Envfile alone (a file a tool can read).
+    match print {
+        true => eprintln!("{summary}"),
+        false => println!("{summary}"),
+    }
     Ok(0)
 }
 

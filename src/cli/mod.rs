@@ -45,7 +45,11 @@ pub enum Commands {
         force: bool,
     },
     /// Check the Envfile and the spec files it names; report every problem with file, line and field.
-    Validate,
+    Validate {
+        /// Print the Envfile as env reads it: `${NAME}` variables expanded.
+        #[arg(long)]
+        print: bool,
+    },
     /// Create and boot machines, wait until SSH works, and provision them.
     Up {
         /// Machines (default: all).
@@ -269,7 +273,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let ctx = &Ctx::local();
     match cli.command {
         Commands::Init { r#box, force } => machines::init(&r#box, force),
-        Commands::Validate => machines::validate(envfile),
+        Commands::Validate { print } => machines::validate(envfile, print),
         Commands::Up {
             names,
             accel,

@@ -16,6 +16,7 @@ pub mod read;
 mod resolve;
 pub mod targets;
 mod validate;
+pub mod vars;
 
 pub use error::{EnvfileError, Step, closest, deserialize_toml, error_at};
 pub use model::{

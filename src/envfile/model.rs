@@ -263,6 +263,11 @@ pub struct RawEnvfile {
     /// `[cache]`: the provisioning cache.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// `[vars]`: values for `${NAME}` in string values (the environment's
+    /// win).
+    #[serde(default)]
+    #[allow(dead_code)] // read by `vars::expand`, before deserializing
+    pub vars: IndexMap<String, String>,
 }
 
 /// The `[cache]` table: the provisioning cache, opt-in.

@@ -3,7 +3,7 @@
 use super::error::{Step, deserialize_toml_all, error_at};
 use super::model::*;
 use super::resolve::Layer;
-use super::{EnvfileError, matrix, resolve, targets, validate};
+use super::{EnvfileError, matrix, resolve, targets, validate, vars};
 use std::path::{Path, PathBuf};
 
 /// Reads and validates the Envfile at `path`.
@@ -19,6 +19,22 @@ pub fn load(path: &Path) -> anyhow::Result<Envfile> {
 /// (the first is the error, the others in its `also`), as compilers do: a
 /// field that does not fit is left out and the rest still checked.
 pub fn parse(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
+    let expanded = expand(path, text)?;
+    parse_expanded(path, &expanded)
+}
+
+/// The Envfile text with its variables expanded from the process
+/// environment and `[vars]` (what `env validate --print` shows).
+pub fn expand(path: &Path, text: &str) -> Result<String, EnvfileError> {
+    let sources = vars::Sources {
+        environment: &vars::from_process,
+    };
+    vars::expand(path, text, &sources)
+        .map_err(|problems| EnvfileError::all(problems).expect("at least one problem"))
+}
+
+/// Parses Envfile text whose variables are expanded already.
+fn parse_expanded(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
     let (raw, mut problems) = deserialize_toml_all::<RawEnvfile>(path, text, field_depth)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     if raw.logs.keep == Some(0) {
