@@ -404,3 +404,67 @@ fn the_boot_timeout_stops_qemu_and_names_the_console_log() {
             .contains("did not answer SSH")
     );
 }
+
+#[test]
+fn upload_and_download_copy_files_and_folders_with_their_modes() {
+    let s = shared();
+    let p = &s.project;
+    let d = p.dir.path();
+    std::fs::create_dir_all(d.join("site/css")).unwrap();
+    std::fs::write(d.join("site/index.html"), "hello upload").unwrap();
+    std::fs::write(d.join("site/css/a.css"), "body{}").unwrap();
+    std::fs::write(d.join("run.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.join("run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+
+    // A folder into a folder, a file under a new name (NAME: picks the machine).
+    p.ok(&["ssh", "--", "mkdir -p /tmp/up"]);
+    p.ok(&["upload", "site", "/tmp/up"]);
+    p.ok(&["upload", "run.sh", "shared:/tmp/up/renamed.sh"]);
+    assert_eq!(p.ok(&["ssh", "--", "cat /tmp/up/site/css/a.css"]), "body{}");
+    assert_eq!(p.ok(&["ssh", "--", "/tmp/up/renamed.sh"]), "ran\n");
+    assert_eq!(
+        p.ok(&["ssh", "--", "stat -c %a /tmp/up/renamed.sh"]),
+        "750\n"
+    );
+
+    // And back: a folder into a new name, a file into a folder.
+    p.ok(&["download", "/tmp/up/site", "back"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("back/index.html")).unwrap(),
+        "hello upload"
+    );
+    std::fs::create_dir_all(d.join("into")).unwrap();
+    p.ok(&["download", "shared:/etc/hostname", "into"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("into/hostname")).unwrap(),
+        "shared\n"
+    );
+
+    // A guest that sends a link leading out of the download is refused,
+    // and nothing outside is written.
+    p.ok(&[
+        "ssh",
+        "--",
+        "mkdir -p /tmp/evil && ln -sfn / /tmp/evil/root && ln -sfn root/etc /tmp/evil/etc",
+    ]);
+    let out = p.env(&["download", "/tmp/evil", "evil"]);
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).1.contains("refused"), "{:?}", text(&out));
+    assert!(!d.join("evil").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".env-download-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "staging removed");
+
+    // A path that is not there: the guest's own words.
+    let out = p.env(&["download", "/nonexistent/x", "x"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("/nonexistent"), "{:?}", text(&out));
+}

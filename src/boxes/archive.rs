@@ -111,6 +111,15 @@ pub fn unpack_reader(reader: impl Read + Send, dest: &Path) -> Result<()> {
     })
 }
 
+/// Unpacks a plain tar stream (no compression, nothing else taken) into the
+/// existing, empty folder `dest` with the checks of [`unpack`]: what a
+/// guest sends back (`env download`) is held to the same rules as a box.
+pub fn unpack_tar_reader(reader: impl Read, dest: &Path) -> Result<()> {
+    let mut budget = Budget::for_folder(dest);
+    unpack_tar(tar::Archive::new(reader), dest, &mut budget)?;
+    check_links(dest)
+}
+
 /// Runs `f` on what a stream holds, decompressed, with its kind: the
 /// compression is told from the first bytes, then the payload from the
 /// first decompressed ones.

@@ -51,6 +51,50 @@ pub fn validate(envfile: Option<&Path>, print: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `NAME:PATH` when NAME is a machine of the project, else the one machine
+/// and the whole text as its path.
+fn machine_and_path<'p>(
+    project: &'p Project,
+    spec: &str,
+) -> Result<(&'p crate::envfile::Machine, String)> {
+    if let Some((name, path)) = spec.split_once(':')
+        && let Some(machine) = project.envfile.machine(name)
+    {
+        return Ok((machine, path.to_string()));
+    }
+    Ok((project.one(None)?, spec.to_string()))
+}
+
+/// `env upload SRC [NAME:]DEST`.
+pub fn upload(ctx: &Ctx, envfile: Option<&Path>, src: &Path, dest: &str) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let (machine, path) = machine_and_path(&project, dest)?;
+    let dir = project.machine_dir(&machine.name);
+    let bytes = ops::transfer::upload(ctx, &dir, src, &path)?;
+    ui::step(
+        &machine.name,
+        &format!(
+            "uploaded {} to {path} ({})",
+            src.display(),
+            ui::human_bytes(bytes)
+        ),
+    );
+    Ok(0)
+}
+
+/// `env download [NAME:]SRC DEST`.
+pub fn download(ctx: &Ctx, envfile: Option<&Path>, src: &str, dest: &Path) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let (machine, path) = machine_and_path(&project, src)?;
+    let dir = project.machine_dir(&machine.name);
+    let written = ops::transfer::download(ctx, &dir, &path, dest)?;
+    ui::step(
+        &machine.name,
+        &format!("downloaded {path} to {}", written.display()),
+    );
+    Ok(0)
+}
+
 /// `env ssh-config`: the ssh_config of running machines.
 pub fn ssh_config(ctx: &Ctx, envfile: Option<&Path>, names: &[String]) -> Result<i32> {
     let project = Project::load(envfile)?;

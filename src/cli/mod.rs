@@ -76,6 +76,25 @@ pub enum Commands {
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         with: Vec<String>,
     },
+    /// Copy a file or folder of the host into a running machine (over its
+    /// SSH connection, modes kept).
+    Upload {
+        /// The host file or folder.
+        src: PathBuf,
+        /// Where in the machine: a folder to copy into, or the new name;
+        /// `NAME:PATH` picks the machine when there are several.
+        #[arg(value_name = "[NAME:]DEST")]
+        dest: String,
+    },
+    /// Copy a file or folder out of a running machine to the host.
+    Download {
+        /// The file or folder in the machine; `NAME:PATH` picks the machine
+        /// when there are several.
+        #[arg(value_name = "[NAME:]SRC")]
+        src: String,
+        /// Where on the host: a folder to copy into, or the new name.
+        dest: PathBuf,
+    },
     /// Copy the rsync folders to running machines again.
     Rsync {
         /// Machines (default: all running).
@@ -322,6 +341,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             ops::provision::rsync(ctx, &project, &machines, !names.is_empty())?;
             Ok(0)
         }
+        Commands::Upload { src, dest } => machines::upload(ctx, envfile, &src, &dest),
+        Commands::Download { src, dest } => machines::download(ctx, envfile, &src, &dest),
         Commands::Ssh { name, command } => machines::ssh(ctx, envfile, name.as_deref(), &command),
         Commands::SshConfig { names } => machines::ssh_config(ctx, envfile, &names),
         Commands::Status { json } => machines::status(ctx, envfile, json),

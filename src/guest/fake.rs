@@ -69,6 +69,17 @@ impl Guest for FakeGuest {
         })
     }
 
+    fn stream(
+        &self,
+        dir: &MachineDir,
+        remote: &str,
+        _: std::fs::File,
+        _: std::fs::File,
+    ) -> Result<(ExitStatus, String)> {
+        note(&self.calls, format!("stream {} {remote}", dir.name));
+        Ok((ExitStatus::from_raw(0), String::new()))
+    }
+
     fn sync_folders(&self, dir: &MachineDir, _: &Machine, user: &str) -> Result<()> {
         note(&self.calls, format!("sync_folders {} as {user}", dir.name));
         Ok(())

@@ -53,6 +53,16 @@ pub trait Guest: Send + Sync {
         input: &[u8],
         limit: Option<Duration>,
     ) -> Result<Output>;
+    /// Runs `remote` with its stdin read from `input` and its stdout written
+    /// to `output` (files: a transfer of any size streams, never held in
+    /// memory); returns its exit status and stderr.
+    fn stream(
+        &self,
+        dir: &MachineDir,
+        remote: &str,
+        input: std::fs::File,
+        output: std::fs::File,
+    ) -> Result<(std::process::ExitStatus, String)>;
     /// Copies the machine's rsync folders into the guest.
     fn sync_folders(&self, dir: &MachineDir, machine: &Machine, user: &str) -> Result<()>;
     /// Runs provisioning steps, in order, stopping at the first failure.
@@ -129,6 +139,17 @@ impl Guest for SshGuest {
     ) -> Result<Output> {
         let _slot = ssh::exec::session_slot(dir);
         ssh::exec::run_with_input(&dir.ssh_config(), &dir.name, remote, input, limit)
+    }
+
+    fn stream(
+        &self,
+        dir: &MachineDir,
+        remote: &str,
+        input: std::fs::File,
+        output: std::fs::File,
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let _slot = ssh::exec::session_slot(dir);
+        ssh::exec::stream(&dir.ssh_config(), &dir.name, remote, input, output)
     }
 
     fn sync_folders(&self, dir: &MachineDir, machine: &Machine, user: &str) -> Result<()> {

@@ -13,6 +13,7 @@ pub mod provision;
 pub mod snapshot;
 pub mod status;
 pub mod test;
+pub mod transfer;
 pub mod up;
 pub mod verify;
 

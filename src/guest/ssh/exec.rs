@@ -83,6 +83,29 @@ pub fn run_with_input(
     }
 }
 
+/// Runs `remote` on the machine with stdin from `input` and stdout into
+/// `output`, no time limit (a transfer takes as long as its size): the exit
+/// status and what it said on stderr.
+pub fn stream(
+    config: &Path,
+    alias: &str,
+    remote: &str,
+    input: std::fs::File,
+    output: std::fs::File,
+) -> Result<(std::process::ExitStatus, String)> {
+    let out = command(config, alias)
+        .arg(remote)
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::piped())
+        .output()
+        .context("cannot run ssh (install the OpenSSH client)")?;
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
+}
+
 /// An `ssh` command on its own connection, not the master's: for a
 /// long-lived stream that must not die with the master, and whose dead peer
 /// (a halted or rewound guest) is noticed within 15 s.
