@@ -468,3 +468,72 @@ fn upload_and_download_copy_files_and_folders_with_their_modes() {
     assert!(!out.status.success());
     assert!(text(&out).1.contains("/nonexistent"), "{:?}", text(&out));
 }
+
+#[test]
+fn global_status_lists_machines_of_any_project_and_prunes_deleted_ones() {
+    let s = shared();
+    // Run from a folder with no Envfile: no project needed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let global = |args: &[&str]| {
+        let out = std::process::Command::new(common::env_bin())
+            .arg("global-status")
+            .args(args)
+            .current_dir(elsewhere.path())
+            .env("ENV_HOME", &s.project.home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0
+    };
+    let all: serde_json::Value = serde_json::from_str(&global(&["--json"])).unwrap();
+    let project = s.project.dir.path().canonicalize().unwrap();
+    let me = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["name"] == "shared"
+                && std::path::Path::new(m["project"].as_str().unwrap())
+                    .canonicalize()
+                    .ok()
+                    == Some(project.clone())
+        })
+        .unwrap_or_else(|| panic!("the shared machine is listed: {all}"));
+    assert_eq!(me["state"], "running");
+    assert_eq!(
+        me["box"].as_str().unwrap().split('@').next(),
+        Some("debian-12")
+    );
+    assert!(me["ssh"]["port"].as_u64().is_some(), "{me}");
+    assert_eq!(me["forwards"][0]["guest_port"], 8000);
+
+    // A project deleted without `env destroy` leaves its record (the
+    // store's `.users/BOX/VERSION/HASH`, docs/internals.md): shown as
+    // gone, forgotten by --prune.
+    let users = s.project.home.join("boxes/.users/debian-12");
+    let version = std::fs::read_dir(&users)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::write(
+        version.join("0123456789abcdef"),
+        "/nonexistent/project/.envstate/machines/old",
+    )
+    .unwrap();
+    assert!(global(&[]).contains("gone"), "listed as gone");
+    let pruned = std::process::Command::new(common::env_bin())
+        .args(["global-status", "--prune"])
+        .env("ENV_HOME", &s.project.home)
+        .output()
+        .unwrap();
+    assert!(
+        text(&pruned)
+            .1
+            .contains("forgot /nonexistent/project/.envstate/machines/old"),
+        "{:?}",
+        text(&pruned)
+    );
+    assert!(!version.join("0123456789abcdef").exists());
+}

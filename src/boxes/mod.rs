@@ -51,6 +51,36 @@ impl StoredBox {
     }
 }
 
+/// One machine's use of a box, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The box.
+    pub box_name: String,
+    /// Its version.
+    pub box_version: String,
+    /// The machine's state folder (`PROJECT/.envstate/machines/NAME`).
+    pub state_dir: PathBuf,
+    /// The record file.
+    pub record: PathBuf,
+}
+
+impl UserRecord {
+    /// Whether the machine is still there.
+    pub fn present(&self) -> bool {
+        machine_present(&self.state_dir)
+    }
+
+    /// The project folder the machine belongs to.
+    pub fn project(&self) -> Option<&Path> {
+        self.state_dir.parent()?.parent()?.parent()
+    }
+}
+
+/// Whether a machine's state folder still holds a machine (its root disk).
+fn machine_present(state_dir: &Path) -> bool {
+    state_dir.join("disk.qcow2").exists()
+}
+
 /// Checks a box name: letters, digits, `.`, `_`, `-`, and one `/` between an
 /// organisation and a name, as on Vagrant's catalogs.
 pub fn check_name(name: &str) -> Result<()> {
@@ -390,6 +420,51 @@ impl Store {
         );
     }
 
+    /// Every machine's use of every box, as recorded: what `env
+    /// global-status` lists, machines of any project (records whose state
+    /// folder is gone included, for pruning).
+    pub fn all_users(&self) -> Vec<UserRecord> {
+        let mut out = Vec::new();
+        let Ok(boxes) = fs::read_dir(self.root.join(".users")) else {
+            return out;
+        };
+        for name_dir in boxes.flatten() {
+            let name = name_dir
+                .file_name()
+                .to_string_lossy()
+                .replace("-VAGRANTSLASH-", "/");
+            for version_dir in fs::read_dir(name_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let version = version_dir.file_name().to_string_lossy().into_owned();
+                for record in fs::read_dir(version_dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if let Ok(bytes) = fs::read(record.path()) {
+                        out.push(UserRecord {
+                            box_name: name.clone(),
+                            box_version: version.clone(),
+                            state_dir: PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()),
+                            record: record.path(),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.state_dir.cmp(&b.state_dir));
+        out
+    }
+
+    /// Forgets one record (its machine is gone).
+    pub fn forget(&self, record: &UserRecord) -> Result<()> {
+        fs::remove_file(&record.record)
+            .with_context(|| format!("cannot remove {}", record.record.display()))
+    }
+
     /// Machines (state folders) that still use a box.
     pub fn users(&self, name: &str, version: &str) -> Vec<PathBuf> {
         let Ok(entries) = fs::read_dir(self.users_dir(name, version)) else {
@@ -399,7 +474,7 @@ impl Store {
             .flatten()
             .filter_map(|e| fs::read(e.path()).ok())
             .map(|bytes| PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
-            .filter(|state_dir| state_dir.join("disk.qcow2").exists())
+            .filter(|state_dir| machine_present(state_dir))
             .collect()
     }
 

@@ -51,6 +51,59 @@ pub fn validate(envfile: Option<&Path>, print: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// `env global-status [--json] [--prune]`.
+pub fn global_status(ctx: &Ctx, json: bool, prune: bool) -> Result<i32> {
+    let store = crate::boxes::Store::open()?;
+    if prune {
+        for gone in ops::status::prune_global(&store)? {
+            ui::line(&format!("forgot {} (its folder is gone)", gone.display()));
+        }
+    }
+    let all = ops::status::global(ctx, &store);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(0);
+    }
+    if all.is_empty() {
+        println!("no machines: env creates them with `env up` in a project");
+        return Ok(0);
+    }
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "STATE".into(),
+        "BOX".into(),
+        "PORTS".into(),
+        "PROJECT".into(),
+    ]];
+    for m in &all {
+        let mut ports: Vec<String> = m.ssh.iter().map(|s| format!("ssh {s}")).collect();
+        ports.extend(m.forwards.iter().map(|f| {
+            format!(
+                "{}:{}->{}/{}",
+                f.host_ip, f.host_port, f.guest_port, f.protocol
+            )
+        }));
+        let state = match m.state.as_str() {
+            "running" => ui::paint("running", "32"),
+            "gone" => ui::paint("gone (forget it with --prune)", "33"),
+            other => other.replace('_', " "),
+        };
+        rows.push(vec![
+            m.name.clone(),
+            state,
+            m.box_label.clone(),
+            if ports.is_empty() {
+                "-".into()
+            } else {
+                ports.join(", ")
+            },
+            m.project.display().to_string(),
+        ]);
+    }
+    print!("{}", ui::table(&rows));
+    Ok(0)
+}
+
 /// `NAME:PATH` when NAME is a machine of the project, else the one machine
 /// and the whole text as its path.
 fn machine_and_path<'p>(

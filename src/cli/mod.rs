@@ -76,6 +76,17 @@ pub enum Commands {
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         with: Vec<String>,
     },
+    /// Every machine env created on this host with this box store, any
+    /// project: its project folder, state, box and ports.
+    GlobalStatus {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Forget machines whose project folder was deleted without
+        /// `env destroy`.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Copy a file or folder of the host into a running machine (over its
     /// SSH connection, modes kept).
     Upload {
@@ -341,6 +352,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             ops::provision::rsync(ctx, &project, &machines, !names.is_empty())?;
             Ok(0)
         }
+        Commands::GlobalStatus { json, prune } => machines::global_status(ctx, json, prune),
         Commands::Upload { src, dest } => machines::upload(ctx, envfile, &src, &dest),
         Commands::Download { src, dest } => machines::download(ctx, envfile, &src, &dest),
         Commands::Ssh { name, command } => machines::ssh(ctx, envfile, name.as_deref(), &command),

@@ -96,6 +96,76 @@ pub fn ports(ctx: &Ctx, project: &Project, machine: &Machine) -> Result<Vec<Forw
     Ok(forwards)
 }
 
+/// One machine of any project, for `env global-status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalEntry {
+    /// The project folder.
+    pub project: PathBuf,
+    /// Machine name.
+    pub name: String,
+    /// `running`, `halted`, `died`, `paused`, or `gone` (its folder was
+    /// deleted without `env destroy`: `--prune` forgets it).
+    pub state: String,
+    /// `box@version`.
+    #[serde(rename = "box")]
+    pub box_label: String,
+    /// Where SSH answers, while it runs.
+    pub ssh: Option<SshEndpoint>,
+    /// The forwarded ports, while it runs.
+    pub forwards: Vec<Forward>,
+}
+
+/// Every machine env created with this box store, any project, from the
+/// store's record of which machines use which box (kept true by `up` and
+/// `destroy`).
+pub fn global(ctx: &Ctx, store: &crate::boxes::Store) -> Vec<GlobalEntry> {
+    let mut out = Vec::new();
+    for record in store.all_users() {
+        let name = record
+            .state_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = crate::machine::MachineDir {
+            name: name.clone(),
+            root: record.state_dir.clone(),
+        };
+        let status = match record.present() {
+            false => None,
+            true => ctx.status(&dir).ok(),
+        };
+        let state = match status {
+            None => "gone".to_string(),
+            Some(Status::Running) if ctx.backend.paused(&dir).is_some() => "paused".into(),
+            Some(s) => s.word().to_string(),
+        };
+        let saved = match status {
+            Some(Status::Running) => dir.load_state().ok().flatten(),
+            _ => None,
+        };
+        out.push(GlobalEntry {
+            project: record.project().map(PathBuf::from).unwrap_or_default(),
+            name,
+            state,
+            box_label: format!("{}@{}", record.box_name, record.box_version),
+            ssh: saved.as_ref().and_then(|s| s.ssh_endpoint()),
+            forwards: saved.map(|s| s.forwards).unwrap_or_default(),
+        });
+    }
+    out
+}
+
+/// Forgets the records of machines whose folder is gone (a project
+/// deleted without `env destroy`); returns their state folders.
+pub fn prune_global(store: &crate::boxes::Store) -> Result<Vec<PathBuf>> {
+    let mut gone = Vec::new();
+    for record in store.all_users().into_iter().filter(|r| !r.present()) {
+        store.forget(&record)?;
+        gone.push(record.state_dir);
+    }
+    Ok(gone)
+}
+
 /// One data disk, for `env disks`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskInfo {
