@@ -19,6 +19,19 @@ as_root apt-get install -y -qq --allow-downgrades \
 # For the ansible provisioner (and its tests); the full `ansible` collection
 # bundle is not needed.
 as_root apt-get install -y -qq --no-install-recommends ansible-core >/dev/null
+# The Rust virtiofsd, for `type = "virtiofs"` folders (Debian 12's C
+# virtiofsd cannot run unprivileged): built once from crates.io with cargo
+# (which building env needs anyway), into /usr/local as root, else
+# ~/.local.
+if ! command -v virtiofsd >/dev/null && [ ! -x /usr/local/bin/virtiofsd ] && [ ! -x "$HOME/.local/bin/virtiofsd" ]; then
+  as_root apt-get install -y -qq --no-install-recommends libseccomp-dev libcap-ng-dev pkg-config >/dev/null
+  if command -v cargo >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then root=/usr/local; else root=$HOME/.local; fi
+    cargo install --locked --quiet virtiofsd --root "$root"
+  else
+    echo "install-host-deps: no cargo, so no virtiofsd (virtio-fs folders): install Rust, then run this again" >&2
+  fi
+fi
 # With --tests (what .ci/run passes): what only the test suite needs.
 # Vagrant itself, for its insecure key (the Vagrant-style test box
 # boxes/debian-12-bios carries it, and env finds it where Vagrant installs

@@ -1,5 +1,7 @@
-//! Shared folders on a real guest: 9p both ways (files the guest writes
-//! belong to the host user), read-only 9p, rsync with excludes and `env rsync`.
+//! Shared folders on a real guest: 9p and virtio-fs both ways (files the
+//! guest writes belong to the host user), read-only 9p and virtio-fs, rsync
+//! with excludes and `env rsync`, and the live snapshot refused while a
+//! live folder is attached.
 
 mod common;
 
@@ -17,11 +19,13 @@ folders = [
   { host = "shared", guest = "/srv/shared" },
   { host = "docs", guest = "/srv/docs", readonly = true },
   { host = "app", guest = "/opt/app", type = "rsync", exclude = ["*.log", "tmp/"] },
+  { host = "fs", guest = "/srv/fs", type = "virtiofs" },
+  { host = "fsdocs", guest = "/srv/fsdocs", type = "virtiofs", readonly = true },
 ]
 "#,
     );
     let root = p.dir.path();
-    for dir in ["shared", "docs", "app/tmp", "app/lib"] {
+    for dir in ["shared", "docs", "app/tmp", "app/lib", "fs/deep", "fsdocs"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     std::fs::write(root.join("shared/from-host.txt"), "host says hi\n").unwrap();
@@ -30,6 +34,8 @@ folders = [
     std::fs::write(root.join("app/lib/util.py"), "X = 1\n").unwrap();
     std::fs::write(root.join("app/debug.log"), "noise\n").unwrap();
     std::fs::write(root.join("app/tmp/scratch"), "noise\n").unwrap();
+    std::fs::write(root.join("fs/deep/from-host.txt"), "virtiofs hi\n").unwrap();
+    std::fs::write(root.join("fsdocs/readme.txt"), "read me too\n").unwrap();
 
     let out = p.env(&["up"]);
     assert!(out.status.success(), "{}", text(&out).1);
@@ -52,6 +58,26 @@ folders = [
     let out = p.env(&["ssh", "--", "sudo touch /srv/docs/nope"]);
     assert!(!out.status.success(), "a read-only folder was written");
     assert!(!root.join("docs/nope").exists());
+
+    // virtio-fs: both ways, live; the guest's writes belong to the host user.
+    assert!(check("mount").contains("/srv/fs type virtiofs"), "{}", check("mount"));
+    assert_eq!(check("cat /srv/fs/deep/from-host.txt"), "virtiofs hi\n");
+    std::fs::write(root.join("fs/later.txt"), "after boot\n").unwrap();
+    assert_eq!(check("cat /srv/fs/later.txt"), "after boot\n");
+    check("echo from guest | sudo tee /srv/fs/deep/from-guest.txt >/dev/null && sudo mkdir /srv/fs/made");
+    let written = root.join("fs/deep/from-guest.txt");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), "from guest\n");
+    assert_eq!(std::fs::metadata(&written).unwrap().uid(), host_uid());
+    assert!(root.join("fs/made").is_dir());
+    assert_eq!(check("cat /srv/fsdocs/readme.txt"), "read me too\n");
+    let out = p.env(&["ssh", "--", "sudo touch /srv/fsdocs/nope"]);
+    assert!(!out.status.success(), "a read-only virtio-fs folder was written");
+    assert!(!root.join("fsdocs/nope").exists());
+
+    // No VM state can be saved while a live folder is attached: a clear no.
+    let out = p.env(&["snapshot", "save", "s1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("9p or virtiofs folders"), "{}", text(&out).1);
 
     // rsync: copied with excludes, owned by the SSH user; `env rsync` updates.
     assert_eq!(check("cat /opt/app/main.py"), "print('app')\n");

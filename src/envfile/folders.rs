@@ -16,6 +16,18 @@ pub enum FolderKind {
     /// rsync over SSH: host to guest copies, for guests without 9p.
     #[serde(rename = "rsync")]
     Rsync,
+    /// virtio-fs (vhost-user-fs with the Rust `virtiofsd`): live, both
+    /// ways, for guests whose kernel has virtiofs but no 9p (cloud kernels).
+    #[serde(rename = "virtiofs")]
+    Virtiofs,
+}
+
+impl FolderKind {
+    /// Shares the host folder live (9p or virtiofs): the guest mounts it,
+    /// writes reach the host, and QEMU cannot save a VM state meanwhile.
+    pub fn is_live(self) -> bool {
+        matches!(self, FolderKind::NineP | FolderKind::Virtiofs)
+    }
 }
 
 /// A folder as written.
@@ -26,7 +38,7 @@ pub struct RawFolder {
     pub host: PathBuf,
     /// Guest path (absolute).
     pub guest: String,
-    /// `9p` (default) or `rsync`.
+    /// `9p` (default), `virtiofs` or `rsync`.
     #[serde(rename = "type")]
     pub kind: Option<FolderKind>,
     /// 9p: mount read-only.
@@ -73,23 +85,23 @@ pub fn resolve(
             ));
         }
         let kind = f.kind.unwrap_or_default();
-        if kind == FolderKind::NineP && f.exclude.is_some() {
+        if kind.is_live() && f.exclude.is_some() {
             return Err(fail(
                 "exclude",
-                "`exclude` is for rsync folders (9p shares the whole folder)".into(),
+                "`exclude` is for rsync folders (9p and virtiofs share the whole folder)".into(),
             ));
         }
         if kind == FolderKind::Rsync && f.readonly.is_some() {
             return Err(fail(
                 "readonly",
-                "`readonly` is for 9p folders (rsync copies one way anyway)".into(),
+                "`readonly` is for 9p and virtiofs folders (rsync copies one way anyway)".into(),
             ));
         }
         let host = std::fs::canonicalize(&host).unwrap_or(host);
         let state = std::fs::canonicalize(dir)
             .unwrap_or_else(|_| dir.to_path_buf())
             .join(STATE_DIR);
-        if kind == FolderKind::NineP && !f.readonly.unwrap_or(false) && state.starts_with(&host) {
+        if kind.is_live() && !f.readonly.unwrap_or(false) && state.starts_with(&host) {
             // The guest would write env's own state: the ssh_config and keys
             // that host programs run with (a ProxyCommand is host code).
             return Err(fail(

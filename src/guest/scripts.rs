@@ -91,17 +91,20 @@ const NINEP_MSIZE: u32 = 512 * 1024;
 /// Guest commands mounting the 9p folders (tags by position, as in `vm_spec`).
 pub fn mount_script(folders: &[Folder]) -> String {
     let mut s = String::new();
-    for (i, f) in folders
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.kind == FolderKind::NineP)
-    {
+    for (i, f) in folders.iter().enumerate() {
         let guest = crate::util::shell::shell_quote(&f.guest);
-        s.push_str(&format!(
-            "modprobe -a 9pnet_virtio 9p 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t 9p -o trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none{ro} {tag} {guest}\n",
-            ro = if f.readonly { ",ro" } else { "" },
-            tag = crate::backend::qemu::args::share_tag(i)
-        ));
+        let tag = crate::backend::qemu::args::share_tag(i);
+        match f.kind {
+            FolderKind::NineP => s.push_str(&format!(
+                "modprobe -a 9pnet_virtio 9p 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t 9p -o trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none{ro} {tag} {guest}\n",
+                ro = if f.readonly { ",ro" } else { "" },
+            )),
+            FolderKind::Virtiofs => s.push_str(&format!(
+                "modprobe virtiofs 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t virtiofs{ro} {tag} {guest}\n",
+                ro = if f.readonly { " -o ro" } else { "" },
+            )),
+            FolderKind::Rsync => {}
+        }
     }
     s
 }

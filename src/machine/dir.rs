@@ -139,6 +139,10 @@ impl MachineDir {
     pub fn qmp_socket(&self) -> Result<PathBuf> {
         self.socket("qmp")
     }
+    /// The socket of the `virtiofsd` serving virtio-fs folder `index`.
+    pub fn virtiofs_socket(&self, index: usize) -> Result<PathBuf> {
+        self.socket(&format!("vfs{index}"))
+    }
     /// Guest agent socket.
     pub fn qga_socket(&self) -> Result<PathBuf> {
         self.socket("qga")

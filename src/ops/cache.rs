@@ -8,7 +8,6 @@
 use crate::backend::{DiskRef, SnapshotOp};
 use crate::boxes::{Store, StoredBox};
 use crate::envfile::Machine;
-use crate::envfile::folders::FolderKind;
 use crate::machine::cache::key::{KeyContext, key};
 use crate::machine::cache::{self, Cache, Entry, SNAPSHOT_TAG};
 use crate::machine::project::Project;
@@ -38,9 +37,9 @@ fn kept_files(dir: &MachineDir) -> Vec<std::path::PathBuf> {
 
 /// Why a machine cannot be cached, if it cannot.
 pub fn not_cacheable(machine: &Machine) -> Option<&'static str> {
-    if machine.folders.iter().any(|f| f.kind == FolderKind::NineP) {
+    if machine.folders.iter().any(|f| f.kind.is_live()) {
         return Some(
-            "it mounts 9p folders, and QEMU cannot save a VM state while one is mounted (type = \"rsync\" folders can be cached)",
+            "it shares 9p or virtiofs folders, and QEMU cannot save a VM state while one is attached (type = \"rsync\" folders can be cached)",
         );
     }
     if !machine.disks.is_empty() {

@@ -8,7 +8,6 @@ use crate::backend::{DiskRef, SnapshotInfo, SnapshotOp};
 use crate::boxes::Store;
 use crate::envfile::Machine;
 use crate::envfile::disks::{Disk, DiskFormat};
-use crate::envfile::folders::FolderKind;
 use crate::machine::project::Project;
 use crate::machine::{MachineDir, Status};
 use crate::ops::{Ctx, down, up};
@@ -206,10 +205,10 @@ pub fn save(
     }
     let started = Instant::now();
     if running {
-        if machine.folders.iter().any(|f| f.kind == FolderKind::NineP) {
+        if machine.folders.iter().any(|f| f.kind.is_live()) {
             bail!(
-                "machine `{}` mounts 9p folders, and QEMU cannot save a VM state while one \
-                 is mounted: halt it for a disk-only snapshot, or use type = \"rsync\" folders",
+                "machine `{}` shares 9p or virtiofs folders, and QEMU cannot save a VM state \
+                 while one is attached: halt it for a disk-only snapshot, or use type = \"rsync\" folders",
                 dir.name
             );
         }

@@ -46,6 +46,16 @@ pub struct Share {
     pub readonly: bool,
 }
 
+/// A host folder shared over virtio-fs: the socket of the `virtiofsd`
+/// serving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsShare {
+    /// Mount tag the guest mounts.
+    pub tag: String,
+    /// The vhost-user socket `virtiofsd` listens on.
+    pub socket: PathBuf,
+}
+
 /// A data disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDisk {
@@ -127,6 +137,8 @@ pub struct VmSpec {
     pub data_disks: Vec<DataDisk>,
     /// Host folders shared over 9p.
     pub shares: Vec<Share>,
+    /// Host folders shared over virtio-fs.
+    pub fs_shares: Vec<FsShare>,
     /// The private network's NIC, if the project has one.
     pub private_nic: Option<PrivateNic>,
     /// Files passed to the guest through fw_cfg (name under `opt/`, file).
@@ -324,6 +336,33 @@ pub fn virtfs_args(shares: &[Share]) -> Vec<String> {
         .collect()
 }
 
+/// virtio-fs shares: the guest's memory must be shared with `virtiofsd`
+/// (a memfd backend, named as the machine's RAM), then one vhost-user-fs
+/// device per share on its daemon's socket.
+pub fn virtiofs_args(shares: &[FsShare], memory_mib: u64) -> Vec<String> {
+    if shares.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec![
+        "-object".to_string(),
+        format!("memory-backend-memfd,id=env-mem,size={memory_mib}M,share=on"),
+        "-machine".into(),
+        "memory-backend=env-mem".into(),
+    ];
+    for (i, s) in shares.iter().enumerate() {
+        args.extend([
+            "-chardev".to_string(),
+            format!(
+                "socket,id=env-vfs{i},path={}",
+                escape_commas(&path(&s.socket))
+            ),
+            "-device".into(),
+            format!("vhost-user-fs-pci,chardev=env-vfs{i},tag={}", s.tag),
+        ]);
+    }
+    args
+}
+
 /// The QMP control socket, listening without waiting for a client.
 pub fn qmp_args(socket: &Path) -> Vec<String> {
     vec![
@@ -401,6 +440,7 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
             .map(private_network_args)
             .unwrap_or_default(),
         virtfs_args(&spec.shares),
+        virtiofs_args(&spec.fs_shares, spec.memory_mib),
         rng_args(),
         guest_agent_args(&spec.qga_socket),
         qmp_args(&spec.qmp_socket),
@@ -473,6 +513,7 @@ mod tests {
             private_nic: None,
             seed: None,
             uefi: None,
+            fs_shares: Vec::new(),
             loadvm: None,
             data_disks: vec![DataDisk {
                 name: "db".into(),

@@ -12,6 +12,7 @@ pub mod ports;
 pub mod qga;
 pub mod qmp;
 pub mod seed;
+pub mod virtiofs;
 
 use super::{
     Backend, BackendError, BootRequest, Booted, Details, DiskRef, SnapshotInfo, SnapshotOp,
@@ -186,59 +187,70 @@ impl Backend for QemuBackend {
             }
         };
         let _ = std::fs::remove_file(dir.pidfile());
-        let mut ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
-        let mut attempt = 0;
-        loop {
-            let mut all = vec![ssh_forward.clone()];
-            all.extend(forwards.iter().cloned());
-            let attached = plan::Attached {
-                private_nic: nic.clone(),
-                seed: seed.clone(),
-                uefi: uefi.clone(),
-                loadvm: request.resume_snapshot.map(String::from),
-            };
-            let spec = plan::vm_spec(dir, machine, state, &meta, accel, all, attached)?;
-            let err = match start_qemu(&spec) {
-                Ok(()) => break,
-                Err(e) => e,
-            };
-            match ports::taken_forward(&format!("{err:#}")) {
-                // Another process (another project's `up`, say) took a port
-                // between our check and QEMU's bind: plan again. A fixed
-                // port without auto_correct then fails with the planner's
-                // message.
-                Some(rule) if attempt < PORT_RACE_RETRIES => {
-                    attempt += 1;
-                    if rule.host_port == ssh_forward.host_port {
-                        ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
-                    } else {
-                        forwards = plan()?;
+        let fs_shares = virtiofs::start(dir, &machine.folders)?;
+        // A QEMU that does not start leaves no daemon waiting for it.
+        let mut started = || -> Result<Booted> {
+            let mut ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+            let mut attempt = 0;
+            loop {
+                let mut all = vec![ssh_forward.clone()];
+                all.extend(forwards.iter().cloned());
+                let attached = plan::Attached {
+                    private_nic: nic.clone(),
+                    seed: seed.clone(),
+                    uefi: uefi.clone(),
+                    loadvm: request.resume_snapshot.map(String::from),
+                    fs_shares: fs_shares.clone(),
+                };
+                let spec = plan::vm_spec(dir, machine, state, &meta, accel, all, attached)?;
+                let err = match start_qemu(&spec) {
+                    Ok(()) => break,
+                    Err(e) => e,
+                };
+                match ports::taken_forward(&format!("{err:#}")) {
+                    // Another process (another project's `up`, say) took a port
+                    // between our check and QEMU's bind: plan again. A fixed
+                    // port without auto_correct then fails with the planner's
+                    // message.
+                    Some(rule) if attempt < PORT_RACE_RETRIES => {
+                        attempt += 1;
+                        if rule.host_port == ssh_forward.host_port {
+                            ssh_forward = ports::ssh_forward(machine.ssh_guest_port)?;
+                        } else {
+                            forwards = plan()?;
+                        }
                     }
+                    // `auto` on a host where QEMU cannot start under KVM (it
+                    // refuses a CPU feature, say): TCG, and the host remembers.
+                    _ if accel == Accelerator::Kvm && request.accel == Accel::Auto => {
+                        ui::step(&machine.name, &accel::fallback_note(&format!("{err:#}")));
+                        host.remember(false)?;
+                        accel = Accelerator::Tcg;
+                    }
+                    _ if accel == Accelerator::Kvm => {
+                        return Err(err.context(BackendError::AccelFailed(
+                            "QEMU could not start under KVM: use --accel tcg (or ENV_ACCEL=tcg)"
+                                .into(),
+                        )));
+                    }
+                    _ => return Err(err),
                 }
-                // `auto` on a host where QEMU cannot start under KVM (it
-                // refuses a CPU feature, say): TCG, and the host remembers.
-                _ if accel == Accelerator::Kvm && request.accel == Accel::Auto => {
-                    ui::step(&machine.name, &accel::fallback_note(&format!("{err:#}")));
-                    host.remember(false)?;
-                    accel = Accelerator::Tcg;
-                }
-                _ if accel == Accelerator::Kvm => {
-                    return Err(err.context(BackendError::AccelFailed(
-                        "QEMU could not start under KVM: use --accel tcg (or ENV_ACCEL=tcg)".into(),
-                    )));
-                }
-                _ => return Err(err),
             }
+            Ok(Booted {
+                ssh: SshEndpoint {
+                    host: ssh_forward.host_ip.to_string(),
+                    port: ssh_forward.host_port,
+                    jump: None,
+                },
+                forwards: forwards.clone(),
+                accel,
+            })
+        };
+        let result = started();
+        if result.is_err() {
+            virtiofs::stop(dir);
         }
-        Ok(Booted {
-            ssh: SshEndpoint {
-                host: ssh_forward.host_ip.to_string(),
-                port: ssh_forward.host_port,
-                jump: None,
-            },
-            forwards,
-            accel,
-        })
+        result
     }
 
     fn status(&self, dir: &MachineDir) -> Result<Status> {
@@ -287,6 +299,7 @@ impl Backend for QemuBackend {
             }
         }
         let _ = std::fs::remove_file(dir.pidfile());
+        virtiofs::stop(dir);
     }
 
     fn remove(&self, dir: &MachineDir) {
@@ -297,6 +310,7 @@ impl Backend for QemuBackend {
             let _ = std::fs::remove_file(socket);
         }
         let _ = std::fs::remove_file(dir.pidfile());
+        virtiofs::stop(dir);
     }
 
     fn details(&self, dir: &MachineDir) -> Details {

@@ -43,6 +43,8 @@ pub struct Attached {
     pub uefi: Option<qemu::Uefi>,
     /// A snapshot to start from instead of booting.
     pub loadvm: Option<String>,
+    /// The virtio-fs shares, their daemons started.
+    pub fs_shares: Vec<qemu::FsShare>,
 }
 
 /// The firmware a machine boots with: the Envfile's, else the box's, else
@@ -155,6 +157,7 @@ pub fn vm_spec(
             })
             .collect(),
         fw_cfg: host_key_fw_cfg(dir, meta),
+        fs_shares: attached.fs_shares,
         loadvm: attached.loadvm,
         extra: machine.qemu_args.clone(),
     })
