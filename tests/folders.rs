@@ -60,24 +60,37 @@ folders = [
     assert!(!root.join("docs/nope").exists());
 
     // virtio-fs: both ways, live; the guest's writes belong to the host user.
-    assert!(check("mount").contains("/srv/fs type virtiofs"), "{}", check("mount"));
+    assert!(
+        check("mount").contains("/srv/fs type virtiofs"),
+        "{}",
+        check("mount")
+    );
     assert_eq!(check("cat /srv/fs/deep/from-host.txt"), "virtiofs hi\n");
     std::fs::write(root.join("fs/later.txt"), "after boot\n").unwrap();
     assert_eq!(check("cat /srv/fs/later.txt"), "after boot\n");
-    check("echo from guest | sudo tee /srv/fs/deep/from-guest.txt >/dev/null && sudo mkdir /srv/fs/made");
+    check(
+        "echo from guest | sudo tee /srv/fs/deep/from-guest.txt >/dev/null && sudo mkdir /srv/fs/made",
+    );
     let written = root.join("fs/deep/from-guest.txt");
     assert_eq!(std::fs::read_to_string(&written).unwrap(), "from guest\n");
     assert_eq!(std::fs::metadata(&written).unwrap().uid(), host_uid());
     assert!(root.join("fs/made").is_dir());
     assert_eq!(check("cat /srv/fsdocs/readme.txt"), "read me too\n");
     let out = p.env(&["ssh", "--", "sudo touch /srv/fsdocs/nope"]);
-    assert!(!out.status.success(), "a read-only virtio-fs folder was written");
+    assert!(
+        !out.status.success(),
+        "a read-only virtio-fs folder was written"
+    );
     assert!(!root.join("fsdocs/nope").exists());
 
     // No VM state can be saved while a live folder is attached: a clear no.
     let out = p.env(&["snapshot", "save", "s1"]);
     assert!(!out.status.success());
-    assert!(text(&out).1.contains("9p or virtiofs folders"), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("9p or virtiofs folders"),
+        "{}",
+        text(&out).1
+    );
 
     // rsync: copied with excludes, owned by the SSH user; `env rsync` updates.
     assert_eq!(check("cat /opt/app/main.py"), "print('app')\n");
