@@ -78,7 +78,8 @@ fn boot_from_the_index() -> Result<Booted, String> {
         std::fs::write(
             home.path().join("images.toml"),
             format!(
-                "format = 1\n[images.debian-12]\ndescription = \"local stand-in\"\nrelease = \"20261203-1\"\nuser = \"debian\"\nfirmware = \"bios\"\nx86_64 = {{ url = \"{url}\", sums = \"SHA512SUMS\" }}\n"
+                // As Debian's genericcloud kernel: virtiofs, no 9p.
+                "format = 1\n[images.debian-12]\ndescription = \"local stand-in\"\nrelease = \"20261203-1\"\nuser = \"debian\"\nfirmware = \"bios\"\nfolders = [\"virtiofs\"]\nx86_64 = {{ url = \"{url}\", sums = \"SHA512SUMS\" }}\n"
             ),
         )
         .unwrap();
@@ -88,6 +89,7 @@ box = "debian-12"
 boot_timeout = "300s"
 cloud_init = { user_data = "cloud-init/web.yaml" }
 specs = ["specs/web.toml"]
+folders = [{ host = "site", guest = "/srv/site" }]
 [[machines.web.provision]]
 type = "shell"
 inline = "echo provisioned > /var/tmp/provisioned"
@@ -96,6 +98,8 @@ inline = "echo provisioned > /var/tmp/provisioned"
         project.home = home.path().to_path_buf();
         let dir = project.dir.path();
         std::fs::create_dir_all(dir.join("cloud-init")).unwrap();
+        std::fs::create_dir_all(dir.join("site")).unwrap();
+        std::fs::write(dir.join("site/index.html"), "shared with the cloud guest\n").unwrap();
         std::fs::write(dir.join("cloud-init/web.yaml"), USER_DATA).unwrap();
         std::fs::create_dir_all(dir.join("specs")).unwrap();
         std::fs::write(
@@ -236,4 +240,30 @@ fn a_uefi_only_variant_boots_under_ovmf() {
             .exists()
     );
     p.ok(&["destroy", "-f"]);
+}
+
+#[test]
+fn an_auto_folder_is_shared_through_virtiofs_on_a_kernel_without_9p() {
+    let b = booted();
+    assert!(
+        b.up_output
+            .contains("folder /srv/site: virtiofs (the box's kernel has virtiofs but no 9p)"),
+        "{}",
+        b.up_output
+    );
+    let mounts = b.project.ok(&["ssh", "--", "mount"]);
+    assert!(mounts.contains("/srv/site type virtiofs"), "{mounts}");
+    assert_eq!(
+        b.project.ok(&["ssh", "--", "cat /srv/site/index.html"]),
+        "shared with the cloud guest\n"
+    );
+    b.project.ok(&[
+        "ssh",
+        "--",
+        "echo from the cloud guest | sudo tee /srv/site/back.txt >/dev/null",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(b.project.dir.path().join("site/back.txt")).unwrap(),
+        "from the cloud guest\n"
+    );
 }

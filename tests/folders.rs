@@ -40,6 +40,14 @@ folders = [
     let out = p.env(&["up"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(text(&out).1.contains("rsynced"), "{}", text(&out).1);
+    // No type: `auto`, 9p on env's own box, said in one line.
+    assert!(
+        text(&out)
+            .1
+            .contains("folder /srv/shared: 9p (env boots the box's own kernel, which has 9p)"),
+        "{}",
+        text(&out).1
+    );
     let check = |cmd: &str| p.ok(&["ssh", "--", cmd]);
 
     // 9p: host to guest, live.

@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 /// How a folder reaches the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum FolderKind {
-    /// QEMU's virtfs (9p over virtio): live, both ways.
+    /// The default: 9p where the guest has it, virtiofs where it has only
+    /// that, rsync otherwise (see [`choose`]).
     #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// QEMU's virtfs (9p over virtio): live, both ways.
     #[serde(rename = "9p")]
     NineP,
     /// rsync over SSH: host to guest copies, for guests without 9p.
@@ -25,9 +29,73 @@ pub enum FolderKind {
 impl FolderKind {
     /// Shares the host folder live (9p or virtiofs): the guest mounts it,
     /// writes reach the host, and QEMU cannot save a VM state meanwhile.
+    /// (`auto` counts as live until it is chosen.)
     pub fn is_live(self) -> bool {
-        matches!(self, FolderKind::NineP | FolderKind::Virtiofs)
+        matches!(
+            self,
+            FolderKind::NineP | FolderKind::Virtiofs | FolderKind::Auto
+        )
     }
+
+    /// The Envfile's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FolderKind::Auto => "auto",
+            FolderKind::NineP => "9p",
+            FolderKind::Rsync => "rsync",
+            FolderKind::Virtiofs => "virtiofs",
+        }
+    }
+}
+
+/// What `type = "auto"` becomes, and why, from what the box says its
+/// kernel shares (`folders` in its metadata; the image index records it)
+/// and whether env boots the box's kernel itself (env's own boxes, which
+/// carry 9p).
+pub fn choose(known: Option<&[String]>, env_kernel: bool) -> (FolderKind, String) {
+    let has = |k: &str| known.is_some_and(|list| list.iter().any(|x| x == k));
+    match known {
+        Some(_) if has("9p") => (FolderKind::NineP, "the box's kernel has 9p".into()),
+        Some(_) if has("virtiofs") => (
+            FolderKind::Virtiofs,
+            "the box's kernel has virtiofs but no 9p".into(),
+        ),
+        Some(_) => (
+            FolderKind::Rsync,
+            "the box's kernel has neither 9p nor virtiofs".into(),
+        ),
+        None if env_kernel => (
+            FolderKind::NineP,
+            "env boots the box's own kernel, which has 9p".into(),
+        ),
+        None => (
+            FolderKind::Rsync,
+            "the box does not say what its kernel shares; rsync works on any guest with rsync (type = \"9p\" or \"virtiofs\" shares live)".into(),
+        ),
+    }
+}
+
+/// The folders with every `auto` one chosen, and one line for each saying
+/// which and why.
+pub fn resolve_auto(
+    folders: &[Folder],
+    known: Option<&[String]>,
+    env_kernel: bool,
+) -> (Vec<Folder>, Vec<String>) {
+    let mut notes = Vec::new();
+    let chosen = folders
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.kind == FolderKind::Auto {
+                let (kind, why) = choose(known, env_kernel);
+                notes.push(format!("folder {}: {} ({why})", f.guest, kind.name()));
+                f.kind = kind;
+            }
+            f
+        })
+        .collect();
+    (chosen, notes)
 }
 
 /// A folder as written.
@@ -38,7 +106,7 @@ pub struct RawFolder {
     pub host: PathBuf,
     /// Guest path (absolute).
     pub guest: String,
-    /// `9p` (default), `virtiofs` or `rsync`.
+    /// `auto` (default), `9p`, `virtiofs` or `rsync`.
     #[serde(rename = "type")]
     pub kind: Option<FolderKind>,
     /// 9p: mount read-only.
@@ -85,7 +153,7 @@ pub fn resolve(
             ));
         }
         let kind = f.kind.unwrap_or_default();
-        if kind.is_live() && f.exclude.is_some() {
+        if kind.is_live() && kind != FolderKind::Auto && f.exclude.is_some() {
             return Err(fail(
                 "exclude",
                 "`exclude` is for rsync folders (9p and virtiofs share the whole folder)".into(),

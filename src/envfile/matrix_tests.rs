@@ -300,3 +300,47 @@ fn the_cache_table_is_read_and_checked() {
     let e = err("[cache]\nenable = true\n[defaults]\nbox = \"x\"\n");
     assert_eq!(e.line, 2);
 }
+
+#[test]
+fn auto_folders_take_what_the_box_kernel_shares() {
+    use super::folders::{FolderKind, choose};
+    let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let both = list(&["9p", "virtiofs"]);
+    let vfs = list(&["virtiofs"]);
+    let none = list(&[]);
+    assert_eq!(choose(Some(&both), false).0, FolderKind::NineP);
+    let (kind, why) = choose(Some(&vfs), false);
+    assert_eq!(kind, FolderKind::Virtiofs);
+    assert!(why.contains("no 9p"), "{why}");
+    assert_eq!(
+        choose(Some(&none), true).0,
+        FolderKind::Rsync,
+        "what the box says wins"
+    );
+    assert_eq!(
+        choose(None, true).0,
+        FolderKind::NineP,
+        "env's own kernel has 9p"
+    );
+    let (kind, why) = choose(None, false);
+    assert_eq!(kind, FolderKind::Rsync);
+    assert!(why.contains("does not say"), "{why}");
+
+    // The default is auto; exclude and readonly both allowed with it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let path = dir.path().join("Envfile");
+    let e = parse(
+        &path,
+        "[defaults]\nbox = \"x\"\nfolders = [{ host = \"src\", guest = \"/srv\", exclude = [\"*.log\"], readonly = true }]\n",
+    )
+    .unwrap();
+    let folder = &e.machines[0].folders[0];
+    assert_eq!(folder.kind, FolderKind::Auto);
+    let (chosen, notes) = super::folders::resolve_auto(&e.machines[0].folders, Some(&vfs), false);
+    assert_eq!(chosen[0].kind, FolderKind::Virtiofs);
+    assert_eq!(
+        notes,
+        ["folder /srv: virtiofs (the box's kernel has virtiofs but no 9p)"]
+    );
+}

@@ -103,7 +103,8 @@ pub fn mount_script(folders: &[Folder]) -> String {
                 "modprobe virtiofs 2>/dev/null || true\nmkdir -p {guest}\nmountpoint -q {guest} || mount -t virtiofs{ro} {tag} {guest}\n",
                 ro = if f.readonly { " -o ro" } else { "" },
             )),
-            FolderKind::Rsync => {}
+            // `auto` is chosen before anything mounts.
+            FolderKind::Rsync | FolderKind::Auto => {}
         }
     }
     s

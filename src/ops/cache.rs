@@ -101,12 +101,12 @@ pub fn prepare(
     store: &Store,
     accel: crate::envfile::Accel,
 ) -> Result<Option<Prepared>> {
-    if not_cacheable(machine).is_some() {
-        return Ok(None);
-    }
     let Ok(stored) = store.find(&machine.boxref.name, machine.boxref.version.as_deref()) else {
         return Ok(None);
     };
+    if not_cacheable(&crate::ops::with_chosen_folders(machine, &stored.dir).0).is_some() {
+        return Ok(None);
+    }
     let key = key_for(project, machine, &stored, &accel.to_string())?;
     let cache = Cache::open()?;
     let _lock = cache.lock(false)?;
@@ -226,7 +226,8 @@ pub fn keep(
     accel: crate::envfile::Accel,
     idempotent: bool,
 ) {
-    if let Some(why) = not_cacheable(machine) {
+    let dir = project.machine_dir(&machine.name);
+    if let Some(why) = not_cacheable(&crate::ops::created_machine(machine, &dir)) {
         ui::step(&machine.name, &format!("cache: not kept: {why}"));
         return;
     }

@@ -26,6 +26,38 @@ use crate::guest::{Guest, SshGuest};
 use crate::machine::{MachineDir, MachineState, Status};
 use anyhow::{Context, Result};
 
+/// `machine` with its `type = "auto"` folders chosen for the box in
+/// `box_dir` (what its metadata says the kernel shares), and one line per
+/// choice saying which and why.
+pub fn with_chosen_folders(
+    machine: &crate::envfile::Machine,
+    box_dir: &std::path::Path,
+) -> (crate::envfile::Machine, Vec<String>) {
+    let meta = crate::boxes::metadata::Metadata::load(box_dir).ok();
+    let env = meta.as_ref().and_then(|m| m.env.as_ref());
+    let known = env.and_then(|e| e.folders.as_deref());
+    let env_kernel = env.is_some_and(|e| e.kernel.is_some());
+    let (folders, notes) =
+        crate::envfile::folders::resolve_auto(&machine.folders, known, env_kernel);
+    let chosen = crate::envfile::Machine {
+        folders,
+        ..machine.clone()
+    };
+    (chosen, notes)
+}
+
+/// `machine` with its `auto` folders chosen for the box it was created
+/// from (unchanged when it was never created).
+pub fn created_machine(
+    machine: &crate::envfile::Machine,
+    dir: &MachineDir,
+) -> crate::envfile::Machine {
+    match dir.load_state() {
+        Ok(Some(state)) => with_chosen_folders(machine, &state.box_dir).0,
+        _ => machine.clone(),
+    }
+}
+
 /// What operations act through: the machine backend and the guest side.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {

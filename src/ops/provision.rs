@@ -88,7 +88,10 @@ pub fn rsync(ctx: &Ctx, project: &Project, machines: &[&Machine], named: bool) -
     for machine in machines {
         let dir = project.machine_dir(&machine.name);
         match ctx.running_state(&dir) {
-            Ok(state) => ctx.guest.sync_folders(&dir, machine, &state.ssh_user)?,
+            Ok(state) => {
+                let machine = crate::ops::with_chosen_folders(machine, &state.box_dir).0;
+                ctx.guest.sync_folders(&dir, &machine, &state.ssh_user)?
+            }
             Err(_) if !named => {}
             Err(e) => return Err(e),
         }

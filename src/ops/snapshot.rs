@@ -205,6 +205,7 @@ pub fn save(
     }
     let started = Instant::now();
     if running {
+        let machine = crate::ops::created_machine(machine, dir);
         if machine.folders.iter().any(|f| f.kind.is_live()) {
             bail!(
                 "machine `{}` shares 9p or virtiofs folders, and QEMU cannot save a VM state \

@@ -134,14 +134,20 @@ pub fn up_boot(
                 if ctx.status(&dir)? == Status::NotCreated {
                     create(ctx, &dir, machine, store, &project.envfile.dir)?;
                 }
+                let state = dir.load_state()?.context("machine state vanished")?;
+                let (machine, notes) = crate::ops::with_chosen_folders(machine, &state.box_dir);
+                for note in notes {
+                    ui::step(&machine.name, &note);
+                }
                 record(&dir, "up", |state| {
-                    boot(ctx, &dir, machine, state, accel, link, None)
+                    boot(ctx, &dir, &machine, state, accel, link, None)
                 })?;
                 Came::Booted
             }
         }
     };
     if came != Came::AlreadyRunning {
+        let machine = &crate::ops::created_machine(machine, &dir);
         record(&dir, "up", |state| {
             if uses_cloud_init(state) {
                 let bar = ui::spinner(&machine.name, "waiting for cloud-init to finish");
@@ -187,6 +193,7 @@ fn restore(
         return Ok(false);
     };
     let dir = project.machine_dir(&machine.name);
+    let machine = &crate::ops::created_machine(machine, &dir);
     let started = record(&dir, "up", |state| {
         boot(
             ctx,

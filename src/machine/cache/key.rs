@@ -210,7 +210,8 @@ pub fn key(machine: &Machine, context: &KeyContext) -> Result<String> {
                 folder.exclude
             ),
         );
-        if folder.kind == crate::envfile::folders::FolderKind::Rsync {
+        use crate::envfile::folders::FolderKind;
+        if matches!(folder.kind, FolderKind::Rsync | FolderKind::Auto) {
             feed.tree("folder-contents", &folder.host)?;
         }
     }
