@@ -87,7 +87,7 @@ if want bios && [ -n "$bios" ] && [ -n "$vagrant_key" ]; then
   benv=$(printf '%s\n' "${bios_env[@]}" | mean)
   echo "| Vagrant-style BIOS box, boot to SSH: env up vs plain qemu + ssh poll | ${benv} s | ${braw} s | $(ratio "$benv" "$braw")x |"
   rm -f "$vkey"
-else
+elif want bios; then
   echo "(no debian-12-bios box or no Vagrant key: the BIOS row is skipped)" >&2
 fi
 # A distribution's cloud image (boxes/debian-12-cloud: GRUB, stock kernel,
@@ -98,7 +98,7 @@ cloud=$(cloud_image)
 if want cloud && [ -n "$cloud" ] && command -v cloud-localds >/dev/null; then
   "$ENV_BIN" box add "$cloud" --name debian-12-cloud >/dev/null
   cloud_dir=$(ls -d "$ENV_HOME"/boxes/debian-12-cloud/*/)
-  cloud_disk=$(ls "$cloud_dir"/*.img "$cloud_dir"/*.qcow2 2>/dev/null | head -n1)
+  cloud_disk=$(ls "$cloud_dir"/*.img "$cloud_dir"/*.qcow2 2>/dev/null | head -n1 || true)
   ckey=$(mktemp -u); ssh-keygen -q -t ed25519 -N "" -f "$ckey"
   raw_ssh=() raw_done=() env_ssh=() env_done=()
   for run in $(seq "$RUNS"); do
@@ -141,7 +141,7 @@ local-hostname: bench
   echo "| cloud image, boot to SSH: env up vs plain qemu + cloud-localds seed + ssh poll | ${es} s | ${rs} s | $(ratio "$es" "$rs")x |"
   echo "| cloud image, to cloud-init finished (env up returns) vs \`cloud-init status --wait\` | ${ed} s | ${rd} s | $(ratio "$ed" "$rd")x |"
   rm -f "$ckey" "$ckey.pub"
-else
+elif want cloud; then
   echo "(no debian-12-cloud image or no cloud-localds: the cloud rows are skipped)" >&2
 fi
 echo "(Vagrant's own figures need vagrant-libvirt and a running libvirtd: see docs/benchmarks.md.)" >&2

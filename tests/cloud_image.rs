@@ -239,6 +239,52 @@ fn a_uefi_only_variant_boots_under_ovmf() {
             .join(".envstate/machines/efi/uefi-vars.fd")
             .exists()
     );
+    let first_instance = p.ok(&[
+        "ssh",
+        "--",
+        "cat /run/cloud-init/.instance-id 2>/dev/null || sudo cat /var/lib/cloud/data/instance-id",
+    ]);
+
+    // Baked into a box: cloud-init's state is cleaned, so a machine from
+    // the baked box is a new instance, runs cloud-init again with its own
+    // key and host key, and keeps what the first one wrote.
+    p.ok(&[
+        "ssh",
+        "--",
+        "echo baked | sudo tee /etc/env-baked >/dev/null",
+    ]);
+    let baked = work.path().join("baked.box");
+    p.ok(&["package", "--output", baked.to_str().unwrap()]);
+    p.ok(&["destroy", "-f"]);
+    p.ok(&[
+        "box",
+        "add",
+        baked.to_str().unwrap(),
+        "--name",
+        "baked",
+        "--version",
+        "2",
+    ]);
+    std::fs::write(
+        p.dir.path().join("Envfile"),
+        "[machines.again]\nbox = \"baked\"\nboot_timeout = \"300s\"\n",
+    )
+    .unwrap();
+    let out = p.env(&["up"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(p.ok(&["ssh", "--", "cat /etc/env-baked"]), "baked\n");
+    assert_eq!(p.ok(&["ssh", "--", "hostname"]), "again\n");
+    let status = p.ok(&["ssh", "--", "cloud-init status"]);
+    assert!(status.contains("done"), "{status}");
+    let second_instance = p.ok(&[
+        "ssh",
+        "--",
+        "cat /run/cloud-init/.instance-id 2>/dev/null || sudo cat /var/lib/cloud/data/instance-id",
+    ]);
+    assert_ne!(
+        first_instance, second_instance,
+        "a new machine is a new instance"
+    );
     p.ok(&["destroy", "-f"]);
 }
 
