@@ -164,10 +164,18 @@ fn status_reports_running_with_its_qemu() {
 #[test]
 fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
     let _slot = GuestSlot::take();
-    let p = TestProject::with_box(
-        "[defaults]\nbox = \"debian-12\"\ndisk = \"10G\"\n[logs]\nforward = true\n",
-    );
+    let envfile = |memory: &str, step: &str| {
+        format!(
+            "[defaults]\nbox = \"debian-12\"\ndisk = \"10G\"\nmemory = \"{memory}\"\nprovision = [{{ type = \"shell\", inline = \"echo {step}\" }}]\n[logs]\nforward = true\n"
+        )
+    };
+    let p = TestProject::with_box(&envfile("1G", "one"));
     p.ok(&["up"]);
+    let drift = |p: &TestProject| p.status()[0]["drift"].clone();
+    assert_eq!(
+        drift(&p),
+        serde_json::json!({ "reload": [], "provision": false })
+    );
     p.ok(&["ssh", "--", "echo kept > ~/marker && sync"]);
     // The guest's journal streams to the host while the machine runs.
     p.ok(&["ssh", "--", "logger env-journal-marker"]);
@@ -183,6 +191,21 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
         "{size}"
     );
 
+    // Drift: the Envfile changed under the running machine.
+    std::fs::write(p.dir.path().join("Envfile"), envfile("768M", "two")).unwrap();
+    assert_eq!(
+        drift(&p),
+        serde_json::json!({ "reload": ["memory"], "provision": true })
+    );
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains("memory changed since it booted: `env reload`")
+            && status.contains("`env provision`"),
+        "{status}"
+    );
+    p.ok(&["provision"]);
+    assert_eq!(drift(&p)["provision"], false);
+
     // reload = halt (ACPI power-off) + up.
     let out = p.env(&["reload"]);
     assert!(out.status.success(), "{}", text(&out).1);
@@ -191,6 +214,11 @@ fn halt_and_up_keep_the_disk_destroy_and_up_start_from_nothing() {
         p.ok(&["ssh", "--", "cat ~/marker"]),
         "kept\n",
         "halt + up keeps the disk"
+    );
+    assert_eq!(
+        drift(&p)["reload"],
+        serde_json::json!([]),
+        "booted with the new memory"
     );
     p.ok(&["halt", "--force"]);
     assert_eq!(p.state_of("default"), "halted");

@@ -350,6 +350,7 @@ pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
                     "vm_state": m.details.vm_state,
                     "last_action": m.last_action,
                     "last_error": m.last_error,
+                    "drift": m.drift,
                 })
             })
             .collect();
@@ -372,10 +373,15 @@ pub fn status(ctx: &Ctx, envfile: Option<&Path>, json: bool) -> Result<i32> {
                 "died ({} exited without env halt)",
                 ctx.backend.hypervisor()
             ),
+            Status::Running => match m.drift.describe() {
+                Some(drift) => format!("running ({drift})"),
+                None => "running".into(),
+            },
             other => other.word().replace('_', " "),
         };
         let colored = match m.status {
             Status::Running if m.paused.is_some() => ui::paint(&word, "31"),
+            Status::Running if m.drift.describe().is_some() => ui::paint(&word, "33"),
             Status::Running => ui::paint(&word, "32"),
             Status::Died => ui::paint(&word, "31"),
             _ => word,

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod dir;
+pub mod drift;
 pub mod project;
 pub mod state;
 

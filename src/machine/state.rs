@@ -97,6 +97,14 @@ pub struct MachineState {
     pub last_action: String,
     /// The last action's error, if it failed.
     pub last_error: Option<String>,
+    /// The Envfile settings it booted with (what `env status` compares to
+    /// say a reload is due).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub booted_with: std::collections::BTreeMap<String, String>,
+    /// A digest of its provisioners and their inputs when they last ran
+    /// in full (compared to say `env provision` is due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_with: Option<String>,
     /// The provisioning cache entry it was restored from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_cache: Option<CacheOrigin>,
@@ -130,6 +138,8 @@ impl MachineState {
             running: false,
             last_action: "create".into(),
             last_error: None,
+            booted_with: Default::default(),
+            provisioned_with: None,
             from_cache: None,
         }
     }

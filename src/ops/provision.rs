@@ -31,10 +31,14 @@ pub fn provision_machine(
         None
     };
     let mut steps = Vec::new();
+    // What the provisioners read, as they are now (a file gone: unknown).
+    let digest =
+        crate::machine::cache::key::provisioners_digest(machine, &project.envfile.dir).ok();
     record(&dir, "provision", |state| {
         steps = ctx.guest.provision(&dir, &chosen, inventory.as_deref())?;
         if *selection == Selection::Normal {
             state.provisioned = true;
+            state.provisioned_with = digest.clone();
         }
         Ok(())
     })?;

@@ -32,6 +32,57 @@ pub struct MachineStatus {
     pub last_error: Option<String>,
     /// Why the hypervisor holds a running machine stopped.
     pub paused: Option<String>,
+    /// What changed in the Envfile since it booted or was provisioned.
+    pub drift: Drift,
+}
+
+/// What changed in the Envfile since a running machine booted (fields a
+/// reload applies) or was provisioned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// Envfile fields that differ from what it booted with.
+    pub reload: Vec<String>,
+    /// Its provisioners, or what they read, changed since they last ran.
+    pub provision: bool,
+}
+
+impl Drift {
+    /// One line for people, or `None` when nothing changed.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.reload.is_empty() {
+            parts.push(format!(
+                "{} changed since it booted: `env reload`",
+                self.reload.join(", ")
+            ));
+        }
+        if self.provision {
+            parts.push("provisioning changed since it ran: `env provision`".into());
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// What changed for a running machine: its recorded boot settings and
+/// provisioning digest against the Envfile now.
+fn drift_of(
+    project: &Project,
+    machine: &Machine,
+    dir: &crate::machine::MachineDir,
+    state: &crate::machine::MachineState,
+) -> Drift {
+    let now = crate::machine::drift::boot_settings(&crate::ops::created_machine(machine, dir));
+    let provision = match (&state.provisioned_with, state.provisioned) {
+        (Some(then), true) => {
+            crate::machine::cache::key::provisioners_digest(machine, &project.envfile.dir)
+                .map_or(true, |d| &d != then)
+        }
+        _ => false,
+    };
+    Drift {
+        reload: crate::machine::drift::changed(&state.booted_with, &now),
+        provision,
+    }
 }
 
 /// The status of every machine of the project, in Envfile order.
@@ -66,6 +117,10 @@ pub fn statuses(ctx: &Ctx, project: &Project) -> Result<Vec<MachineStatus>> {
             },
             last_action: state.as_ref().map(|s| s.last_action.clone()),
             last_error: state.as_ref().and_then(|s| s.last_error.clone()),
+            drift: match (&state, running) {
+                (Some(s), true) => drift_of(project, machine, &dir, s),
+                _ => Drift::default(),
+            },
         });
     }
     Ok(all)

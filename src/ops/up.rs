@@ -438,6 +438,7 @@ fn boot(
         resume_snapshot: resume,
     })?;
     state.accel = Some(booted.accel);
+    state.booted_with = crate::machine::drift::boot_settings(machine);
     state.set_ssh_endpoint(Some(&booted.ssh));
     state.forwards = booted.forwards;
     state.running = true;

@@ -219,6 +219,13 @@ pub fn key(machine: &Machine, context: &KeyContext) -> Result<String> {
     if let Some(user_data) = &machine.cloud_init_user_data {
         feed.tree("user-data", user_data)?;
     }
+    feed_provisioners(&mut feed, machine, project)?;
+    Ok(hex(feed))
+}
+
+/// Feeds every provisioner's settings and inputs (what `key` and
+/// [`provisioners_digest`] share).
+fn feed_provisioners(feed: &mut Feed, machine: &Machine, project: &Path) -> Result<()> {
     for p in &machine.provisioners {
         feed.text("provisioner", &format!("{} {:?}", p.name, p.run));
         match &p.action {
@@ -273,10 +280,21 @@ pub fn key(machine: &Machine, context: &KeyContext) -> Result<String> {
             }
         }
     }
-    Ok(feed
-        .0
+    Ok(())
+}
+
+/// A digest of the machine's provisioners and everything they read: what
+/// `env status` compares to say provisioning is out of date.
+pub fn provisioners_digest(machine: &Machine, project_dir: &Path) -> Result<String> {
+    let mut feed = Feed(Sha256::new());
+    feed_provisioners(&mut feed, machine, project_dir)?;
+    Ok(hex(feed))
+}
+
+fn hex(feed: Feed) -> String {
+    feed.0
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
