@@ -303,24 +303,7 @@ fn create(
         (Ok(b), _) => b,
         // Missing, with a place to fetch it from: fetch it.
         (Err(_), Some(url)) => {
-            ui::step(
-                &machine.name,
-                &format!(
-                    "box `{}` is not in the store: fetching {url}",
-                    machine.boxref.name
-                ),
-            );
-            let request = crate::boxes::fetch::AddRequest {
-                source: url.clone(),
-                name: Some(machine.boxref.name.clone()),
-                version: wanted.map(String::from),
-                checksum: machine.boxref.checksum.clone(),
-                force: false,
-                image: Default::default(),
-            };
-            crate::boxes::fetch::add(store, &request).with_context(|| {
-                format!("cannot fetch the box of `{}` from {url}", machine.name)
-            })?;
+            fetch_missing(store, machine, url, url)?;
             store.find(&machine.boxref.name, wanted)?
         }
         // Missing, and an image index name: fetch the pinned image; a
@@ -345,27 +328,8 @@ fn create(
                 }
                 None if registry::is_registry_name(&machine.boxref.name) => {
                     let server = registry::server(machine.boxref.server.as_deref());
-                    ui::step(
-                        &machine.name,
-                        &format!(
-                            "box `{}` is not in the store: fetching it from the registry {server}",
-                            machine.boxref.name
-                        ),
-                    );
-                    let request = crate::boxes::fetch::AddRequest {
-                        source: registry::catalog_url(&server, &machine.boxref.name),
-                        name: Some(machine.boxref.name.clone()),
-                        version: wanted.map(String::from),
-                        checksum: machine.boxref.checksum.clone(),
-                        force: false,
-                        image: Default::default(),
-                    };
-                    crate::boxes::fetch::add(store, &request).with_context(|| {
-                        format!(
-                            "cannot fetch the box `{}` of `{}` from the registry {server}",
-                            machine.boxref.name, machine.name
-                        )
-                    })?;
+                    let catalog = registry::catalog_url(&server, &machine.boxref.name);
+                    fetch_missing(store, machine, &catalog, &format!("the registry {server}"))?;
                 }
                 None => return Err(e),
             }
@@ -413,6 +377,35 @@ fn create(
         .with_context(|| format!("cannot create {}", dir.root.display()))?;
     store.add_user(&stored, &dir.root)?;
     Ok(())
+}
+
+/// Adds the machine's missing box from `source` (a box or a catalog, as
+/// `env box add` takes them), with its name, version constraint and
+/// checksum, saying it fetches from `place`.
+fn fetch_missing(store: &Store, machine: &Machine, source: &str, place: &str) -> Result<()> {
+    ui::step(
+        &machine.name,
+        &format!(
+            "box `{}` is not in the store: fetching it from {place}",
+            machine.boxref.name
+        ),
+    );
+    let request = crate::boxes::fetch::AddRequest {
+        source: source.to_string(),
+        name: Some(machine.boxref.name.clone()),
+        version: machine.boxref.version.clone(),
+        checksum: machine.boxref.checksum.clone(),
+        force: false,
+        image: Default::default(),
+    };
+    crate::boxes::fetch::add(store, &request)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot fetch the box `{}` of `{}` from {place}",
+                machine.boxref.name, machine.name
+            )
+        })
 }
 
 /// Starts the machine through the backend (from snapshot `resume`'s VM
