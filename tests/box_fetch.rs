@@ -464,6 +464,33 @@ fn registry_names_resolve_as_vagrant_resolves_them() {
         .collect();
     assert!(asked.len() >= 2, "both asked the registry: {asked:?}");
 
+    // A hostile registry answer naming a file of this host is refused
+    // (the catalog rules: over HTTP, boxes over HTTP(S) only).
+    let evil = files.path().join("evil.json");
+    std::fs::write(
+        &evil,
+        registry_catalog(
+            "acme/evil",
+            "file:///etc/hostname",
+            &"0".repeat(64),
+            "/etc/hostname",
+        ),
+    )
+    .unwrap();
+    server.serve("registry/acme/evil", evil);
+    let out = p
+        .cmd(&["box", "add", "acme/evil"])
+        .env("ENV_BOX_SERVER", &registry)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("a file on this host"),
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(listed(&p).len(), 1, "nothing added");
+
     // A name the registry does not know: the error names the URL.
     let out = p
         .cmd(&["box", "add", "acme/nope"])
