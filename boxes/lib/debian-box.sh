@@ -26,6 +26,13 @@ BOOT=${BOOT:-kernel}
 # The first-contact key in the box: env's well-known key, or `vagrant` for
 # Vagrant's insecure key (taken from the host's Vagrant installation).
 FIRST_CONTACT_KEY=${FIRST_CONTACT_KEY:-env}
+# The box's init: `systemd` (Debian's default) or `openrc` (sysvinit starting
+# OpenRC: a stand-in for Alpine's or Gentoo's init).
+INIT=${INIT:-systemd}
+# Whose database says what is installed: `dpkg`, or `rpm` (a stand-in for
+# an rpm-based guest: an rpm package installed with rpm, dpkg's database
+# moved aside once the box's package list is written).
+PACKAGE_DB=${PACKAGE_DB:-dpkg}
 
 for tool in mmdebstrap mkfs.ext4 qemu-img tar gzip xz readelf; do
   command -v "$tool" >/dev/null || { echo "debian-box: '$tool' is missing (apt-get install mmdebstrap e2fsprogs qemu-utils xz-utils binutils)" >&2; exit 1; }
@@ -48,6 +55,8 @@ case "$FIRST_CONTACT_KEY" in
     [ -n "$pubkey" ] || { echo "debian-box: FIRST_CONTACT_KEY=vagrant needs Vagrant's insecure key (apt-get install vagrant)" >&2; exit 1; } ;;
   *) echo "debian-box: FIRST_CONTACT_KEY must be env or vagrant, not '$FIRST_CONTACT_KEY'" >&2; exit 1 ;;
 esac
+case "$INIT" in systemd|openrc) ;; *) echo "debian-box: INIT must be systemd or openrc, not '$INIT'" >&2; exit 1 ;; esac
+case "$PACKAGE_DB" in dpkg|rpm) ;; *) echo "debian-box: PACKAGE_DB must be dpkg or rpm, not '$PACKAGE_DB'" >&2; exit 1 ;; esac
 step() { printf '==> %s\n' "$*" >&2; }
 
 # Extracts the uncompressed kernel from a bzImage: QEMU boots it through its
@@ -123,6 +132,9 @@ finish() {
   kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
   echo "$kver" > "$out/kver"
   chroot "$root" dpkg-query -W -f '${Package}\t${Version}\n' > "$out/packages.txt"
+  if [ "$PACKAGE_DB" = rpm ]; then
+    mv "$root/var/lib/dpkg" "$root/var/lib/dpkg.env-standin"
+  fi
   local disk_bytes=$((DISK_GIB * 1024 * 1024 * 1024))
   if [ "$BOOT" = kernel ]; then
     cp "$kernel" "$out/vmlinuz"
@@ -208,7 +220,7 @@ mmdebstrap --variant=minbase --include="$packages" \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"' \
   --setup-hook="cp '$lib/debian-rootfs/etc/initramfs-tools/conf.d/env.conf' \"\$1/etc/initramfs-tools/conf.d/\"" \
   --setup-hook='printf "%s\n" virtio_pci virtio_blk ext4 > "$1/usr/share/initramfs-tools/modules.d/env-virtio"' \
-  --customize-hook="'$lib/customize-debian.sh' \"\$1\" '$lib/debian-rootfs' '$pubkey'" \
+  --customize-hook="'$lib/customize-debian.sh' \"\$1\" '$lib/debian-rootfs' '$pubkey' '$INIT' '$PACKAGE_DB'" \
   --customize-hook="'$lib/debian-box.sh' '$config' '$output' --finish \"\$1\" '$work/box'" \
   "$SUITE" /dev/null </dev/null
 

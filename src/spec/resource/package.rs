@@ -34,7 +34,7 @@ impl Resource for Package {
             "if [ -r /var/lib/dpkg/status ]; then val {id} manager dpkg\n\
              elif has rpm; then\n\
              if rpm -q {n} >/dev/null 2>&1; then val {id} installed 1; else val {id} installed 0; fi\n\
-             val {id} version \"$(rpm -q --qf '%{{EPOCHNUM}}:%{{VERSION}}-%{{RELEASE}}' {n} 2>/dev/null)\"\n\
+             val {id} version \"$(rpm -q --qf '%|EPOCH?{{%{{EPOCH}}:}}:{{}}|%{{VERSION}}-%{{RELEASE}}' {n} 2>/dev/null)\"\n\
              elif has apk; then\n\
              if apk info -e {n} >/dev/null 2>&1; then val {id} installed 1; else val {id} installed 0; fi\n\
              val {id} version \"$(apk info -v {n} 2>/dev/null | head -n1)\"\n\
