@@ -100,6 +100,61 @@ memory = "512M"
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("all digits"));
 
+    // Suspend: memory saved, QEMU gone; resume runs on where it was (same
+    // boot, a process started before still there, the clock now).
+    let sleeper = p.ok(&[
+        "ssh",
+        "--",
+        "setsid sleep 900 </dev/null >/dev/null 2>&1 & echo $!",
+    ]);
+    let said = text(&p.env(&["suspend"])).1;
+    assert!(said.contains("suspended in"), "{said}");
+    assert_eq!(p.state_of("app"), "suspended");
+    let out = p.env(&["ssh", "--", "true"]);
+    assert!(
+        text(&out).1.contains("`env resume app`"),
+        "{}",
+        text(&out).1
+    );
+    let out = p.env(&["snapshot", "save", "while-suspended"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("is suspended"), "{}", text(&out).1);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    p.ok(&["resume"]);
+    assert_eq!(p.state_of("app"), "running");
+    assert_eq!(
+        p.ok(&["ssh", "--", "cat /proc/sys/kernel/random/boot_id"]),
+        boot_id,
+        "resume does not boot"
+    );
+    p.ok(&["ssh", "--", &format!("kill -0 {}", sleeper.trim())]);
+    let skew: i64 = p
+        .ok(&["ssh", "--", "date +%s"])
+        .trim()
+        .parse::<i64>()
+        .unwrap()
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+    assert!(skew.abs() <= 2, "guest clock off by {skew} s after resume");
+    assert!(names(&p).is_empty(), "the saved state is gone once resumed");
+    // `env up` resumes too; `env halt` of a suspended machine discards its
+    // state, and the next up boots.
+    p.ok(&["suspend"]);
+    let said = text(&p.env(&["up"])).1;
+    assert!(said.contains("resuming where it was suspended"), "{said}");
+    p.ok(&["suspend"]);
+    let said = text(&p.env(&["halt"])).1;
+    assert!(said.contains("saved state discarded"), "{said}");
+    assert_eq!(p.state_of("app"), "halted");
+    assert!(names(&p).is_empty());
+    p.ok(&["up"]);
+    assert_ne!(
+        p.ok(&["ssh", "--", "cat /proc/sys/kernel/random/boot_id"]),
+        boot_id
+    );
+
     // Halted: disks only, through qemu-img; the next up boots from it.
     p.ok(&["ssh", "--", "sudo touch /etc/kept-by-cold-snapshot && sync"]);
     p.ok(&["halt"]);

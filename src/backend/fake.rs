@@ -93,7 +93,10 @@ impl Backend for FakeBackend {
 
     fn start(&self, request: &BootRequest<'_>) -> Result<Booted> {
         let dir = request.dir;
-        self.note("start", dir);
+        match request.resume_snapshot {
+            Some(tag) => self.note(&format!("start from {tag}"), dir),
+            None => self.note("start", dir),
+        }
         if self
             .fail_start
             .lock()

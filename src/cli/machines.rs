@@ -169,6 +169,65 @@ pub fn ssh_config(ctx: &Ctx, envfile: Option<&Path>, names: &[String]) -> Result
     Ok(0)
 }
 
+/// The named machines, or (none named) those in status `wanted`.
+fn named_or_in<'a>(
+    ctx: &Ctx,
+    project: &'a Project,
+    names: &[String],
+    wanted: Status,
+) -> Result<Vec<&'a crate::envfile::Machine>> {
+    let mut machines = project.select(names)?;
+    if names.is_empty() {
+        machines.retain(|m| ctx.status(&project.machine_dir(&m.name)).ok() == Some(wanted));
+    }
+    Ok(machines)
+}
+
+/// `env suspend`: the named machines, or every running one.
+pub fn suspend(ctx: &Ctx, envfile: Option<&Path>, names: &[String]) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let _lock = project.lock()?;
+    let machines = named_or_in(ctx, &project, names, Status::Running)?;
+    if machines.is_empty() {
+        ui::line("no machine is running: nothing to suspend");
+    }
+    for machine in machines {
+        ops::suspend::suspend(ctx, &project, machine)?;
+    }
+    Ok(0)
+}
+
+/// `env resume`: the named machines, or every suspended one, started where
+/// they were (provisioned after when asked).
+pub fn resume(ctx: &Ctx, envfile: Option<&Path>, names: &[String], provision: bool) -> Result<i32> {
+    let project = Project::load(envfile)?;
+    let _lock = project.lock()?;
+    let machines = named_or_in(ctx, &project, names, Status::Suspended)?;
+    if machines.is_empty() {
+        ui::line("no machine is suspended: nothing to resume");
+    }
+    for machine in &machines {
+        let status = ctx.status(&project.machine_dir(&machine.name))?;
+        if !matches!(status, Status::Suspended | Status::Running) {
+            bail!(
+                "machine `{0}` is not suspended ({1}): `env up {0}` boots it",
+                machine.name,
+                status.word().replace('_', " ")
+            );
+        }
+    }
+    let options = ops::up::UpOptions {
+        accel: None,
+        provision: provision.then_some(true),
+        cache: ops::up::CacheMode::Off,
+    };
+    let store = Store::open()?;
+    for machine in machines {
+        ops::up::up(ctx, &project, machine, &store, &options)?;
+    }
+    Ok(0)
+}
+
 /// `env destroy`, asking first unless `force`.
 pub fn destroy(
     ctx: &Ctx,

@@ -138,6 +138,20 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Save running machines' memory to their disks and stop them
+    /// (`env resume` or `env up` starts them where they were).
+    Suspend {
+        /// Machines (default: all running).
+        names: Vec<String>,
+    },
+    /// Start suspended machines where they were suspended.
+    Resume {
+        /// Machines (default: all suspended).
+        names: Vec<String>,
+        /// Run the provisioners after resuming.
+        #[arg(long)]
+        provision: bool,
+    },
     /// Shut machines down (ACPI, then QEMU quit, then kill).
     Halt {
         /// Machines (default: all).
@@ -359,6 +373,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Commands::SshConfig { names } => machines::ssh_config(ctx, envfile, &names),
         Commands::Status { json } => machines::status(ctx, envfile, json),
         Commands::Port { name, json } => machines::port(ctx, envfile, name.as_deref(), json),
+        Commands::Suspend { names } => machines::suspend(ctx, envfile, &names),
+        Commands::Resume { names, provision } => machines::resume(ctx, envfile, &names, provision),
         Commands::Halt { names, force } => {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;

@@ -40,6 +40,9 @@ pub enum Status {
     /// The machine is gone but env did not halt it (killed, crashed, or the guest
     /// powered itself off). The disk is kept.
     Died,
+    /// Suspended by env: its memory saved on its disks, no hypervisor
+    /// running; `env resume` starts it where it was.
+    Suspended,
 }
 
 impl Status {
@@ -50,6 +53,7 @@ impl Status {
             Status::Running => "running",
             Status::Halted => "halted",
             Status::Died => "died",
+            Status::Suspended => "suspended",
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct MachineState {
     /// in full (compared to say `env provision` is due).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned_with: Option<String>,
+    /// `env suspend` saved its memory and stopped it (`running` is false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     /// The provisioning cache entry it was restored from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_cache: Option<CacheOrigin>,
@@ -140,6 +147,7 @@ impl MachineState {
             last_error: None,
             booted_with: Default::default(),
             provisioned_with: None,
+            suspended: false,
             from_cache: None,
         }
     }

@@ -37,6 +37,14 @@ pub fn halt(ctx: &Ctx, project: &Project, name: &str, force: bool) -> Result<()>
             name,
             &format!("halted in {:.1} s", started.elapsed().as_secs_f64()),
         );
+    } else if status == Status::Suspended {
+        let machine = crate::ops::created_machine(project.one(Some(name))?, &dir);
+        crate::ops::suspend::discard(ctx, &dir, &machine)?;
+        state = dir.load_state()?.context("machine state vanished")?;
+        ui::step(
+            name,
+            "saved state discarded: halted (its next `env up` boots)",
+        );
     } else {
         ui::step(name, "already halted");
     }
@@ -78,6 +86,15 @@ pub fn destroy(
     ctx.guest.stop_journal(&dir);
     ctx.guest.disconnect(&dir);
     ctx.backend.remove(&dir);
+    if matches!(ctx.status(&dir), Ok(Status::Suspended))
+        && let Ok(machine) = project.one(Some(name))
+    {
+        // Kept disks outlive the machine: not with its saved state in them.
+        let machine = crate::ops::created_machine(machine, &dir);
+        if let Err(e) = crate::ops::suspend::discard(ctx, &dir, &machine) {
+            ui::step(name, &format!("{e:#}"));
+        }
+    }
     let state = dir.load_state().ok().flatten();
     if let Some(run) =
         crate::ops::logs::archive(&project.state_dir, &dir, project.envfile.logs_keep)?

@@ -4,6 +4,7 @@
 //! fakes (`ops/tests.rs`).
 
 pub mod cache;
+pub mod coverage;
 pub mod doctor;
 pub mod down;
 pub mod logs;
@@ -12,6 +13,7 @@ pub mod parallel;
 pub mod provision;
 pub mod snapshot;
 pub mod status;
+pub mod suspend;
 pub mod test;
 pub mod transfer;
 pub mod up;
@@ -80,7 +82,14 @@ impl Ctx<'static> {
 impl Ctx<'_> {
     /// A machine's status.
     pub fn status(&self, dir: &MachineDir) -> Result<Status> {
-        self.backend.status(dir)
+        let status = self.backend.status(dir)?;
+        // Only env knows a stopped machine's memory is saved on its disks.
+        // (A corrupt state file is the backend's to report, or not.)
+        if status == Status::Halted && dir.load_state().ok().flatten().is_some_and(|s| s.suspended)
+        {
+            return Ok(Status::Suspended);
+        }
+        Ok(status)
     }
 
     /// The state of a running machine whose SSH is set up; otherwise an
@@ -99,6 +108,11 @@ impl Ctx<'_> {
                 }
                 Ok(state)
             }
+            (Status::Suspended, _) => anyhow::bail!(
+                "machine `{}` is suspended: `env resume {}` first",
+                dir.name,
+                dir.name
+            ),
             _ => anyhow::bail!(
                 "machine `{}` is not running: `env up {}` first",
                 dir.name,

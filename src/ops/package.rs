@@ -76,7 +76,8 @@ pub fn package(
     // cloud-init installs each machine's host key from its seed, as fw_cfg
     // boxes get theirs: the baked one just goes.
     let env_host_keys = cloud_init || env_boot.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
-    let packages = match ctx.status(&dir)? {
+    let status = ctx.status(&dir)?;
+    let packages = match status {
         Status::Running => {
             ui::step(
                 &machine.name,
@@ -97,8 +98,9 @@ pub fn package(
             packages
         }
         _ => bail!(
-            "machine `{}` is halted: `env up {}` it first, so env can clean it before packaging",
+            "machine `{}` is {}: `env up {}` it first, so env can clean it before packaging",
             machine.name,
+            status.word().replace('_', " "),
             machine.name
         ),
     };

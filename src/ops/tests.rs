@@ -5,7 +5,7 @@
 use super::down::{destroy, halt};
 use super::parallel::up_all;
 use super::up::{UpOptions, up};
-use super::{Ctx, snapshot};
+use super::{Ctx, snapshot, suspend};
 use crate::backend::fake::{Calls, FakeBackend};
 use crate::boxes::Store;
 use crate::guest::fake::FakeGuest;
@@ -364,4 +364,76 @@ fn a_machine_from_the_release_before_works_on() {
     assert_eq!(w.status("web"), Status::Halted);
     destroy(&w.ctx(), &w.project, "web", &w.store, false).unwrap();
     assert_eq!(w.status("web"), Status::NotCreated);
+}
+
+#[test]
+fn suspend_saves_then_stops_and_up_resumes_from_the_saved_state() {
+    let w = World::new(ONE);
+    let machine = w.project.envfile.machine("web").unwrap();
+    w.up("web").unwrap();
+    w.take_calls();
+    suspend::suspend(&w.ctx(), &w.project, machine).unwrap();
+    assert_eq!(
+        w.take_calls(),
+        [
+            "run web sync",
+            "snapshot Save env-suspend 1 live=true web",
+            "stop_journal web",
+            "disconnect web",
+            "stop web",
+        ]
+    );
+    assert_eq!(w.status("web"), Status::Suspended);
+    // Commands that need the guest say how to get it back.
+    let err = w.ctx().running_state(&w.project.machine_dir("web"));
+    assert!(format!("{:#}", err.unwrap_err()).contains("`env resume web`"));
+    // `up` resumes: from the saved state, clock set, state deleted, no
+    // provisioning, no readiness wait for services that never stopped.
+    w.up("web").unwrap();
+    assert_eq!(
+        w.take_calls(),
+        [
+            "start from env-suspend web",
+            "wait_ready kvm1.example:40022 via ops@kvm1.example",
+            "connect web kvm1.example:40022 via ops@kvm1.example",
+            "set_guest_clock web",
+            "snapshot Delete env-suspend 1 live=true web",
+            "run web sudo -n sh -s",
+            "sync_folders web as vagrant",
+        ]
+    );
+    assert_eq!(w.status("web"), Status::Running);
+    let state = w.project.machine_dir("web").load_state().unwrap().unwrap();
+    assert!(!state.suspended && state.running);
+
+    // Halt of a suspended machine throws the state away: the next up boots.
+    suspend::suspend(&w.ctx(), &w.project, machine).unwrap();
+    halt(&w.ctx(), &w.project, "web", false).unwrap();
+    assert_eq!(w.status("web"), Status::Halted);
+    w.take_calls();
+    w.up("web").unwrap();
+    assert_eq!(w.take_calls()[0], "start web");
+}
+
+#[test]
+fn machines_with_live_folders_or_raw_disks_are_not_suspended() {
+    let w = World::new(
+        r#"
+[defaults]
+box = "fake"
+[machines.shares]
+folders = [{ host = ".", guest = "/p", type = "9p", readonly = true }]
+[machines.raw]
+disks = [{ name = "db", size = "1G", format = "raw" }]
+"#,
+    );
+    for (name, why) in [("shares", "9p or virtiofs"), ("raw", "`db` is a raw image")] {
+        w.up(name).unwrap();
+        w.take_calls();
+        let machine = w.project.envfile.machine(name).unwrap();
+        let err = suspend::suspend(&w.ctx(), &w.project, machine).unwrap_err();
+        assert!(format!("{err:#}").contains(why), "{err:#}");
+        assert_eq!(w.take_calls(), Vec::<String>::new(), "nothing done");
+        assert_eq!(w.status(name), Status::Running);
+    }
 }

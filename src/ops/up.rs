@@ -14,6 +14,7 @@ use crate::machine::project::Project;
 use crate::machine::state::Accelerator;
 use crate::machine::{MachineDir, MachineState, Status};
 use crate::ops::provision::provision_machine;
+use crate::ops::suspend::{self, SUSPEND_TAG};
 use crate::ops::{Ctx, cache, paused_message, record};
 use crate::util::ui;
 use anyhow::{Context, Result, bail};
@@ -58,6 +59,8 @@ pub enum Came {
     Booted,
     /// It started from a provisioning cache entry (provisioned already).
     Restored,
+    /// It was suspended and runs on where it was.
+    Resumed,
 }
 
 /// The accelerator asked for: the command line, else `ENV_ACCEL`, else the
@@ -120,6 +123,15 @@ pub fn up_boot(
                 await_ssh(ctx, &dir, machine, state, &endpoint, accel, Instant::now())
             })?;
             Came::Booted
+        }
+        Status::Suspended => {
+            resume(
+                ctx,
+                &dir,
+                machine,
+                plan.link_of(&machine.name).filter(|_| me.ip.is_some()),
+            )?;
+            Came::Resumed
         }
         status => {
             let accel = requested_accel(options.accel, machine.accel)?;
@@ -226,6 +238,34 @@ fn restore(
     }
 }
 
+/// Starts a suspended machine from its saved state, under the accelerator
+/// it was saved under (a VM state does not move between them).
+fn resume(
+    ctx: &Ctx,
+    dir: &MachineDir,
+    machine: &Machine,
+    link: Option<network::PrivateLink>,
+) -> Result<()> {
+    let state = dir.load_state()?.context("machine state vanished")?;
+    let accel = match state.accel {
+        Some(Accelerator::Kvm) => Accel::Kvm,
+        _ => Accel::Tcg,
+    };
+    let machine = &crate::ops::created_machine(machine, dir);
+    ui::step(&machine.name, "resuming where it was suspended");
+    record(dir, "resume", |state| {
+        boot(ctx, dir, machine, state, accel, link, Some(SUSPEND_TAG))
+    })
+    .and_then(|()| suspend::resumed(ctx, dir, machine))
+    .with_context(|| {
+        format!(
+            "cannot resume `{0}` from its saved state (`env halt {0}` discards it: the disks \
+             keep what was synced when it was suspended, and `env up {0}` boots them)",
+            machine.name
+        )
+    })
+}
+
 /// Lets a machine the hypervisor paused (its disk found the host full) run
 /// again; when the write fails again at once, says so and leaves it paused.
 fn resume_paused(ctx: &Ctx, dir: &MachineDir, why: &str) -> Result<()> {
@@ -266,6 +306,8 @@ pub fn up_provision(
         // A machine from the cache was provisioned before it was kept.
         _ if came == Came::Restored => Some(Selection::AlwaysOnly),
         Some(true) => Some(Selection::Normal),
+        // A resumed machine runs on: nothing started anew.
+        None if came == Came::Resumed => None,
         None if !state.provisioned => Some(Selection::Normal),
         None if booted => Some(Selection::AlwaysOnly),
         None => None,
@@ -281,7 +323,9 @@ pub fn up_provision(
             Ok(())
         }
         // Booted again without provisioning: its services start anew.
-        None if booted => crate::ops::provision::wait_ready(ctx, &dir, machine),
+        None if booted && came != Came::Resumed => {
+            crate::ops::provision::wait_ready(ctx, &dir, machine)
+        }
         None => Ok(()),
     }
 }
