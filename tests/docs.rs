@@ -189,6 +189,7 @@ fn as_envfile(example: &str, dir: &Path) -> String {
         "suites",
         "cache",
         "vars",
+        "triggers",
         "",
     ];
     let body = if !envfile_tables.contains(&first_table) {

@@ -1,6 +1,8 @@
 //! Provisioners on a real guest: shell (inline, script file, arguments,
 //! environment, as root or not), file uploads (file and folder, modes kept),
-//! a failing step, `run = "always"`, `env provision --with`, the log.
+//! a failing step, `run = "always"`, `env provision --with`, the log;
+//! triggers (host commands and guest scripts around up, reload, provision
+//! and halt) on the same machine.
 
 mod common;
 
@@ -23,6 +25,25 @@ provision = [
   { type = "shell", name = "boots", run = "always", inline = "echo boot >> /var/tmp/boots" },
   { type = "shell", name = "broken", run = "never", inline = "echo about to fail; exit 7" },
 ]
+
+[[triggers]]
+name = "stamp"
+when = "before"
+on = ["up", "reload"]
+run = "echo \"$ENV_TRIGGER_ACTION $ENV_MACHINE\" >> host-trail"
+
+[[triggers]]
+name = "guest-side"
+when = "after"
+on = ["up", "provision"]
+info = "recording in the guest"
+run_remote = "echo \"$ENV_TRIGGER_WHEN $ENV_TRIGGER_ACTION\" >> /var/tmp/trail; id -un > /var/tmp/trigger-user"
+
+[[triggers]]
+name = "gate"
+when = "before"
+on = ["halt"]
+run = "test ! -e block-halt"
 "#;
 
 #[test]
@@ -55,6 +76,7 @@ fn provisioners_run_in_order_stream_log_and_fail_clearly() {
     let out = p.env(&["up"]);
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
+    let first_up = stderr.clone();
     assert!(
         stderr.contains("p: provisioned-hi there"),
         "output streams with the machine's name: {stderr}"
@@ -120,6 +142,37 @@ fn provisioners_run_in_order_stream_log_and_fail_clearly() {
     assert_eq!(check("wc -l < /var/tmp/once"), "2\n");
     p.ok(&["up", "--no-provision"]);
     assert_eq!(check("wc -l < /var/tmp/once"), "2\n");
+
+    // Triggers: before up and reload on the host, after up (and after a
+    // provision that succeeded: not the failed ones) in the guest as root.
+    let host_trail = std::fs::read_to_string(root.join("host-trail")).unwrap();
+    assert_eq!(host_trail, "up p\nreload p\nup p\nup p\n");
+    assert_eq!(
+        check("cat /var/tmp/trail"),
+        "after up\nafter up\nafter up\n"
+    );
+    assert_eq!(check("cat /var/tmp/trigger-user"), "root\n");
+    assert!(
+        first_up.contains("trigger `guest-side` (after up): recording in the guest"),
+        "{first_up}"
+    );
+    let log = std::fs::read_to_string(root.join(".envstate/triggers.log")).unwrap();
+    assert!(
+        log.contains("==> trigger `stamp` (host command) for p"),
+        "{log}"
+    );
+    // A failing `before` trigger stops the command: the machine still runs.
+    std::fs::write(root.join("block-halt"), "").unwrap();
+    let out = p.env(&["halt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("trigger `gate` (before halt) failed on `p`"),
+        "{}",
+        text(&out).1
+    );
+    assert_eq!(p.state_of("p"), "running");
 }
 
 #[test]

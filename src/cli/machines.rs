@@ -2,6 +2,7 @@
 //! ssh-config, destroy's question, init, validate, doctor.
 
 use crate::boxes::Store;
+use crate::envfile::triggers::TriggerAction;
 use crate::machine::Status;
 use crate::machine::project::Project;
 use crate::ops::logs::LogChoice;
@@ -192,7 +193,9 @@ pub fn suspend(ctx: &Ctx, envfile: Option<&Path>, names: &[String]) -> Result<i3
         ui::line("no machine is running: nothing to suspend");
     }
     for machine in machines {
-        ops::suspend::suspend(ctx, &project, machine)?;
+        ops::triggers::around(ctx, &project, &[machine], TriggerAction::Suspend, || {
+            ops::suspend::suspend(ctx, &project, machine)
+        })?;
     }
     Ok(0)
 }
@@ -223,7 +226,9 @@ pub fn resume(ctx: &Ctx, envfile: Option<&Path>, names: &[String], provision: bo
     };
     let store = Store::open()?;
     for machine in machines {
-        ops::up::up(ctx, &project, machine, &store, &options)?;
+        ops::triggers::around(ctx, &project, &[machine], TriggerAction::Resume, || {
+            ops::up::up(ctx, &project, machine, &store, &options)
+        })?;
     }
     Ok(0)
 }
@@ -258,7 +263,9 @@ pub fn destroy(
     let _lock = project.lock()?;
     let store = Store::open()?;
     for machine in machines {
-        ops::down::destroy(ctx, &project, &machine.name, &store, purge_disks)?;
+        ops::triggers::around(ctx, &project, &[machine], TriggerAction::Destroy, || {
+            ops::down::destroy(ctx, &project, &machine.name, &store, purge_disks)
+        })?;
     }
     Ok(0)
 }

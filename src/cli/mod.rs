@@ -3,6 +3,7 @@
 
 use crate::boxes::Store;
 use crate::envfile::Accel;
+use crate::envfile::triggers::TriggerAction;
 use crate::guest::provisioner::Selection;
 use crate::machine::project::Project;
 use crate::ops::logs::LogChoice;
@@ -343,7 +344,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                     false => ops::up::CacheMode::Off,
                 },
             };
-            ops::parallel::up_all(ctx, &project, &machines, &store, &options, parallel)?;
+            ops::triggers::around(ctx, &project, &machines, TriggerAction::Up, || {
+                ops::parallel::up_all(ctx, &project, &machines, &store, &options, parallel)
+            })?;
             Ok(0)
         }
         Commands::Provision { names, with } => {
@@ -355,7 +358,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Selection::Named(with)
             };
             for machine in project.select(&names)? {
-                ops::provision::provision_machine(ctx, &project, machine, &selection)?;
+                ops::triggers::around(ctx, &project, &[machine], TriggerAction::Provision, || {
+                    ops::provision::provision_machine(ctx, &project, machine, &selection)
+                })?;
             }
             Ok(0)
         }
@@ -379,7 +384,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             let project = Project::load(envfile)?;
             let _lock = project.lock()?;
             for machine in project.select(&names)? {
-                ops::down::halt(ctx, &project, &machine.name, force)?;
+                ops::triggers::around(ctx, &project, &[machine], TriggerAction::Halt, || {
+                    ops::down::halt(ctx, &project, &machine.name, force)
+                })?;
             }
             Ok(0)
         }
@@ -397,8 +404,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                 cache: ops::up::CacheMode::Off,
             };
             for machine in project.select(&names)? {
-                ops::down::halt(ctx, &project, &machine.name, false)?;
-                ops::up::up(ctx, &project, machine, &store, &options)?;
+                ops::triggers::around(ctx, &project, &[machine], TriggerAction::Reload, || {
+                    ops::down::halt(ctx, &project, &machine.name, false)?;
+                    ops::up::up(ctx, &project, machine, &store, &options)
+                })?;
             }
             Ok(0)
         }

@@ -1,6 +1,7 @@
 //! `env snapshot ...`: the command line of [`crate::ops::snapshot`].
 
 use crate::envfile::Machine;
+use crate::envfile::triggers::TriggerAction;
 use crate::machine::Status;
 use crate::machine::project::Project;
 use crate::ops::{Ctx, snapshot};
@@ -126,7 +127,9 @@ fn each(
         if skip_uncreated && ctx.status(&dir)? == Status::NotCreated {
             continue;
         }
-        action(project, machine)?;
+        crate::ops::triggers::around(ctx, project, &[machine], TriggerAction::Snapshot, || {
+            action(project, machine)
+        })?;
         done += 1;
     }
     if done == 0 {

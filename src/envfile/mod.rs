@@ -15,6 +15,7 @@ pub mod provisioners;
 pub mod read;
 mod resolve;
 pub mod targets;
+pub mod triggers;
 mod validate;
 pub mod vars;
 
@@ -28,3 +29,5 @@ pub use read::{find, load};
 mod matrix_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod triggers_tests;

@@ -263,6 +263,9 @@ pub struct RawEnvfile {
     /// `[cache]`: the provisioning cache.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// `[[triggers]]`: host commands or guest scripts around commands.
+    #[serde(default)]
+    pub triggers: Vec<super::triggers::RawTrigger>,
     /// `[vars]`: values for `${NAME}` in string values (the environment's
     /// win).
     #[serde(default)]
@@ -399,6 +402,8 @@ pub struct Envfile {
     pub targets: Vec<super::targets::Target>,
     /// The provisioning cache's settings.
     pub cache: CacheSettings,
+    /// Triggers, in file order.
+    pub triggers: Vec<super::triggers::Trigger>,
 }
 
 impl Envfile {

@@ -3,7 +3,7 @@
 use super::error::{Step, deserialize_toml_all, error_at};
 use super::model::*;
 use super::resolve::Layer;
-use super::{EnvfileError, matrix, resolve, targets, validate, vars};
+use super::{EnvfileError, matrix, resolve, targets, triggers, validate, vars};
 use std::path::{Path, PathBuf};
 
 /// Reads and validates the Envfile at `path`.
@@ -153,6 +153,9 @@ fn parse_expanded(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
             ));
         }
     }
+    let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    let (triggers, trigger_problems) = triggers::resolve(path, text, &raw.triggers, &names);
+    problems.extend(trigger_problems);
     if let Some(error) = EnvfileError::all(problems) {
         return Err(error);
     }
@@ -165,6 +168,7 @@ fn parse_expanded(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
         logs_forward: raw.logs.forward.unwrap_or(false),
         targets,
         cache: raw.cache,
+        triggers,
     })
 }
 
@@ -173,7 +177,8 @@ fn parse_expanded(path: &Path, text: &str) -> Result<Envfile, EnvfileError> {
 fn field_depth(path: &[Step]) -> usize {
     match path.first() {
         Some(Step::Key(table))
-            if ["machines", "platforms", "suites", "targets"].contains(&table.as_str()) =>
+            if ["machines", "platforms", "suites", "targets", "triggers"]
+                .contains(&table.as_str()) =>
         {
             3
         }

@@ -104,11 +104,15 @@ pub struct Log {
 impl Log {
     /// Opens (appends to) the machine's provision log.
     pub fn open(dir: &MachineDir) -> Result<Log> {
-        let path = dir.provision_log();
+        Log::open_at(&dir.provision_log())
+    }
+
+    /// Opens (appends to) the log at `path`.
+    pub fn open_at(path: &Path) -> Result<Log> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Log {
             file: Arc::new(Mutex::new(file)),
@@ -122,6 +126,19 @@ impl Log {
             let _ = writeln!(f, "{stamp} {text}");
         }
     }
+}
+
+/// Runs a host command on behalf of `machine` (a trigger's): its output
+/// streamed prefixed with the machine's name and logged to `log`; a
+/// non-zero exit is an error naming `what` with the last lines.
+pub fn run_host(cmd: Command, machine: &str, what: &str, log: &Log) -> Result<()> {
+    log.line(&format!("==> {what} for {machine}"));
+    let result = stream(cmd, machine, what, log, None, |_| Ok(()));
+    match &result {
+        Ok(_) => log.line(&format!("<== {what} done")),
+        Err(e) => log.line(&format!("<== {what} FAILED: {e:#}")),
+    }
+    result.map(drop)
 }
 
 /// What a step did, for `env test --idempotent`.
@@ -188,6 +205,11 @@ pub fn ansible_changed(output: &[String]) -> Option<bool> {
 }
 
 impl Provisioner {
+    /// How errors name it: provisioner `NAME` (KIND).
+    pub fn label(&self) -> String {
+        format!("provisioner `{}` ({})", self.name, self.action_kind())
+    }
+
     /// `shell`, `file` or `ansible`.
     pub fn action_kind(&self) -> &'static str {
         match self.action {
@@ -204,6 +226,7 @@ fn run_one(
     log: &Log,
     inventory: Option<&Path>,
 ) -> Result<StepReport> {
+    let what = p.label();
     let report = |changed: Option<bool>, output: Vec<String>| StepReport {
         name: p.name.clone(),
         changed,
@@ -242,7 +265,7 @@ fn run_one(
             if let Some(folder) = playbook.parent() {
                 cmd.current_dir(folder);
             }
-            let (_, output) = stream(cmd, &dir.name, p, log, None, |_| Ok(()))?;
+            let (_, output) = stream(cmd, &dir.name, &what, log, None, |_| Ok(()))?;
             Ok(report(ansible_changed(&output), output))
         }
         Action::Shell {
@@ -258,10 +281,14 @@ fn run_one(
                     .with_context(|| format!("cannot read {}", path.display()))?,
             };
             cmd.arg(shell_step_command(args, env, *privileged));
-            let (code, output) =
-                stream(cmd, &dir.name, p, log, *changed_exit_code, move |stdin| {
-                    stdin.write_all(&body)
-                })?;
+            let (code, output) = stream(
+                cmd,
+                &dir.name,
+                &what,
+                log,
+                *changed_exit_code,
+                move |stdin| stdin.write_all(&body),
+            )?;
             let changed = changed_exit_code.map(|c| code == c);
             Ok(report(changed, output))
         }
@@ -273,7 +300,7 @@ fn run_one(
             let is_dir = source.is_dir();
             cmd.arg(file_step_command(destination, is_dir, *privileged));
             let source = source.clone();
-            let (_, output) = stream(cmd, &dir.name, p, log, None, move |stdin| {
+            let (_, output) = stream(cmd, &dir.name, &what, log, None, move |stdin| {
                 write_tar(&source, is_dir, stdin)
             })?;
             Ok(report(None, output))
@@ -302,7 +329,7 @@ const KEPT_LINES: usize = 200;
 fn stream(
     mut cmd: Command,
     machine: &str,
-    p: &Provisioner,
+    what: &str,
     log: &Log,
     also_ok: Option<i32>,
     feed: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'static,
@@ -362,9 +389,7 @@ fn stream(
             .code()
             .map_or_else(|| "a signal".to_string(), |c| c.to_string());
         bail!(
-            "provisioner `{}` ({}) failed on `{machine}` with exit status {code}; last lines of its output:\n{}",
-            p.name,
-            p.action_kind(),
+            "{what} failed on `{machine}` with exit status {code}; last lines of its output:\n{}",
             if last.is_empty() {
                 "    (no output)".into()
             } else {

@@ -16,6 +16,7 @@ pub mod status;
 pub mod suspend;
 pub mod test;
 pub mod transfer;
+pub mod triggers;
 pub mod up;
 pub mod verify;
 

@@ -437,3 +437,81 @@ disks = [{ name = "db", size = "1G", format = "raw" }]
         assert_eq!(w.status(name), Status::Running);
     }
 }
+
+#[test]
+fn triggers_run_host_commands_and_guest_scripts_around_a_command() {
+    use crate::envfile::triggers::TriggerAction;
+    let w = World::new(
+        r#"
+[defaults]
+box = "fake"
+[machines.web]
+[machines.db]
+
+[[triggers]]
+name = "note"
+when = "before"
+on = ["up"]
+run = "echo \"$ENV_TRIGGER_WHEN $ENV_TRIGGER_ACTION $ENV_MACHINE\" >> trail"
+
+[[triggers]]
+name = "check"
+when = "after"
+on = ["up"]
+machines = ["web"]
+run = "echo after >> trail"
+run_remote = "true"
+
+[[triggers]]
+name = "flaky"
+when = "after"
+on = ["up"]
+run = "exit 3"
+on_error = "continue"
+"#,
+    );
+    let web = w.project.envfile.machine("web").unwrap();
+    let db = w.project.envfile.machine("db").unwrap();
+    super::triggers::around(&w.ctx(), &w.project, &[web, db], TriggerAction::Up, || {
+        w.up("web")?;
+        w.up("db")
+    })
+    .unwrap();
+    let trail = std::fs::read_to_string(w.project.envfile.dir.join("trail")).unwrap();
+    assert_eq!(trail, "before up web\nbefore up db\nafter\n");
+    let calls = w.take_calls();
+    assert_eq!(calls[0], "create_disks web", "before triggers run first");
+    assert!(
+        calls.contains(&"provision web trigger:check".to_string()),
+        "{calls:?}"
+    );
+    let log = std::fs::read_to_string(super::triggers::log_path(&w.project)).unwrap();
+    assert!(
+        log.contains("trigger `flaky` (host command) FAILED"),
+        "{log}"
+    );
+
+    // A failing `before` trigger stops the command: nothing is done.
+    let w = World::new(
+        "[defaults]\nbox = \"fake\"\n[[triggers]]\nwhen = \"before\"\non = [\"halt\"]\nrun = \"echo no >&2; exit 1\"\n",
+    );
+    w.up("default").unwrap();
+    w.take_calls();
+    let machine = w.project.envfile.machine("default").unwrap();
+    let err = super::triggers::around(
+        &w.ctx(),
+        &w.project,
+        &[machine],
+        TriggerAction::Halt,
+        || halt(&w.ctx(), &w.project, "default", false),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("trigger `trigger 1` (before halt) failed on `default`"),
+        "{err}"
+    );
+    assert!(err.contains("exit status 1") && err.contains("no"), "{err}");
+    assert!(w.take_calls().is_empty());
+    assert_eq!(w.status("default"), Status::Running);
+}
