@@ -17,7 +17,9 @@ provision = [
 ]
 
 [machines.p]
+ssh = { forward_agent = true }
 provision = [
+  { type = "shell", name = "agent", inline = "ssh-add -l > /tmp/agent-keys 2>&1 || true", privileged = false },
   { type = "shell", name = "as-user", inline = "id -un > /tmp/who-user", privileged = false },
   { type = "shell", name = "script", path = "scripts/setup.sh", args = ["one", "two words"] },
   { type = "file", name = "conf", source = "files/app.conf", destination = "/etc/app.conf", privileged = true },
@@ -73,7 +75,14 @@ fn provisioners_run_in_order_stream_log_and_fail_clearly() {
     )
     .unwrap();
 
-    let out = p.env(&["up"]);
+    // An SSH agent of the test's own, holding a throwaway key: forwarded
+    // (`ssh.forward_agent`) to provisioners and `env ssh` sessions.
+    let agent = Agent::start(root);
+    let out = p
+        .cmd(&["up"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let first_up = stderr.clone();
@@ -91,6 +100,20 @@ fn provisioners_run_in_order_stream_log_and_fail_clearly() {
     );
 
     let check = |cmd: &str| p.ok(&["ssh", "--", cmd]);
+    assert!(
+        check("cat /tmp/agent-keys").contains(&agent.fingerprint),
+        "a provisioner sees the forwarded agent"
+    );
+    let out = p
+        .cmd(&["ssh", "--", "ssh-add -l"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).0.contains(&agent.fingerprint),
+        "{:?}",
+        text(&out)
+    );
     assert_eq!(check("cat /tmp/who"), "root\n", "privileged by default");
     assert_eq!(check("cat /tmp/who-user"), "vagrant\n");
     assert_eq!(check("cat /tmp/args"), "one|two words|");
@@ -217,4 +240,74 @@ provision = [
     let inventory =
         std::fs::read_to_string(p.dir.path().join(".envstate/ansible/web.ini")).unwrap();
     assert!(inventory.contains("[app]\nweb\n"), "{inventory}");
+}
+
+/// An `ssh-agent` on a socket in `dir`, holding one throwaway key; killed
+/// when dropped.
+struct Agent {
+    socket: std::path::PathBuf,
+    fingerprint: String,
+    pid: String,
+}
+
+impl Agent {
+    fn start(dir: &std::path::Path) -> Agent {
+        use std::process::Command;
+        let socket = dir.join("agent.sock");
+        let out = Command::new("ssh-agent")
+            .arg("-a")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pid = said
+            .split("SSH_AGENT_PID=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("ssh-agent said {said}"))
+            .to_string();
+        let key = dir.join("agent-key");
+        let made = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "env-test-agent",
+                "-f",
+            ])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let added = Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{:?}", added);
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(key.with_extension("pub"))
+            .output()
+            .unwrap();
+        let fingerprint = String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        Agent {
+            socket,
+            fingerprint,
+            pid,
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.pid).status();
+    }
 }

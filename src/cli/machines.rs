@@ -387,7 +387,19 @@ pub fn ssh(
         slot.keep_across_exec()?;
         std::mem::forget(slot);
     }
-    let mut cmd = crate::guest::ssh::exec::command(&dir.ssh_config(), &machine.name);
+    let mut options: &[&str] = &[];
+    if machine.ssh_forward_agent {
+        // A session of its own, so the agent forwarded is this shell's (a
+        // multiplexed session would forward the master's).
+        match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(_) => options = &["ForwardAgent=yes", "ControlPath=none"],
+            None => ui::step(
+                &machine.name,
+                "forward_agent is set but no SSH agent runs here (SSH_AUTH_SOCK is not set)",
+            ),
+        }
+    }
+    let mut cmd = crate::guest::ssh::exec::command_with(&dir.ssh_config(), options, &machine.name);
     if command.is_empty() {
         cmd.arg("-t");
     } else {

@@ -144,6 +144,9 @@ pub struct SshSettings {
     pub insert_key: Option<bool>,
     /// SSH port inside the guest (default 22).
     pub guest_port: Option<u16>,
+    /// Forward the user's SSH agent to `env ssh` sessions and provisioners
+    /// (default false: the guest could use the agent's keys meanwhile).
+    pub forward_agent: Option<bool>,
 }
 
 /// Settings of a machine, or project-wide defaults; every field optional so
@@ -352,6 +355,8 @@ pub struct Machine {
     pub ssh_private_key: Option<PathBuf>,
     /// Replace the first-contact key on first contact.
     pub ssh_insert_key: bool,
+    /// Forward the user's SSH agent (`[ssh] forward_agent`).
+    pub ssh_forward_agent: bool,
     /// SSH port inside the guest.
     pub ssh_guest_port: u16,
     /// Extra QEMU arguments.

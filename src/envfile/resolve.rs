@@ -146,6 +146,9 @@ pub fn machine(
     let insert_key = ssh_field(|s| s.insert_key.is_some())
         .and_then(|(s, _)| s.insert_key)
         .unwrap_or(true);
+    let forward_agent = ssh_field(|s| s.forward_agent.is_some())
+        .and_then(|(s, _)| s.forward_agent)
+        .unwrap_or(false);
     let cloud_init_user_data = match last(layers, |s| s.cloud_init.as_ref()) {
         Some((settings, layer)) => match &settings.user_data {
             Some(path) => {
@@ -269,6 +272,7 @@ pub fn machine(
         ssh_user: user,
         ssh_private_key: private_key,
         ssh_insert_key: insert_key,
+        ssh_forward_agent: forward_agent,
         ssh_guest_port,
         qemu_args: last(layers, |s| s.qemu_args.as_ref())
             .map(|(a, _)| a.clone())

@@ -53,7 +53,7 @@ memory = 512
 accel = "tcg"
 boot_timeout = "2m"
 ports = []
-ssh = { user = "admin", private_key = "keys/id", guest_port = 2222, insert_key = false }
+ssh = { user = "admin", private_key = "keys/id", guest_port = 2222, insert_key = false, forward_agent = true }
 qemu_args = ["-device", "virtio-rng-pci"]
 "#,
     )
@@ -80,6 +80,7 @@ qemu_args = ["-device", "virtio-rng-pci"]
     assert_eq!(db.ssh_private_key.as_deref(), Some(Path::new("/p/keys/id")));
     assert_eq!(db.ssh_guest_port, 2222);
     assert!(!db.ssh_insert_key);
+    assert!(db.ssh_forward_agent && !web.ssh_forward_agent);
     assert_eq!(db.qemu_args, ["-device", "virtio-rng-pci"]);
 }
 

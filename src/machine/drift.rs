@@ -24,7 +24,16 @@ pub fn boot_settings(machine: &Machine) -> BTreeMap<String, String> {
     put("ip", format!("{:?}", machine.ip));
     put(
         "ssh",
-        format!("{} {:?}", machine.ssh_guest_port, machine.ssh_user),
+        format!(
+            "{} {:?}{}",
+            machine.ssh_guest_port,
+            machine.ssh_user,
+            if machine.ssh_forward_agent {
+                " forward_agent"
+            } else {
+                ""
+            }
+        ),
     );
     s
 }

@@ -31,6 +31,9 @@ pub struct SshTarget {
     pub host_key_alias: String,
     /// ControlPath for connection reuse.
     pub control_path: PathBuf,
+    /// Forward the user's SSH agent (through the master connection: the
+    /// agent of the process that opened it).
+    pub forward_agent: bool,
 }
 
 /// Renders an ssh_config block usable by `ssh -F`, Ansible and testinfra.
@@ -42,7 +45,7 @@ pub fn render_config(t: &SshTarget) -> String {
         .map(|j| format!("  ProxyJump {j}\n"))
         .unwrap_or_default();
     format!(
-        "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  ConnectTimeout 20\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n",
+        "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  ConnectTimeout 20\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n{agent}",
         alias = t.alias,
         host = t.host,
         port = t.port,
@@ -52,6 +55,11 @@ pub fn render_config(t: &SshTarget) -> String {
         hka = t.host_key_alias,
         cp = t.control_path.display(),
         persist = CONTROL_PERSIST,
+        agent = if t.forward_agent {
+            "  ForwardAgent yes\n"
+        } else {
+            ""
+        },
     )
 }
 
@@ -89,6 +97,8 @@ pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -
     ]
     .into_iter()
     .chain(t.jump.clone().map(|j| ("ProxyJump", j)))
+    // This connection may become the master, whose setting decides.
+    .chain(t.forward_agent.then(|| ("ForwardAgent", "yes".to_string())))
     {
         args.push("-o".into());
         args.push(format!("{k}={v}"));
@@ -135,6 +145,7 @@ pub fn target_for(dir: &MachineDir, endpoint: &SshEndpoint, user: &str) -> Resul
             dir.name
         ),
         control_path: dir.control_path()?,
+        forward_agent: false,
     })
 }
 
@@ -153,6 +164,7 @@ mod tests {
             known_hosts: "/p/.envstate/machines/web/known_hosts".into(),
             host_key_alias: "env-abc-web".into(),
             control_path: "/run/env/abc.ssh".into(),
+            forward_agent: false,
         }
     }
 
@@ -172,6 +184,12 @@ mod tests {
             assert!(c.contains(&format!("  {line}\n")), "missing {line}:\n{c}");
         }
         assert!(!c.contains("StrictHostKeyChecking no"));
+        assert!(!c.contains("ForwardAgent"), "never unless asked");
+        let forwarding = SshTarget {
+            forward_agent: true,
+            ..target()
+        };
+        assert!(render_config(&forwarding).contains("  ForwardAgent yes\n"));
     }
 
     #[test]

@@ -201,6 +201,7 @@ pub fn set_up(
     deadline: Instant,
 ) -> Result<()> {
     let mut target = target_for(dir, endpoint, &state.ssh_user)?;
+    target.forward_agent = machine.ssh_forward_agent;
     close_master(&target.control_path);
     // A host key env made and passed in (fw_cfg, cloud-init) is pinned
     // before the first connection; otherwise the first key seen is pinned.

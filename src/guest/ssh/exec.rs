@@ -51,8 +51,16 @@ pub fn session_slot(dir: &MachineDir) -> Option<Lock> {
 
 /// An `ssh` command for a machine, through its generated ssh_config.
 pub fn command(config: &Path, alias: &str) -> Command {
+    command_with(config, &[], alias)
+}
+
+/// [`command`] with `-o` options (`ForwardAgent=yes`) before the alias.
+pub fn command_with(config: &Path, options: &[&str], alias: &str) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.arg("-F").arg(config);
+    for option in options {
+        cmd.arg("-o").arg(option);
+    }
     cmd.arg(alias);
     cmd
 }
