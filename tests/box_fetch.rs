@@ -259,18 +259,30 @@ fn up_fetches_the_box_it_lacks() {
     let server = Server::start();
     let url = server.serve("debian-12.box", common::test_box());
     let (p, _store) = project();
+    // The host's HTTP proxy (the test server, which answers absolute URLs
+    // as a proxy does) carries the download of a host that does not exist
+    // without it, and `proxy = "inherit"` gives it to the guest.
+    let via_proxy = |args: &[&str]| {
+        p.cmd(args)
+            .env("http_proxy", &server.base)
+            .env("https_proxy", &server.base)
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .output()
+            .unwrap()
+    };
     let envfile = |checksum: &str| {
         std::fs::write(
             p.dir.path().join("Envfile"),
             format!(
-                "[machines.m]\nbox = \"fetched\"\nbox_url = \"{url}\"\nbox_version = \">= 12\"\nbox_checksum = \"sha256:{checksum}\"\n"
+                "[machines.m]\nbox = \"fetched\"\nbox_url = \"http://boxes.example/debian-12.box\"\nbox_version = \">= 12\"\nbox_checksum = \"sha256:{checksum}\"\nproxy = \"inherit\"\n"
             ),
         )
         .unwrap();
     };
     // A wrong box_checksum: nothing installed, no machine.
     envfile(&"0".repeat(64));
-    let out = p.env(&["up"]);
+    let out = via_proxy(&["up"]);
     assert!(!out.status.success());
     assert!(
         text(&out).1.contains("checksum mismatch"),
@@ -289,11 +301,35 @@ fn up_fetches_the_box_it_lacks() {
             .next()
             .unwrap(),
     );
-    let out = p.env(&["up"]);
+    let out = via_proxy(&["up"]);
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(text(&out).1.contains("fetching"), "{}", text(&out).1);
+    assert!(
+        server
+            .targets()
+            .contains(&"http://boxes.example/debian-12.box".to_string()),
+        "{:?}",
+        server.targets()
+    );
     assert_eq!(p.ok(&["ssh", "--", "echo", "fetched"]), "fetched\n");
     assert_eq!(listed(&p)[0].0, "fetched");
+    // The guest has the host's proxy, its loopback address made the host's
+    // address from the guest: in every login, and for apt, whose requests
+    // reach the proxy on the host.
+    let port = server.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        p.ok(&["ssh", "--", "echo $http_proxy $HTTPS_PROXY"]),
+        format!("http://10.0.2.2:{port} http://10.0.2.2:{port}\n")
+    );
+    let before = server.targets().len();
+    let _ = p.env(&["ssh", "--", "sudo apt-get -o Acquire::Retries=0 update"]);
+    let from_guest = server.targets()[before..].to_vec();
+    assert!(
+        from_guest
+            .iter()
+            .any(|t| t.contains("dists/") || t.ends_with(":443")),
+        "apt in the guest went through the proxy: {from_guest:?}"
+    );
     p.ok(&["destroy", "-f"]);
 
     // A registry name with the Envfile's registry: fetched and booted.

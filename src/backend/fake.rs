@@ -76,6 +76,10 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
+    fn host_from_guest(&self) -> &'static str {
+        "10.0.2.2"
+    }
+
     fn hypervisor(&self) -> &'static str {
         "the fake"
     }

@@ -142,6 +142,9 @@ impl std::error::Error for BackendError {}
 pub trait Backend: Send + Sync {
     /// What runs the machines, as messages name it (`QEMU`).
     fn hypervisor(&self) -> &'static str;
+    /// The address at which a guest reaches the host it runs on (a proxy
+    /// on the host's loopback is there for it).
+    fn host_from_guest(&self) -> &'static str;
     /// Creates the machine's disks in `dir` (a staging folder that becomes
     /// the machine's folder): one copy-on-write overlay per box disk, the
     /// root one grown to the Envfile's size.

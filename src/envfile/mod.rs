@@ -12,6 +12,7 @@ pub mod folders;
 pub mod matrix;
 pub mod model;
 pub mod provisioners;
+pub mod proxy;
 pub mod read;
 mod resolve;
 pub mod targets;

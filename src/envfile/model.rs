@@ -201,6 +201,8 @@ pub struct Settings {
     pub firmware: Option<crate::boxes::metadata::Firmware>,
     /// cloud-init, for boxes made from cloud images.
     pub cloud_init: Option<CloudInitSettings>,
+    /// The guest's HTTP proxy: `"inherit"` or a table.
+    pub proxy: Option<super::proxy::RawProxy>,
     /// What the machine needs before it counts as up.
     pub ready: Option<Vec<RawProbe>>,
     /// How long `up` and `provision` wait for the probes.
@@ -377,6 +379,8 @@ pub struct Machine {
     pub firmware: Option<crate::boxes::metadata::Firmware>,
     /// The project's user-data for cloud-init boxes (absolute path).
     pub cloud_init_user_data: Option<PathBuf>,
+    /// The guest's HTTP proxy, if it gets one.
+    pub proxy: Option<super::proxy::ProxySetting>,
     /// Readiness probes (the defaults' and the machine's).
     pub ready: Vec<Probe>,
     /// How long to wait for them.

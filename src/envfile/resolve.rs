@@ -166,6 +166,12 @@ pub fn machine(
         },
         None => None,
     };
+    let proxy = match last(layers, |s| s.proxy.as_ref()) {
+        Some((raw, layer)) => {
+            Some(super::proxy::resolve(raw).map_err(|m| fail(layer, "proxy", m))?)
+        }
+        None => None,
+    };
     let mut ready = Vec::new();
     for layer in layers {
         for (i, raw) in layer.settings.ready.iter().flatten().enumerate() {
@@ -289,6 +295,7 @@ pub fn machine(
         ready_timeout: last(layers, |s| s.ready_timeout.as_ref())
             .map_or(DEFAULT_READY_TIMEOUT, |(t, _)| t.0),
         cloud_init_user_data,
+        proxy,
         ip,
         table: own_at.clone(),
         combination: None,

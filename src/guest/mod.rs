@@ -8,6 +8,7 @@ pub mod cloudinit;
 pub mod fake;
 pub mod journal;
 pub mod provisioner;
+pub mod proxy;
 pub mod readiness;
 pub mod rsync;
 pub mod scripts;

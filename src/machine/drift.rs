@@ -22,6 +22,10 @@ pub fn boot_settings(machine: &Machine) -> BTreeMap<String, String> {
     put("disks", format!("{:?}", machine.disks));
     put("qemu_args", format!("{:?}", machine.qemu_args));
     put("ip", format!("{:?}", machine.ip));
+    if let Some(proxy) = &machine.proxy {
+        // Only when set: machines booted before env knew proxies show no drift.
+        put("proxy", format!("{proxy:?}"));
+    }
     put(
         "ssh",
         format!(

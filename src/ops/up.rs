@@ -172,15 +172,22 @@ pub fn up_boot(
                 bar.finish_and_clear();
                 waited?;
             }
+            let proxy = guest_proxy(ctx, machine);
             let script = scripts::name_and_network(me, &plan)
                 + &scripts::mount_script(&machine.folders)
-                + &scripts::disk_mount_script(&machine.disks);
+                + &scripts::disk_mount_script(&machine.disks)
+                + &crate::guest::proxy::script(proxy.as_ref());
             run_root_script(
                 ctx.guest,
                 &dir,
                 &script,
                 &format!("cannot set the name and network of `{}`", me.name),
             )?;
+            if proxy.is_some() {
+                // Sessions read /etc/environment when the connection opens:
+                // the next one opens anew and has the proxy.
+                ctx.guest.disconnect(&dir);
+            }
             ctx.guest.sync_folders(&dir, machine, &state.ssh_user)
         })?;
         if project.envfile.logs_forward {
@@ -236,6 +243,22 @@ fn restore(
             Ok(false)
         }
     }
+}
+
+/// The proxy `machine`'s guest gets: the Envfile's, or the host's
+/// variables now (`inherit`, a proxy on the host's loopback reached where
+/// the guest sees the host). Says when `inherit` finds nothing.
+fn guest_proxy(ctx: &Ctx, machine: &Machine) -> Option<crate::envfile::proxy::ProxyTable> {
+    let setting = machine.proxy.as_ref()?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let proxy = crate::envfile::proxy::effective(setting, &lookup, ctx.backend.host_from_guest());
+    if proxy.is_none() {
+        ui::step(
+            &machine.name,
+            "proxy = \"inherit\", but this shell sets no http_proxy or https_proxy: the guest gets none",
+        );
+    }
+    proxy
 }
 
 /// Starts a suspended machine from its saved state, under the accelerator

@@ -31,6 +31,10 @@ struct State {
     /// Content-Range does not start where asked).
     misrange: HashSet<String>,
     seen: Vec<Seen>,
+    /// Request targets as sent: absolute URLs when a client used this
+    /// server as its HTTP proxy (`http://boxes.example/x.box`), or
+    /// `host:port` for a CONNECT.
+    targets: Vec<String>,
 }
 
 /// The server; it runs until the test process exits.
@@ -107,6 +111,11 @@ impl Server {
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
+
+    /// Every request target as sent (see `State::targets`).
+    pub fn targets(&self) -> Vec<String> {
+        self.state.lock().unwrap().targets.clone()
+    }
 }
 
 fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
@@ -117,7 +126,15 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        // As a proxy: an absolute URL's path is served from these files
+        // whatever its host (a CONNECT finds nothing).
+        let path = match target.strip_prefix("http://") {
+            Some(rest) => rest
+                .find('/')
+                .map_or("/".into(), |at| rest[at..].to_string()),
+            None => target.clone(),
+        };
         let mut range = None;
         loop {
             let mut header = String::new();
@@ -135,6 +152,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         let (file, cut, reset, stall, misrange) = {
             let mut s = state.lock().unwrap();
+            s.targets.push(target);
             s.seen.push(Seen {
                 path: path.clone(),
                 range: range.clone(),

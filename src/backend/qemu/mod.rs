@@ -67,6 +67,11 @@ impl QemuBackend {
 }
 
 impl Backend for QemuBackend {
+    fn host_from_guest(&self) -> &'static str {
+        // QEMU's user-mode network: the host's loopback, seen from the guest.
+        "10.0.2.2"
+    }
+
     fn hypervisor(&self) -> &'static str {
         "QEMU"
     }
