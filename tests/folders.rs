@@ -1,7 +1,7 @@
 //! Shared folders on a real guest: 9p and virtio-fs both ways (files the
 //! guest writes belong to the host user), read-only 9p and virtio-fs, rsync
-//! with excludes and `env rsync`, and the live snapshot refused while a
-//! live folder is attached.
+//! with excludes, `env rsync` and `env rsync --watch`, and the live
+//! snapshot refused while a live folder is attached.
 
 mod common;
 
@@ -121,6 +121,53 @@ folders = [
         Some(1),
         "deleted on the host, deleted in the guest"
     );
+
+    // `env rsync --watch`: each change copied within moments, changes to
+    // excluded files ignored, deletions followed.
+    let mut watcher = p
+        .cmd(&["rsync", "--watch"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (said_tx, said) = std::sync::mpsc::channel();
+    let stderr = watcher.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said_tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("watching")) {
+        let line = said
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the watcher did not start: {lines:?}"));
+        lines.push(line);
+    }
+    let eventually = |cmd: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !p.env(&["ssh", "--", cmd]).status.success() {
+            assert!(std::time::Instant::now() < deadline, "never true: {cmd}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    std::fs::write(root.join("app/trace.log"), "noise\n").unwrap();
+    std::fs::write(root.join("app/lib/watched.py"), "Y = 2\n").unwrap();
+    eventually("grep -q 'Y = 2' /opt/app/lib/watched.py");
+    std::fs::remove_file(root.join("app/main.py")).unwrap();
+    eventually("test ! -e /opt/app/main.py");
+    assert_eq!(
+        p.env(&["ssh", "--", "test -e /opt/app/trace.log"])
+            .status
+            .code(),
+        Some(1),
+        "an excluded file was copied"
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }
 
 fn host_uid() -> u32 {

@@ -111,6 +111,10 @@ pub enum Commands {
     Rsync {
         /// Machines (default: all running).
         names: Vec<String>,
+        /// Keep watching the host folders and copy each change within a
+        /// second (excludes honoured) until stopped.
+        #[arg(long)]
+        watch: bool,
     },
     /// Open a shell on a machine, or run a command there (exit status kept).
     Ssh {
@@ -364,10 +368,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Commands::Rsync { names } => {
+        Commands::Rsync { names, watch } => {
             let project = Project::load(envfile)?;
-            let _lock = project.lock()?;
             let machines = project.select(&names)?;
+            if watch {
+                ops::watch::watch(ctx, &project, &machines)?;
+                return Ok(0);
+            }
+            let _lock = project.lock()?;
             ops::provision::rsync(ctx, &project, &machines, !names.is_empty())?;
             Ok(0)
         }

@@ -130,6 +130,50 @@ pub struct Folder {
     pub exclude: Vec<String>,
 }
 
+impl Folder {
+    /// Whether rsync leaves `path` (inside `host`) out, by the folder's
+    /// excludes as rsync reads them: `/x` anchored at the folder, `x/` a
+    /// folder anywhere, `a/b*` a path, `*.log` a name anywhere. env's
+    /// state folder is always left out.
+    pub fn excludes(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.host) else {
+            return true;
+        };
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if parts.first().is_some_and(|p| p == STATE_DIR) {
+            return true;
+        }
+        let literal_slash = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        self.exclude.iter().any(|pattern| {
+            let (pattern, dir_only) = match pattern.strip_suffix('/') {
+                Some(p) => (p, true),
+                None => (pattern.as_str(), false),
+            };
+            let Ok(glob) = glob::Pattern::new(pattern.trim_start_matches('/')) else {
+                return false;
+            };
+            // A folder pattern matches the folders the path is in (whether
+            // the path itself is one, an event does not say).
+            let names = match dir_only {
+                true => &parts[..parts.len().saturating_sub(1)],
+                false => &parts[..],
+            };
+            if pattern.starts_with('/') || pattern.contains('/') {
+                // Anchored: the path, or a folder it is in, from the top.
+                (1..=names.len()).any(|n| glob.matches_with(&names[..n].join("/"), literal_slash))
+            } else {
+                names.iter().any(|name| glob.matches(name))
+            }
+        })
+    }
+}
+
 /// Validates the folders written at `at`.
 pub fn resolve(
     file: &Path,
@@ -196,4 +240,45 @@ pub fn resolve(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod exclude_tests {
+    use super::*;
+
+    #[test]
+    fn excludes_read_as_rsync_reads_them() {
+        let folder = Folder {
+            host: "/p/app".into(),
+            guest: "/opt/app".into(),
+            kind: FolderKind::Rsync,
+            readonly: false,
+            exclude: ["*.log", "tmp/", "/build", "docs/*.md"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let out = |p: &str| folder.excludes(Path::new(p));
+        for left_out in [
+            "/p/app/debug.log",
+            "/p/app/lib/deep/x.log",
+            "/p/app/tmp/scratch",
+            "/p/app/lib/tmp/x",
+            "/p/app/build",
+            "/p/app/build/out.o",
+            "/p/app/docs/a.md",
+            "/p/app/.envstate/machines/web/console.log",
+            "/elsewhere/x",
+        ] {
+            assert!(out(left_out), "{left_out} should be left out");
+        }
+        for copied in [
+            "/p/app/main.py",
+            "/p/app/tmp",
+            "/p/app/lib/build",
+            "/p/app/docs/sub/a.md",
+            "/p/app/logs.txt",
+        ] {
+            assert!(!out(copied), "{copied} should be copied");
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub mod transfer;
 pub mod triggers;
 pub mod up;
 pub mod verify;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
