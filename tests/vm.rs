@@ -31,7 +31,7 @@ fn shared() -> &'static Shared {
         let _slot = GuestSlot::take();
         let web_port = free_port();
         let project = TestProject::with_box(&format!(
-            "[defaults]\nbox = \"debian-12\"\nmemory = \"1G\"\n[machines.shared]\nports = [{{ guest = 8000, host = {web_port} }}]\n"
+            "[defaults]\nbox = \"debian-12\"\nmemory = \"1G\"\n[machines.shared]\nports = [{{ guest = 8000, host = {web_port} }}]\nports_auto = {{ exclude = [\"9000-9100\"] }}\n"
         ));
         project.ok(&["up"]);
         // Serve HTTP in the guest for the forwarding test.
@@ -564,4 +564,90 @@ fn global_status_lists_machines_of_any_project_and_prunes_deleted_ones() {
         text(&pruned)
     );
     assert!(!version.join("0123456789abcdef").exists());
+}
+
+/// `env port --json` of the shared machine: guest port -> host port.
+fn ports_now(s: &Shared) -> std::collections::BTreeMap<u64, u64> {
+    let listed: serde_json::Value =
+        serde_json::from_str(&s.project.ok(&["port", "--json"])).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["guest_port"].as_u64().unwrap(),
+                f["host_port"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ports_the_guest_opens_are_forwarded_automatically() {
+    let s = shared();
+    let wait_for = |what: &str, ok: &dyn Fn(&std::collections::BTreeMap<u64, u64>) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = ports_now(s);
+            if ok(&now) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {now:?}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    // A port free on the host: the guest's listener gets the same one.
+    let port = free_port();
+    s.project.ok(&[
+        "ssh",
+        "--",
+        &format!(
+            "mkdir -p /tmp/auto && echo auto-forwarded > /tmp/auto/index.html && cd /tmp/auto && (setsid nohup python3 -m http.server {port} >/dev/null 2>&1 &) && (setsid nohup python3 -m http.server 9050 >/dev/null 2>&1 &)"
+        ),
+    ]);
+    let now = wait_for("the new port forwarded", &|m| {
+        m.contains_key(&(port as u64))
+    });
+    assert_eq!(
+        now[&(port as u64)],
+        port as u64,
+        "the same port on the host"
+    );
+    assert_eq!(
+        now.get(&8000),
+        Some(&(s.web_port as u64)),
+        "the Envfile's own forward, once"
+    );
+    let body = http_get(port);
+    assert!(body.contains("auto-forwarded"), "{body}");
+    assert!(
+        !ports_now(s).contains_key(&9050),
+        "an excluded port was forwarded"
+    );
+    // Closed in the guest: released on the host.
+    s.project
+        .ok(&["ssh", "--", &format!("pkill -f 'http.server {port}'")]);
+    wait_for("the closed port released", &|m| {
+        !m.contains_key(&(port as u64))
+    });
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the host port is free again"
+    );
+}
+
+/// The body of `GET /index.html` on the host's 127.0.0.1:`port`.
+fn http_get(port: u16) -> String {
+    let mut body = String::new();
+    if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let _ = stream.read_to_string(&mut body);
+    }
+    body
 }

@@ -143,6 +143,13 @@ pub enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// The automatic port forwarding watcher of one machine (started by
+    /// env itself, in the background).
+    #[command(name = "internal-watch-ports", hide = true)]
+    InternalWatchPorts {
+        /// Machine folder, name, host address, skipped port ranges.
+        args: Vec<String>,
+    },
     /// Save running machines' memory to their disks and stop them
     /// (`env resume` or `env up` starts them where they were).
     Suspend {
@@ -386,6 +393,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Commands::SshConfig { names } => machines::ssh_config(ctx, envfile, &names),
         Commands::Status { json } => machines::status(ctx, envfile, json),
         Commands::Port { name, json } => machines::port(ctx, envfile, name.as_deref(), json),
+        Commands::InternalWatchPorts { args } => {
+            let (dir, settings) = crate::guest::ports_auto::WatchSettings::from_args(&args)?;
+            crate::guest::ports_auto::run(&dir, &settings)?;
+            Ok(0)
+        }
         Commands::Suspend { names } => machines::suspend(ctx, envfile, &names),
         Commands::Resume { names, provision } => machines::resume(ctx, envfile, &names, provision),
         Commands::Halt { names, force } => {

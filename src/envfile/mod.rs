@@ -11,6 +11,7 @@ pub mod error;
 pub mod folders;
 pub mod matrix;
 pub mod model;
+pub mod ports_auto;
 pub mod provisioners;
 pub mod proxy;
 pub mod read;

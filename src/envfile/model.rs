@@ -203,6 +203,8 @@ pub struct Settings {
     pub cloud_init: Option<CloudInitSettings>,
     /// The guest's HTTP proxy: `"inherit"` or a table.
     pub proxy: Option<super::proxy::RawProxy>,
+    /// Forward the guest's listening ports as they open.
+    pub ports_auto: Option<super::ports_auto::RawAutoPorts>,
     /// What the machine needs before it counts as up.
     pub ready: Option<Vec<RawProbe>>,
     /// How long `up` and `provision` wait for the probes.
@@ -381,6 +383,8 @@ pub struct Machine {
     pub cloud_init_user_data: Option<PathBuf>,
     /// The guest's HTTP proxy, if it gets one.
     pub proxy: Option<super::proxy::ProxySetting>,
+    /// Automatic port forwarding, when on.
+    pub ports_auto: Option<super::ports_auto::AutoPorts>,
     /// Readiness probes (the defaults' and the machine's).
     pub ready: Vec<Probe>,
     /// How long to wait for them.

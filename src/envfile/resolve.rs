@@ -172,6 +172,12 @@ pub fn machine(
         }
         None => None,
     };
+    let ports_auto = match last(layers, |s| s.ports_auto.as_ref()) {
+        Some((raw, layer)) => {
+            super::ports_auto::resolve(raw).map_err(|m| fail(layer, "ports_auto", m))?
+        }
+        None => None,
+    };
     let mut ready = Vec::new();
     for layer in layers {
         for (i, raw) in layer.settings.ready.iter().flatten().enumerate() {
@@ -296,6 +302,7 @@ pub fn machine(
             .map_or(DEFAULT_READY_TIMEOUT, |(t, _)| t.0),
         cloud_init_user_data,
         proxy,
+        ports_auto,
         ip,
         table: own_at.clone(),
         combination: None,

@@ -116,6 +116,17 @@ impl Guest for FakeGuest {
         note(&self.calls, format!("stop_journal {}", dir.name));
     }
 
+    fn start_port_watch(
+        &self,
+        dir: &MachineDir,
+        _: &crate::guest::ports_auto::WatchSettings,
+    ) -> Result<()> {
+        note(&self.calls, format!("start_port_watch {}", dir.name));
+        Ok(())
+    }
+
+    fn stop_port_watch(&self, _: &MachineDir) {}
+
     fn disconnect(&self, dir: &MachineDir) {
         note(&self.calls, format!("disconnect {}", dir.name));
     }

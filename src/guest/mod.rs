@@ -7,6 +7,7 @@ pub mod cloudinit;
 #[cfg(test)]
 pub mod fake;
 pub mod journal;
+pub mod ports_auto;
 pub mod provisioner;
 pub mod proxy;
 pub mod readiness;
@@ -77,6 +78,15 @@ pub trait Guest: Send + Sync {
     fn start_journal(&self, dir: &MachineDir, since_unix_secs: Option<u64>) -> Result<()>;
     /// Stops the journal stream, if one runs.
     fn stop_journal(&self, dir: &MachineDir);
+    /// Starts the automatic port forwarding watcher (any earlier one
+    /// stopped).
+    fn start_port_watch(
+        &self,
+        dir: &MachineDir,
+        settings: &ports_auto::WatchSettings,
+    ) -> Result<()>;
+    /// Stops the port watcher and its forwards, if it runs.
+    fn stop_port_watch(&self, dir: &MachineDir);
     /// Closes the master connection (before the machine goes away or is
     /// rewound).
     fn disconnect(&self, dir: &MachineDir);
@@ -172,6 +182,18 @@ impl Guest for SshGuest {
 
     fn stop_journal(&self, dir: &MachineDir) {
         journal::stop_forward(dir)
+    }
+
+    fn start_port_watch(
+        &self,
+        dir: &MachineDir,
+        settings: &ports_auto::WatchSettings,
+    ) -> Result<()> {
+        ports_auto::start(dir, settings)
+    }
+
+    fn stop_port_watch(&self, dir: &MachineDir) {
+        ports_auto::stop(dir)
     }
 
     fn disconnect(&self, dir: &MachineDir) {

@@ -135,6 +135,11 @@ impl MachineDir {
             crate::util::paths::short_hash(&self.root)
         )))
     }
+    /// A private socket of this machine named by `suffix` (the port
+    /// watcher's SSH connection).
+    pub fn socket_path(&self, suffix: &str) -> Result<PathBuf> {
+        self.socket(suffix)
+    }
     /// QMP socket.
     pub fn qmp_socket(&self) -> Result<PathBuf> {
         self.socket("qmp")

@@ -23,6 +23,7 @@ pub fn halt(ctx: &Ctx, project: &Project, name: &str, force: bool) -> Result<()>
         return Ok(());
     };
     ctx.guest.stop_journal(&dir);
+    ctx.guest.stop_port_watch(&dir);
     if status == Status::Running {
         let started = Instant::now();
         ctx.guest.disconnect(&dir);
@@ -84,6 +85,7 @@ pub fn destroy(
         return Ok(());
     }
     ctx.guest.stop_journal(&dir);
+    ctx.guest.stop_port_watch(&dir);
     ctx.guest.disconnect(&dir);
     ctx.backend.remove(&dir);
     if matches!(ctx.status(&dir), Ok(Status::Suspended))

@@ -293,6 +293,7 @@ pub fn restore(
         // from now).
         ctx.guest.disconnect(dir);
         ctx.guest.stop_journal(dir);
+        ctx.guest.stop_port_watch(dir);
         live(ctx, dir, SnapshotOp::Load, tag, &plan.disks)?;
         ctx.backend.set_guest_clock(dir).with_context(|| {
             format!(
@@ -306,6 +307,7 @@ pub fn restore(
                 .unwrap_or_default();
             up::start_journal(ctx, dir, Some(now.as_secs()));
         }
+        up::start_port_watch(ctx, dir, &crate::ops::created_machine(machine, dir));
         step_done(
             dir,
             "restored",

@@ -148,6 +148,17 @@ pub fn ports(ctx: &Ctx, project: &Project, machine: &Machine) -> Result<Vec<Forw
         });
     }
     forwards.extend(state.forwards.iter().cloned());
+    // Those the port watcher made (`ports_auto`), while it runs.
+    forwards.extend(
+        crate::guest::ports_auto::current(&dir)
+            .into_iter()
+            .map(|f| Forward {
+                protocol: Protocol::Tcp,
+                host_ip: f.host_ip,
+                host_port: f.host_port,
+                guest_port: f.guest_port,
+            }),
+    );
     Ok(forwards)
 }
 

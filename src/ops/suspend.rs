@@ -86,6 +86,7 @@ pub fn suspend(ctx: &Ctx, project: &Project, machine: &Machine) -> Result<()> {
             .snapshot(dir, SnapshotOp::Save, SUSPEND_TAG, &disks, true)
             .with_context(|| format!("cannot save the state of `{}`", machine.name))?;
         ctx.guest.stop_journal(dir);
+        ctx.guest.stop_port_watch(dir);
         ctx.guest.disconnect(dir);
         ctx.backend.stop(dir);
         state.running = false;

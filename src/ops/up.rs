@@ -193,6 +193,7 @@ pub fn up_boot(
         if project.envfile.logs_forward {
             start_journal(ctx, &dir, None);
         }
+        start_port_watch(ctx, &dir, machine);
     }
     Ok(came)
 }
@@ -301,6 +302,27 @@ fn resume_paused(ctx: &Ctx, dir: &MachineDir, why: &str) -> Result<()> {
     }
     ui::step(&dir.name, "running again");
     Ok(())
+}
+
+/// Starts the automatic port forwarding watcher when the machine asks for
+/// it; a failure is reported, not fatal.
+pub fn start_port_watch(ctx: &Ctx, dir: &MachineDir, machine: &Machine) {
+    let Some(auto) = &machine.ports_auto else {
+        return;
+    };
+    let mut skip = auto.exclude.clone();
+    skip.push((machine.ssh_guest_port, machine.ssh_guest_port));
+    skip.extend(machine.ports.iter().map(|p| (p.guest, p.guest)));
+    let settings = crate::guest::ports_auto::WatchSettings {
+        host_ip: auto.host_ip,
+        skip,
+    };
+    if let Err(e) = ctx.guest.start_port_watch(dir, &settings) {
+        ui::step(
+            &dir.name,
+            &format!("ports not forwarded automatically: {e:#}"),
+        );
+    }
 }
 
 /// Starts streaming the guest's journal; a failure is reported, not fatal
