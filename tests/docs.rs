@@ -149,6 +149,7 @@ fn make_referenced_files(dir: &Path) {
         "ansible",
         "files",
         "site",
+        "docker/hello",
     ] {
         std::fs::create_dir_all(dir.join(folder)).unwrap();
     }
@@ -166,6 +167,7 @@ fn make_referenced_files(dir: &Path) {
     std::fs::write(dir.join("scripts/setup.sh"), "#!/bin/sh\n").unwrap();
     std::fs::write(dir.join("ansible/site.yml"), "- hosts: all\n").unwrap();
     std::fs::write(dir.join("files/app.conf"), "").unwrap();
+    std::fs::write(dir.join("docker/hello/Dockerfile"), "FROM scratch\n").unwrap();
 }
 
 /// A TOML example as a whole Envfile: a spec file (its first table is a

@@ -84,7 +84,9 @@ fn every_resource_type_passes_with_reports_in_three_formats() {
         .iter()
         .map(|c| c["resource"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.len(), 15, "every resource type: {kinds:?}");
+    // (docker_container and docker_image need a guest with Docker:
+    // tests/docker.rs.)
+    assert_eq!(kinds.len(), 15, "every other resource type: {kinds:?}");
     assert_eq!(report["totals"]["skipped"], 1);
     assert_eq!(report["totals"]["failed"], 0);
     assert_eq!(report["totals"]["errors"], 0);

@@ -7,6 +7,7 @@
 //! checks across machines, `error` locates problems.
 
 pub mod disks;
+pub mod docker;
 pub mod error;
 pub mod folders;
 pub mod matrix;

@@ -16,6 +16,8 @@ pub enum Kind {
     File,
     /// An Ansible playbook run from the host against the machine.
     Ansible,
+    /// Docker (or Podman) in the guest: images built, containers run.
+    Docker,
 }
 
 /// When a provisioner runs.
@@ -73,6 +75,12 @@ pub struct RawProvisioner {
     pub limit: Option<String>,
     /// ansible: inventory groups, `{ web = ["web1", "web2"] }`.
     pub groups: Option<IndexMap<String, Vec<String>>>,
+    /// docker: `docker` (default) or `podman`.
+    pub engine: Option<super::docker::Engine>,
+    /// docker: images built from project folders.
+    pub images: Option<Vec<super::docker::RawImage>>,
+    /// docker: containers run.
+    pub containers: Option<Vec<super::docker::RawContainer>>,
 }
 
 /// Where a shell provisioner's script comes from.
@@ -114,6 +122,15 @@ pub enum Action {
         limit: Option<String>,
         /// Inventory groups.
         groups: Vec<(String, Vec<String>)>,
+    },
+    /// Install a container engine, build images, run containers.
+    Docker {
+        /// The engine.
+        engine: super::docker::Engine,
+        /// Images to build, in order.
+        images: Vec<super::docker::Image>,
+        /// Containers to run, in order.
+        containers: Vec<super::docker::Container>,
     },
     /// Upload a file or folder.
     File {
@@ -157,38 +174,87 @@ pub fn resolve(
                 Kind::Shell => "shell",
                 Kind::File => "file",
                 Kind::Ansible => "ansible",
+                Kind::Docker => "docker",
             };
-            let ansible_fields = [
-                ("playbook", p.playbook.is_some()),
-                ("extra_vars", p.extra_vars.is_some()),
-                ("tags", p.tags.is_some()),
-                ("skip_tags", p.skip_tags.is_some()),
-                ("limit", p.limit.is_some()),
-                ("groups", p.groups.is_some()),
+            // Each field belongs to some kinds: set on another, it is an error.
+            let owned: [(&str, bool, &[Kind], &str); 17] = [
+                ("inline", p.inline.is_some(), &[Kind::Shell], "shell"),
+                ("path", p.path.is_some(), &[Kind::Shell], "shell"),
+                ("args", p.args.is_some(), &[Kind::Shell], "shell"),
+                ("env", p.env.is_some(), &[Kind::Shell], "shell"),
+                (
+                    "changed_exit_code",
+                    p.changed_exit_code.is_some(),
+                    &[Kind::Shell],
+                    "shell",
+                ),
+                (
+                    "privileged",
+                    p.privileged.is_some(),
+                    &[Kind::Shell, Kind::File],
+                    "shell and file",
+                ),
+                ("source", p.source.is_some(), &[Kind::File], "file"),
+                (
+                    "destination",
+                    p.destination.is_some(),
+                    &[Kind::File],
+                    "file",
+                ),
+                (
+                    "playbook",
+                    p.playbook.is_some(),
+                    &[Kind::Ansible],
+                    "ansible",
+                ),
+                (
+                    "extra_vars",
+                    p.extra_vars.is_some(),
+                    &[Kind::Ansible],
+                    "ansible",
+                ),
+                ("tags", p.tags.is_some(), &[Kind::Ansible], "ansible"),
+                (
+                    "skip_tags",
+                    p.skip_tags.is_some(),
+                    &[Kind::Ansible],
+                    "ansible",
+                ),
+                ("limit", p.limit.is_some(), &[Kind::Ansible], "ansible"),
+                ("groups", p.groups.is_some(), &[Kind::Ansible], "ansible"),
+                ("engine", p.engine.is_some(), &[Kind::Docker], "docker"),
+                ("images", p.images.is_some(), &[Kind::Docker], "docker"),
+                (
+                    "containers",
+                    p.containers.is_some(),
+                    &[Kind::Docker],
+                    "docker",
+                ),
             ];
-            let only_for = |field: &str, set: bool, kinds: &str| -> Result<(), EnvfileError> {
-                if set {
-                    return Err(fail(
-                        field,
-                        format!("`{field}` is for {kinds} provisioners, not {kind_name}"),
-                    ));
-                }
-                Ok(())
-            };
+            if let Some((field, _, _, kinds)) = owned
+                .iter()
+                .find(|(_, set, owners, _)| *set && !owners.contains(&p.kind))
+            {
+                return Err(fail(
+                    field,
+                    format!("`{field}` is for {kinds} provisioners, not {kind_name}"),
+                ));
+            }
             let action = match p.kind {
-                Kind::Ansible => {
-                    for (field, set) in [
-                        ("inline", p.inline.is_some()),
-                        ("path", p.path.is_some()),
-                        ("args", p.args.is_some()),
-                        ("env", p.env.is_some()),
-                        ("privileged", p.privileged.is_some()),
-                        ("changed_exit_code", p.changed_exit_code.is_some()),
-                    ] {
-                        only_for(field, set, "shell")?;
+                Kind::Docker => {
+                    let (images, containers) = super::docker::resolve(
+                        dir,
+                        p.images.as_deref().unwrap_or_default(),
+                        p.containers.as_deref().unwrap_or_default(),
+                    )
+                    .map_err(|(field, message)| fail(field, message))?;
+                    Action::Docker {
+                        engine: p.engine.unwrap_or_default(),
+                        images,
+                        containers,
                     }
-                    only_for("source", p.source.is_some(), "file")?;
-                    only_for("destination", p.destination.is_some(), "file")?;
+                }
+                Kind::Ansible => {
                     let playbook = p.playbook.as_ref().ok_or_else(|| {
                         error_at(
                             file,
@@ -221,11 +287,6 @@ pub fn resolve(
                     }
                 }
                 Kind::Shell => {
-                    for (field, set) in ansible_fields {
-                        only_for(field, set, "ansible")?;
-                    }
-                    only_for("source", p.source.is_some(), "file")?;
-                    only_for("destination", p.destination.is_some(), "file")?;
                     let script = match (&p.inline, &p.path) {
                         (Some(text), None) => Script::Inline(text.clone()),
                         (None, Some(path)) => {
@@ -271,18 +332,6 @@ pub fn resolve(
                     }
                 }
                 Kind::File => {
-                    for (field, set) in ansible_fields {
-                        only_for(field, set, "ansible")?;
-                    }
-                    for (field, set) in [
-                        ("inline", p.inline.is_some()),
-                        ("path", p.path.is_some()),
-                        ("args", p.args.is_some()),
-                        ("env", p.env.is_some()),
-                        ("changed_exit_code", p.changed_exit_code.is_some()),
-                    ] {
-                        only_for(field, set, "shell")?;
-                    }
                     let source = p.source.as_ref().ok_or_else(|| {
                         error_at(
                             file,

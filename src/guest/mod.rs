@@ -4,6 +4,7 @@
 
 pub mod ansible;
 pub mod cloudinit;
+pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod journal;

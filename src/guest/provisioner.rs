@@ -216,11 +216,61 @@ impl Provisioner {
             Action::Shell { .. } => "shell",
             Action::File { .. } => "file",
             Action::Ansible { .. } => "ansible",
+            Action::Docker { .. } => "docker",
         }
     }
 }
 
+/// Runs one provisioner: a docker one as its context uploads and its
+/// script, any other as itself.
 fn run_one(
+    dir: &MachineDir,
+    p: &Provisioner,
+    log: &Log,
+    inventory: Option<&Path>,
+) -> Result<StepReport> {
+    let Action::Docker {
+        engine,
+        images,
+        containers,
+    } = &p.action
+    else {
+        return run_simple(dir, p, log, inventory);
+    };
+    // Each build context goes up as a folder upload, then one root script
+    // installs the engine, builds and runs.
+    let contexts: Vec<String> = (0..images.len())
+        .map(|i| format!("{}/{i}", crate::guest::docker::CONTEXTS))
+        .collect();
+    for (image, destination) in images.iter().zip(&contexts) {
+        let upload = Provisioner {
+            name: format!("{} (context of {})", p.name, image.tag),
+            run: p.run,
+            action: Action::File {
+                source: image.context.clone(),
+                destination: destination.clone(),
+                privileged: true,
+            },
+        };
+        run_simple(dir, &upload, log, inventory)?;
+    }
+    let script = crate::guest::docker::script(*engine, images, &contexts, containers);
+    let step = Provisioner {
+        name: p.name.clone(),
+        run: p.run,
+        action: Action::Shell {
+            script: Script::Inline(script),
+            args: Vec::new(),
+            env: Vec::new(),
+            privileged: true,
+            changed_exit_code: Some(crate::guest::docker::CHANGED),
+        },
+    };
+    run_simple(dir, &step, log, inventory)
+        .with_context(|| format!("the docker provisioner `{}` failed", p.name))
+}
+
+fn run_simple(
     dir: &MachineDir,
     p: &Provisioner,
     log: &Log,
@@ -292,6 +342,8 @@ fn run_one(
             let changed = changed_exit_code.map(|c| code == c);
             Ok(report(changed, output))
         }
+        // Expanded into uploads and a script by `run_one` first.
+        Action::Docker { .. } => bail!("a docker step cannot run as one step"),
         Action::File {
             source,
             destination,

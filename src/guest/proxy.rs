@@ -69,16 +69,7 @@ mod tests {
     /// Runs `script` with its paths under `root` (a fake guest's /etc).
     fn run_in(root: &std::path::Path, script: &str) {
         let script = script.replace("/etc/", &format!("{}/etc/", root.display()));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("set -e\n{script}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::util::shell::sh_ok(&["-c", &format!("set -e\n{script}")]);
     }
 
     #[test]

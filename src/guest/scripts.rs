@@ -396,16 +396,7 @@ mod tests {
             .replace("/etc/", &format!("{}/etc/", root.display()))
             .replace("/proc/", &format!("{}/proc/", root.display()))
             .replace("hostname web", "no-such-hostname-program web");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::util::shell::sh_ok(&["-c", &script]);
         let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap();
         assert!(
             hosts.starts_with("127.0.0.1\tlocalhost\n") && hosts.contains("127.0.1.1\tweb"),

@@ -40,6 +40,10 @@ pub enum Kind {
     Addr,
     /// A network interface.
     Interface,
+    /// A Docker (or Podman) container.
+    DockerContainer,
+    /// A Docker (or Podman) image.
+    DockerImage,
 }
 
 impl Kind {
@@ -61,6 +65,8 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Addr => "addr",
             Kind::Interface => "interface",
+            Kind::DockerContainer => "docker_container",
+            Kind::DockerImage => "docker_image",
         }
     }
 
@@ -91,6 +97,8 @@ impl Kind {
         Kind::Dns,
         Kind::Addr,
         Kind::Interface,
+        Kind::DockerContainer,
+        Kind::DockerImage,
     ];
 }
 

@@ -300,10 +300,18 @@ title = "SSH answers locally"
 exists = true
 mtu = 1500
 skip = true
+
+[docker_container.web]
+running = true
+image = "app:1"
+ports = ["8080"]
+
+[docker_image."app:1"]
+exists = true
 "#,
         )
         .unwrap();
-        assert_eq!(spec.checks.len(), 15);
+        assert_eq!(spec.checks.len(), 17);
         let command = &spec.checks[4];
         assert_eq!(command.kind, Kind::Command);
         assert_eq!(command.timeout, Some(Duration::from_secs(5)));

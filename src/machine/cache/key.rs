@@ -248,6 +248,20 @@ fn feed_provisioners(feed: &mut Feed, machine: &Machine, project: &Path) -> Resu
                     }
                 }
             }
+            Action::Docker {
+                engine,
+                images,
+                containers,
+            } => {
+                feed.text("docker", &format!("{engine:?} {containers:?}"));
+                for image in images {
+                    feed.text(
+                        "image",
+                        &format!("{} {}", image.tag, keyed_path(project, &image.context)),
+                    );
+                    feed.tree("image-context", &image.context)?;
+                }
+            }
             Action::File {
                 source,
                 destination,

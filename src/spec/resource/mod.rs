@@ -6,6 +6,7 @@
 pub mod addr;
 mod command;
 mod dns;
+mod docker;
 mod file;
 mod group;
 mod http;
@@ -43,6 +44,8 @@ pub fn of(kind: Kind) -> &'static dyn Resource {
         Kind::Dns => &dns::Dns,
         Kind::Addr => &addr::Addr,
         Kind::Interface => &interface::Interface,
+        Kind::DockerContainer => &docker::DockerContainer,
+        Kind::DockerImage => &docker::DockerImage,
     }
 }
 
