@@ -247,6 +247,8 @@ pub fn run(dir: &MachineDir, settings: &WatchSettings) -> Result<()> {
         .spawn()
         .context("cannot start ssh")?;
     let out = poll.stdout.take().context("no output")?;
+    // Root may bind ports below 1024 on the host.
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let privileged = unsafe { libc::geteuid() } == 0;
     let mut forwards: BTreeMap<u16, (AutoForward, String)> = BTreeMap::new();
     let mut snapshot = String::new();
