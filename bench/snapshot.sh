@@ -3,6 +3,8 @@
 # (`env destroy -f && env up`), and the raw QEMU equivalent of the restore
 # (HMP loadvm over QMP, no clock fix). Also the save, and the first
 # `env ssh -- true` after each (a restore drops the SSH master connection).
+# Then `env suspend` + `env resume` (to the first `env ssh -- true`) against
+# `env halt` + `env up` of the same machine.
 # TCG, 2 vCPUs. Usage: bench/snapshot.sh   (RUNS=3, BOX=FILE.box, ENV_BIN=...)
 source "$(dirname "$0")/lib.sh"
 export ENV_ACCEL=tcg
@@ -42,6 +44,14 @@ for run in $(seq "$RUNS"); do
   fi
   echo "run $run: save ${save_times[-1]} s, restore ${restore_times[-1]} s (+ssh ${restore_ssh_times[-1]} s)" >&2
 done
+suspend_times=() resume_times=() halt_up_times=()
+for run in $(seq "$RUNS"); do
+  t=$(now); "$ENV_BIN" suspend >/dev/null 2>&1; suspend_times+=("$(elapsed "$t")")
+  t=$(now); "$ENV_BIN" resume >/dev/null 2>&1 && "$ENV_BIN" ssh -- true; resume_times+=("$(elapsed "$t")")
+  t=$(now); "$ENV_BIN" halt >/dev/null 2>&1 && "$ENV_BIN" up >/dev/null 2>&1 && "$ENV_BIN" ssh -- true
+  halt_up_times+=("$(elapsed "$t")")
+  echo "run $run: suspend ${suspend_times[-1]} s, resume ${resume_times[-1]} s, halt && up ${halt_up_times[-1]} s" >&2
+done
 "$ENV_BIN" destroy -f >/dev/null 2>&1
 for run in $(seq "$RUNS"); do
   "$ENV_BIN" up >/dev/null 2>&1
@@ -64,4 +74,10 @@ if [ ${#raw_times[@]} -gt 0 ]; then
   echo "| restore vs raw QMP loadvm (no clock fix) | ${restore} s | ${raw} s | ratio $(ratio "$restore" "$raw")x |"
 fi
 echo "| snapshot save (1 GiB machine) | $(printf '%s\n' "${save_times[@]}" | mean) s | | |"
+suspend=$(printf '%s\n' "${suspend_times[@]}" | mean)
+resume=$(printf '%s\n' "${resume_times[@]}" | mean)
+halt_up=$(printf '%s\n' "${halt_up_times[@]}" | mean)
+both=$(echo "$suspend + $resume" | bc -l | awk '{printf "%.2f", $1}')
+echo "| suspend + resume (to SSH) vs halt && up (to SSH) | ${both} s | ${halt_up} s | $(ratio "$halt_up" "$both")x |"
+echo "| ... suspend / resume alone | ${suspend} s / ${resume} s | | |"
 cd /; rm -rf "$project" "$ENV_HOME"

@@ -21,9 +21,15 @@ pub mod passthrough;
 mod snapshots;
 mod verify;
 
+/// What the Envfile does beyond the commands, listed under `env --help`.
+const ENVFILE_FEATURES: &str = "Envfile features (docs/envfile.md): machines, ports and `ports_auto` (ports the guest opens, \
+forwarded as they open), shared folders (9p, virtiofs, rsync), private network, provisioners (shell, \
+file, ansible, docker), `[[triggers]]` (host commands or guest scripts around commands), \
+`proxy = \"inherit\"`, `ssh.forward_agent`, `${VARIABLES}`, specs, data disks, a platform x suite matrix.";
+
 /// Local environments of QEMU/KVM machines, built from code, tested, thrown away.
 #[derive(Debug, Parser)]
-#[command(name = "env", version, about)]
+#[command(name = "env", version, about, after_help = ENVFILE_FEATURES)]
 pub struct Cli {
     /// The Envfile to use (default: the nearest `Envfile` up from here).
     #[arg(long, global = true, value_name = "FILE", env = "ENV_ENVFILE")]
@@ -107,7 +113,7 @@ pub enum Commands {
         /// Where on the host: a folder to copy into, or the new name.
         dest: PathBuf,
     },
-    /// Copy the rsync folders to running machines again.
+    /// Copy the rsync folders to running machines again (`--watch`: at every change).
     Rsync {
         /// Machines (default: all running).
         names: Vec<String>,
