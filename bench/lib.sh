@@ -13,7 +13,8 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # A box file for the benchmarks: $BOX, else the tests' cached build.
 bench_box() {
   if [ -n "${BOX:-}" ]; then echo "$BOX"; return; fi
-  ls -t /var/tmp/env-test-box/debian-12-*.box 2>/dev/null | grep -v -e '-bios-' -e '-cloud-' | head -n1
+  # debian-12-HASH.box only: the variants' names have a word before the hash.
+  ls -t /var/tmp/env-test-box/debian-12-*.box 2>/dev/null | grep -E '/debian-12-[0-9a-f]+\.box$' | head -n1
 }
 
 # The Vagrant-style BIOS box (boxes/debian-12-bios): $BIOS_BOX, else the
