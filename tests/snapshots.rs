@@ -29,6 +29,18 @@ fn exists(p: &TestProject, path: &str) -> bool {
     }
 }
 
+/// The guest's clock minus the host's, in seconds.
+fn clock_skew(p: &TestProject) -> i64 {
+    p.ok(&["ssh", "--", "date +%s"])
+        .trim()
+        .parse::<i64>()
+        .unwrap()
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+}
+
 #[test]
 fn snapshots_of_running_and_halted_machines() {
     let _slot = GuestSlot::take();
@@ -69,15 +81,7 @@ memory = "512M"
         boot_id,
         "a restore resumes, it does not boot"
     );
-    let skew: i64 = p
-        .ok(&["ssh", "--", "date +%s"])
-        .trim()
-        .parse::<i64>()
-        .unwrap()
-        - std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+    let skew = clock_skew(&p);
     assert!(skew.abs() <= 2, "guest clock off by {skew} s after restore");
 
     // push/pop: a stack of generated names.
@@ -128,15 +132,7 @@ memory = "512M"
         "resume does not boot"
     );
     p.ok(&["ssh", "--", &format!("kill -0 {}", sleeper.trim())]);
-    let skew: i64 = p
-        .ok(&["ssh", "--", "date +%s"])
-        .trim()
-        .parse::<i64>()
-        .unwrap()
-        - std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+    let skew = clock_skew(&p);
     assert!(skew.abs() <= 2, "guest clock off by {skew} s after resume");
     assert!(names(&p).is_empty(), "the saved state is gone once resumed");
     // `env up` resumes too; `env halt` of a suspended machine discards its
