@@ -121,6 +121,7 @@ impl Backend for FakeBackend {
                 host: "kvm1.example".into(),
                 port: 40022,
                 jump: Some("ops@kvm1.example".into()),
+                proxy_command: None,
             },
             forwards: Vec::new(),
             accel: Accelerator::Tcg,

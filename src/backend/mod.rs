@@ -6,8 +6,10 @@
 
 #[cfg(test)]
 pub mod fake;
+pub mod libvirt;
 pub mod network;
 pub mod qemu;
+pub mod route;
 
 use crate::boxes::StoredBox;
 use crate::envfile::disks::Disk;

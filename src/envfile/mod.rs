@@ -10,6 +10,7 @@ pub mod disks;
 pub mod docker;
 pub mod error;
 pub mod folders;
+pub mod libvirt;
 pub mod matrix;
 pub mod model;
 pub mod ports_auto;

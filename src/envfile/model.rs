@@ -205,6 +205,10 @@ pub struct Settings {
     pub proxy: Option<super::proxy::RawProxy>,
     /// Forward the guest's listening ports as they open.
     pub ports_auto: Option<super::ports_auto::RawAutoPorts>,
+    /// What runs the machine: `qemu` (this host, the default) or `libvirt`.
+    pub backend: Option<super::libvirt::BackendKind>,
+    /// The libvirt host: `{ uri, pool, network }`.
+    pub libvirt: Option<super::libvirt::RawLibvirt>,
     /// What the machine needs before it counts as up.
     pub ready: Option<Vec<RawProbe>>,
     /// How long `up` and `provision` wait for the probes.
@@ -379,6 +383,8 @@ pub struct Machine {
     pub specs: Vec<String>,
     /// Firmware asked for (otherwise the box's).
     pub firmware: Option<crate::boxes::metadata::Firmware>,
+    /// What runs it: the local QEMU or a libvirt host.
+    pub backend: super::libvirt::MachineBackend,
     /// The project's user-data for cloud-init boxes (absolute path).
     pub cloud_init_user_data: Option<PathBuf>,
     /// The guest's HTTP proxy, if it gets one.

@@ -166,6 +166,24 @@ pub fn machine(
         },
         None => None,
     };
+    let backend = {
+        let kind = last(layers, |s| s.backend.as_ref());
+        let raw = last(layers, |s| s.libvirt.as_ref());
+        super::libvirt::resolve(kind.map(|(k, _)| *k), raw.map(|(r, _)| r)).map_err(
+            |(field, message)| {
+                // The table that wrote the field at fault (else the backend's).
+                let layer = raw
+                    .map(|(_, l)| l)
+                    .filter(|_| field != "backend")
+                    .or(kind.map(|(_, l)| l))
+                    .or(layers.last())
+                    .expect("a machine has a table");
+                let mut at = layer.at.clone();
+                at.extend(field.split('.').map(|k| Step::Key(k.into())));
+                error_at(file, text, &at, message)
+            },
+        )?
+    };
     let proxy = match last(layers, |s| s.proxy.as_ref()) {
         Some((raw, layer)) => {
             Some(super::proxy::resolve(raw).map_err(|m| fail(layer, "proxy", m))?)
@@ -297,6 +315,7 @@ pub fn machine(
         disks: machine_disks,
         specs,
         firmware: last(layers, |s| s.firmware.as_ref()).map(|(f, _)| *f),
+        backend,
         ready,
         ready_timeout: last(layers, |s| s.ready_timeout.as_ref())
             .map_or(DEFAULT_READY_TIMEOUT, |(t, _)| t.0),

@@ -88,6 +88,10 @@ pub struct MachineState {
     /// Jump host of SSH in the last boot.
     #[serde(default)]
     pub ssh_jump: Option<String>,
+    /// The command that carries SSH to the jump host (ssh_config's
+    /// `ProxyCommand`), when plain `ProxyJump` does not do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_proxy_command: Option<String>,
     /// Forwarded ports of the last boot (SSH excluded).
     pub forwards: Vec<Forward>,
     /// The first-contact key was replaced by the per-machine key.
@@ -139,6 +143,7 @@ impl MachineState {
             ssh_host: None,
             ssh_port: None,
             ssh_jump: None,
+            ssh_proxy_command: None,
             forwards: Vec::new(),
             key_inserted: false,
             provisioned: false,
@@ -161,6 +166,7 @@ impl MachineState {
                 .unwrap_or_else(|| FORMAT_0_SSH_HOST.into()),
             port: self.ssh_port?,
             jump: self.ssh_jump.clone(),
+            proxy_command: self.ssh_proxy_command.clone(),
         })
     }
 
@@ -169,6 +175,7 @@ impl MachineState {
         self.ssh_host = endpoint.map(|e| e.host.clone());
         self.ssh_port = endpoint.map(|e| e.port);
         self.ssh_jump = endpoint.and_then(|e| e.jump.clone());
+        self.ssh_proxy_command = endpoint.and_then(|e| e.proxy_command.clone());
     }
 }
 
@@ -186,6 +193,10 @@ pub struct SshEndpoint {
     /// A host to jump through first (`ProxyJump`), when the port listens
     /// only on the hypervisor's own loopback.
     pub jump: Option<String>,
+    /// How to reach the jump host (ssh_config's `ProxyCommand`, `%h` and
+    /// `%p` the guest's port there): used instead of `ProxyJump` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_command: Option<String>,
 }
 
 impl std::fmt::Display for SshEndpoint {
@@ -220,6 +231,7 @@ mod tests {
             host: "kvm1".into(),
             port: 40022,
             jump: Some("ops@kvm1".into()),
+            proxy_command: None,
         };
         state.set_ssh_endpoint(Some(&e));
         let text = serde_json::to_string(&state).unwrap();

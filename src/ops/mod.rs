@@ -25,7 +25,7 @@ pub mod watch;
 mod tests;
 
 use crate::backend::Backend;
-use crate::backend::qemu::QemuBackend;
+use crate::backend::route::Routed;
 use crate::guest::{Guest, SshGuest};
 use crate::machine::{MachineDir, MachineState, Status};
 use anyhow::{Context, Result};
@@ -75,7 +75,7 @@ impl Ctx<'static> {
     /// The local QEMU and OpenSSH: what the command line uses.
     pub fn local() -> Ctx<'static> {
         Ctx {
-            backend: &QemuBackend,
+            backend: &Routed,
             guest: &SshGuest,
         }
     }

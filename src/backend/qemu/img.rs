@@ -93,17 +93,36 @@ pub fn flatten(image: &Path, out: &Path) -> Result<u64> {
         CONVERT_LIMIT,
         "flattening the disk failed",
     )?;
+    virtual_size(out)
+}
+
+/// The virtual size of an image in bytes.
+pub fn virtual_size(image: &Path) -> Result<u64> {
     let info = qemu_img(
         Command::new("qemu-img")
             .args(["info", "--output=json"])
-            .arg(out),
+            .arg(image),
         HELPER_LIMIT,
-        "cannot read the flattened image",
+        &format!("cannot read the image {}", image.display()),
     )?;
     let v: serde_json::Value = serde_json::from_slice(&info.stdout)?;
     v["virtual-size"]
         .as_u64()
         .context("qemu-img reported no virtual size")
+}
+
+/// Points an overlay at another backing file of the same content, without
+/// reading either (`qemu-img rebase -u`).
+pub fn rebase_unsafe(image: &Path, backing: &Path, backing_format: &str) -> Result<()> {
+    qemu_img(
+        Command::new("qemu-img")
+            .args(["rebase", "-u", "-F", backing_format, "-b"])
+            .arg(backing)
+            .arg(image),
+        HELPER_LIMIT,
+        "cannot point the downloaded overlay at the box's disk",
+    )
+    .map(drop)
 }
 
 #[derive(Deserialize)]

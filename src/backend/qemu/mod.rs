@@ -246,6 +246,7 @@ impl Backend for QemuBackend {
                     host: ssh_forward.host_ip.to_string(),
                     port: ssh_forward.host_port,
                     jump: None,
+                    proxy_command: None,
                 },
                 forwards: forwards.clone(),
                 accel,

@@ -21,6 +21,8 @@ pub struct SshTarget {
     pub port: u16,
     /// Host to jump through first, if any.
     pub jump: Option<String>,
+    /// The command that reaches the jump host, used instead of `jump`.
+    pub proxy_command: Option<String>,
     /// Login user.
     pub user: String,
     /// Private key.
@@ -39,11 +41,11 @@ pub struct SshTarget {
 /// Renders an ssh_config block usable by `ssh -F`, Ansible and testinfra.
 /// The host key must match the pinned one: no `StrictHostKeyChecking=no`.
 pub fn render_config(t: &SshTarget) -> String {
-    let jump = t
-        .jump
-        .as_ref()
-        .map(|j| format!("  ProxyJump {j}\n"))
-        .unwrap_or_default();
+    let jump = match (&t.proxy_command, &t.jump) {
+        (Some(command), _) => format!("  ProxyCommand {command}\n"),
+        (None, Some(j)) => format!("  ProxyJump {j}\n"),
+        (None, None) => String::new(),
+    };
     format!(
         "Host {alias}\n  HostName {host}\n  Port {port}\n{jump}  ConnectTimeout 20\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n  User {user}\n  IdentityFile \"{identity}\"\n  IdentitiesOnly yes\n  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n  HostKeyAlias {hka}\n  ControlMaster auto\n  ControlPath \"{cp}\"\n  ControlPersist {persist}\n  PasswordAuthentication no\n  LogLevel ERROR\n{agent}",
         alias = t.alias,
@@ -96,7 +98,11 @@ pub fn first_contact_args(t: &SshTarget, identities: &[PathBuf], pinned: bool) -
         ("LogLevel", "ERROR".into()),
     ]
     .into_iter()
-    .chain(t.jump.clone().map(|j| ("ProxyJump", j)))
+    .chain(match (&t.proxy_command, &t.jump) {
+        (Some(command), _) => Some(("ProxyCommand", command.clone())),
+        (None, Some(j)) => Some(("ProxyJump", j.clone())),
+        (None, None) => None,
+    })
     // This connection may become the master, whose setting decides.
     .chain(t.forward_agent.then(|| ("ForwardAgent", "yes".to_string())))
     {
@@ -136,6 +142,7 @@ pub fn target_for(dir: &MachineDir, endpoint: &SshEndpoint, user: &str) -> Resul
         host: endpoint.host.clone(),
         port: endpoint.port,
         jump: endpoint.jump.clone(),
+        proxy_command: endpoint.proxy_command.clone(),
         user: user.into(),
         identity: dir.key(),
         known_hosts: dir.known_hosts(),
@@ -159,6 +166,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 2222,
             jump: None,
+            proxy_command: None,
             user: "vagrant".into(),
             identity: "/p/.envstate/machines/web/id_ed25519".into(),
             known_hosts: "/p/.envstate/machines/web/known_hosts".into(),

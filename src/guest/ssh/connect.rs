@@ -256,6 +256,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             jump: None,
+            proxy_command: None,
         }
     }
 
