@@ -313,6 +313,11 @@ pub fn logs(
 ) -> Result<i32> {
     let project = Project::load(envfile)?;
     let machine = project.one(name)?;
+    let dir = project.machine_dir(&machine.name);
+    if dir.root.exists() {
+        // A machine on a libvirt host: its console log is fetched from there.
+        ops::Ctx::local().backend.console_tail(&dir, 0);
+    }
     let (paths, archived) = ops::logs::chosen(&project, &machine.name, choice)?;
     if let Some(run) = archived {
         eprintln!(
@@ -326,7 +331,12 @@ pub fn logs(
 }
 
 /// `env doctor`: exit 1 when a check fails.
-pub fn doctor(json: bool) -> Result<i32> {
+pub fn doctor(
+    envfile: Option<&Path>,
+    json: bool,
+    libvirt: Option<&str>,
+    pool: &str,
+) -> Result<i32> {
     let probe_kernel = Store::open()?.list()?.into_iter().find_map(|b| {
         b.metadata
             .env
@@ -334,7 +344,27 @@ pub fn doctor(json: bool) -> Result<i32> {
             .and_then(|e| e.kernel.as_ref())
             .map(|k| b.dir.join(k))
     });
-    let checks = ops::doctor::run(probe_kernel.as_deref());
+    let mut checks = ops::doctor::run(probe_kernel.as_deref());
+    // The libvirt hosts: the one asked for, and those of the project here.
+    let mut hosts: Vec<(String, String)> = libvirt
+        .map(|uri| (uri.to_string(), pool.to_string()))
+        .into_iter()
+        .collect();
+    if let Ok(project) = Project::load(envfile) {
+        for m in &project.envfile.machines {
+            if let crate::envfile::libvirt::MachineBackend::Libvirt(t) = &m.backend {
+                hosts.push((t.uri.clone(), t.pool.clone()));
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    for (uri, pool) in &hosts {
+        if let Err(e) = crate::envfile::libvirt::parse_uri(uri) {
+            anyhow::bail!("--libvirt: {e}");
+        }
+        checks.extend(ops::doctor_libvirt::run(uri, pool));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {

@@ -223,11 +223,18 @@ pub enum Commands {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Check the host: QEMU, KVM, SSH, disk space, 9p, optional tools.
+    /// Check the host: QEMU, KVM, SSH, disk space, 9p, optional tools; and
+    /// the libvirt hosts of the project's machines (or `--libvirt URI`).
     Doctor {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also check this libvirt URI (its pool: `--pool`).
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
+        /// The storage pool checked with `--libvirt`.
+        #[arg(long, default_value = "default", requires = "libvirt")]
+        pool: String,
     },
     /// Run spec checks on machines, on `[targets.*]` hosts, or on any SSH
     /// host (`--ssh USER@HOST --spec FILE`): one SSH round trip each.
@@ -457,7 +464,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             machines::logs(envfile, name.as_deref(), choice, follow)
         }
-        Commands::Doctor { json } => machines::doctor(json),
+        Commands::Doctor {
+            json,
+            libvirt,
+            pool,
+        } => machines::doctor(envfile, json, libvirt.as_deref(), &pool),
         Commands::Snapshot(command) => snapshots::run(envfile, command),
         Commands::Package {
             name,

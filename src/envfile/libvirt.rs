@@ -2,7 +2,8 @@
 //! host (`backend = "libvirt"`, `libvirt = { uri = "qemu+ssh://..." }`).
 //! The libvirt connection URI is parsed here, purely: env reaches a remote
 //! host's guests through SSH to that host, so only local (`qemu:///...`)
-//! and SSH (`qemu+ssh://...`) connections are accepted.
+//! and SSH (`qemu+ssh://`, `qemu+libssh://`, `qemu+libssh2://`)
+//! connections are accepted.
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -158,7 +159,16 @@ pub fn parse_uri(uri: &str) -> Result<LibvirtUri, String> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "keyfile" => keyfile = Some(PathBuf::from(value)),
-            "known_hosts" => known_hosts = Some(PathBuf::from(value)),
+            // libvirt's OpenSSH transport ignores it (ssh reads ~/.ssh).
+            "known_hosts" if scheme != "qemu+ssh" => known_hosts = Some(PathBuf::from(value)),
+            "known_hosts" => {
+                return Err(format!(
+                    "`{uri}`: qemu+ssh:// checks host keys with ~/.ssh/known_hosts; \
+                     `known_hosts=` needs qemu+libssh://"
+                ));
+            }
+            // Which authentications libssh tries: no way around a check.
+            "sshauth" if scheme != "qemu+ssh" => {}
             // Ours to pass on would be a way around host key checks.
             "no_verify" | "command" | "socket" | "netcat" | "proxy" | "sshauth" | "mode"
             | "no_tty" => {
@@ -189,7 +199,7 @@ pub fn parse_uri(uri: &str) -> Result<LibvirtUri, String> {
                 ssh: None,
             })
         }
-        "qemu+ssh" => {
+        "qemu+ssh" | "qemu+libssh" | "qemu+libssh2" => {
             let (user, hostport) = match authority.rsplit_once('@') {
                 Some((u, h)) => (Some(u), h),
                 None => (None, authority),
@@ -230,7 +240,7 @@ pub fn parse_uri(uri: &str) -> Result<LibvirtUri, String> {
             })
         }
         other => Err(format!(
-            "`{uri}`: env reaches guests through SSH to the libvirt host: use qemu:///system, qemu:///session or qemu+ssh://, not {other}://"
+            "`{uri}`: env reaches guests through SSH to the libvirt host: use qemu:///system, qemu:///session, qemu+ssh:// or qemu+libssh://, not {other}://"
         )),
     }
 }
@@ -307,7 +317,7 @@ mod tests {
     #[test]
     fn ssh_uris_parse_with_user_port_and_files() {
         let p =
-            parse_uri("qemu+ssh://ops@kvm1.example:2222/system?keyfile=/k/id&known_hosts=/k/known")
+            parse_uri("qemu+libssh://ops@kvm1.example:2222/system?keyfile=/k/id&known_hosts=/k/known&sshauth=privkey")
                 .unwrap();
         let hop = p.ssh.unwrap();
         assert_eq!(hop.destination(), "ops@kvm1.example");
@@ -355,6 +365,14 @@ mod tests {
             ),
             ("qemu+ssh://kvm1/system?foo=1", "unknown URI parameter"),
             ("qemu+ssh://kvm1/system?keyfile=id", "absolute path"),
+            (
+                "qemu+ssh://kvm1/system?known_hosts=/k",
+                "needs qemu+libssh://",
+            ),
+            (
+                "qemu+ssh://kvm1/system?sshauth=privkey",
+                "does not take `sshauth`",
+            ),
         ] {
             let e = parse_uri(uri).unwrap_err();
             assert!(e.contains(words), "{uri}: {e}");

@@ -30,6 +30,8 @@ pub use model::{
 pub use read::{find, load};
 
 #[cfg(test)]
+mod libvirt_tests;
+#[cfg(test)]
 mod matrix_tests;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,21 @@
 //! ports claimed twice, the private network's addresses and subnet, and
 //! `depends_on` naming machines that exist, without cycles.
 
+use super::libvirt::MachineBackend;
 use super::{DEFAULT_MACHINE, EnvfileError, Machine, Settings, Step, error_at};
 use std::path::Path;
+
+/// Where a machine's private NIC lands: this host, a libvirt host's
+/// project network, or a libvirt network the Envfile names.
+fn network_place(m: &Machine) -> String {
+    match &m.backend {
+        MachineBackend::Local => "this host".into(),
+        MachineBackend::Libvirt(t) => match &t.network {
+            Some(n) => format!("libvirt network `{n}`"),
+            None => format!("libvirt host {}", t.uri),
+        },
+    }
+}
 
 /// Private addresses: `ip` only on machines, unique, inside the subnet;
 /// the subnet only in `[defaults]`, a /24 written with its .0 address.
@@ -60,6 +73,24 @@ pub(super) fn check_private_network(
                 text,
                 &field,
                 format!("{ip} is outside the private subnet {subnet}/24"),
+            ));
+        }
+        if let Some(other) = machines[..i].iter().find(|o| o.ip.is_some())
+            && network_place(other) != network_place(m)
+        {
+            return Err(error_at(
+                file,
+                text,
+                &field,
+                format!(
+                    "machine `{}` is on {} and `{}` on {}: machines on different hosts cannot \
+                     share the private network (put them on one host, or have both join one \
+                     libvirt network that spans the hosts with `libvirt.network`)",
+                    other.name,
+                    network_place(other),
+                    m.name,
+                    network_place(m)
+                ),
             ));
         }
         if let Some(other) = machines[..i].iter().find(|o| o.ip == Some(ip)) {

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod coverage;
 pub mod doctor;
+pub mod doctor_libvirt;
 pub mod down;
 pub mod logs;
 pub mod package;

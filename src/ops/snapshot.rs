@@ -187,19 +187,11 @@ pub fn save(
         }
         live(ctx, dir, SnapshotOp::Save, tag, &plan.disks)?;
     } else {
-        for (done, disk) in plan.disks.iter().enumerate() {
-            if let Err(e) = ctx
-                .backend
-                .snapshot(dir, SnapshotOp::Save, tag, &[*disk], false)
-            {
-                for made in &plan.disks[..done] {
-                    let _ = ctx
-                        .backend
-                        .snapshot(dir, SnapshotOp::Delete, tag, &[*made], false);
-                }
-                return Err(e);
-            }
-        }
+        // One call for every disk: a backend whose snapshots are the
+        // machine's (libvirt) takes it at once; a failure part way is the
+        // backend's to undo.
+        ctx.backend
+            .snapshot(dir, SnapshotOp::Save, tag, &plan.disks, false)?;
     }
     let what = if running {
         " and VM state"

@@ -159,6 +159,12 @@ impl LibvirtBackend {
         let name = named
             .map(String::from)
             .unwrap_or_else(|| record::network_name(&rec.project_id));
+        // Two machines of the project booting at once make it once.
+        let key = crate::util::paths::short_hash(Path::new(&format!("{}\n{name}", virsh.uri)));
+        let _lock = crate::util::lock::exclusive(
+            &crate::util::paths::runtime_dir()?.join(format!("libvirt-net-{key}.lock")),
+            "the project's network on the libvirt host",
+        )?;
         let info = virsh.try_run(&["net-info", &name])?;
         if !info.status.success() {
             if named.is_some() {
@@ -217,6 +223,13 @@ impl LibvirtBackend {
             .with_context(|| {
                 format!("storage pool `{pool}` has no folder (env needs a `dir` pool)")
             })
+    }
+
+    /// Ends the SSH master to a remote host, with its forwards.
+    fn close_tunnel(dir: &MachineDir, rec: &Record) {
+        if let (Ok(Some(hop)), Ok(control)) = (hop(rec), dir.socket_path("lv")) {
+            tunnel::close(&hop, &control);
+        }
     }
 
     /// Stops the domain at once.
@@ -607,7 +620,10 @@ impl Backend for LibvirtBackend {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             match virsh.domstate(&rec.domain) {
-                Ok(s) if status_of(s.as_deref(), false) != Status::Running => return true,
+                Ok(s) if status_of(s.as_deref(), false) != Status::Running => {
+                    Self::close_tunnel(dir, &rec);
+                    return true;
+                }
                 Err(_) => return false,
                 _ => std::thread::sleep(Duration::from_millis(250)),
             }
@@ -618,9 +634,7 @@ impl Backend for LibvirtBackend {
     fn stop(&self, dir: &MachineDir) {
         let Ok(rec) = record(dir) else { return };
         Self::destroy_domain(&Virsh::new(&rec.uri), &rec.domain);
-        if let (Ok(Some(hop)), Ok(control)) = (hop(&rec), dir.socket_path("lv")) {
-            tunnel::close(&hop, &control);
-        }
+        Self::close_tunnel(dir, &rec);
     }
 
     fn remove(&self, dir: &MachineDir) {
@@ -639,9 +653,7 @@ impl Backend for LibvirtBackend {
         for volume in rec.own_volumes() {
             let _ = virsh.vol_delete(&rec.pool, &volume);
         }
-        if let (Ok(Some(hop)), Ok(control)) = (hop(&rec), dir.socket_path("lv")) {
-            tunnel::close(&hop, &control);
-        }
+        Self::close_tunnel(dir, &rec);
         if let Some(network) = &rec.own_network {
             // The project's network goes with its last machine on the host.
             let prefix = format!("env-{}-", rec.project_id);

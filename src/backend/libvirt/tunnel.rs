@@ -159,7 +159,11 @@ mod tests {
         };
         let rule = local_forward(&local, 41000);
         assert_eq!(rule, "127.0.0.1:8080:127.0.0.1:41000");
-        let args = open_args(&hop(), Path::new("/run/x.sock"), std::slice::from_ref(&rule));
+        let args = open_args(
+            &hop(),
+            Path::new("/run/x.sock"),
+            std::slice::from_ref(&rule),
+        );
         assert_eq!(args.last().unwrap(), "ops@kvm1");
         assert!(args.windows(2).any(|w| w == ["-L", rule.as_str()]));
         assert!(args.windows(2).any(|w| w == ["-p", "2222"]));

@@ -394,8 +394,16 @@ impl Backend for QemuBackend {
             SnapshotOp::Load => "-a",
             SnapshotOp::Delete => "-d",
         };
-        for disk in disks {
-            img::snapshot(flag, tag, &Self::image(dir, *disk), &disk.label())?;
+        for (done, disk) in disks.iter().enumerate() {
+            if let Err(e) = img::snapshot(flag, tag, &Self::image(dir, *disk), &disk.label()) {
+                if op == SnapshotOp::Save {
+                    // No disk is left with half a snapshot.
+                    for made in &disks[..done] {
+                        let _ = img::snapshot("-d", tag, &Self::image(dir, *made), &made.label());
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
