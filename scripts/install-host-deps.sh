@@ -39,6 +39,9 @@ fi
 if [ "${1:-}" = --tests ]; then
   # python3-yaml: tests/matrix.rs reads the CI examples as YAML.
   as_root apt-get install -y -qq --no-install-recommends vagrant python3-yaml >/dev/null
+  # libvirt, for tests/libvirt.rs (the libvirt backend on this host and
+  # through an sshd the test starts); .ci/libvirtd.sh starts the daemons.
+  as_root apt-get install -y -qq --no-install-recommends libvirt-daemon-system libvirt-clients >/dev/null
   # sshd, for the tests of `env verify --ssh` (they start their own on
   # 127.0.0.1 with a throwaway key). Installing it must not start a
   # listening sshd on the machine: when none is installed, the service is

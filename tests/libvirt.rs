@@ -312,11 +312,18 @@ ip = "192.168.77.11"
     let out = p.env(&["ssh", "web", "--", "test -e /etc/after-s1"]);
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
 
-    // Halt: the domain stops, the forwarded port closes; the console log
-    // comes through libvirt.
-    p.ok(&["halt", "web"]);
+    // Package: the overlay volume downloaded and flattened (the machine
+    // is cleaned and halted for it); its forwarded port closes.
+    let packaged = p.dir.path().join("web.box");
+    p.ok(&["package", "web", "--output", packaged.to_str().unwrap()]);
+    let listing = Command::new("tar").arg("tzf").arg(&packaged).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("box.img") && listing.contains("metadata.json"), "{listing}");
     assert_eq!(p.state_of("web"), "halted");
     assert!(TcpStream::connect(("127.0.0.1", web_port)).is_err());
+    // Halt through ACPI; the console log comes through libvirt.
+    p.ok(&["halt", "db"]);
+    assert_eq!(p.state_of("db"), "halted");
     let console = p.ok(&["logs", "web", "--console"]);
     assert!(console.contains("login"), "{console}");
     let doctor = p.env(&["doctor", "--json"]);

@@ -63,7 +63,7 @@ pub fn package(
     let dir = project.machine_dir(&machine.name);
     let state = dir
         .load_state()?
-        .filter(|_| dir.disk().exists())
+        .filter(|_| ctx.backend.box_disk_count(&dir) > 0)
         .with_context(|| {
             format!(
                 "machine `{}` is not created: `env up {}` first",
