@@ -29,7 +29,7 @@ libvirt = {}
 libvirt = { uri = "qemu:///session" }
 "#,
     );
-    // A qemu machine with libvirt settings (inherited or its own) is an error.
+    // A qemu machine with libvirt settings of its own is an error.
     let err = e.unwrap_err();
     assert_eq!(err.field, "machines.laptop.libvirt");
     let e = parse_text(
@@ -61,6 +61,12 @@ libvirt = { uri = "qemu:///session" }
         (other.uri.as_str(), other.pool.as_str()),
         ("qemu:///session", "default")
     );
+    // One that opts out of the defaults' libvirt host is fine.
+    let e = parse_text(
+        "[defaults]\nbox = \"b\"\nbackend = \"libvirt\"\nlibvirt = { uri = \"qemu:///session\" }\n[machines.a]\n[machines.b]\nbackend = \"qemu\"\n",
+    )
+    .unwrap();
+    assert_eq!(e.machines[1].backend, MachineBackend::Local);
     let local = parse_text("[defaults]\nbox = \"b\"\n").unwrap();
     assert_eq!(local.machines[0].backend, MachineBackend::Local);
 }

@@ -168,7 +168,13 @@ pub fn machine(
     };
     let backend = {
         let kind = last(layers, |s| s.backend.as_ref());
-        let raw = last(layers, |s| s.libvirt.as_ref());
+        let mut raw = last(layers, |s| s.libvirt.as_ref());
+        // `[defaults]` may name a libvirt host that one machine opts out of
+        // with `backend = "qemu"`; only a machine's own table is an error.
+        let qemu = kind.is_none_or(|(k, _)| *k == super::libvirt::BackendKind::Qemu);
+        if qemu && raw.is_some_and(|(_, l)| l.is_defaults()) {
+            raw = None;
+        }
         super::libvirt::resolve(kind.map(|(k, _)| *k), raw.map(|(r, _)| r)).map_err(
             |(field, message)| {
                 // The table that wrote the field at fault (else the backend's).
