@@ -316,9 +316,16 @@ ip = "192.168.77.11"
     // is cleaned and halted for it); its forwarded port closes.
     let packaged = p.dir.path().join("web.box");
     p.ok(&["package", "web", "--output", packaged.to_str().unwrap()]);
-    let listing = Command::new("tar").arg("tzf").arg(&packaged).output().unwrap();
+    let listing = Command::new("tar")
+        .arg("tzf")
+        .arg(&packaged)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.contains("box.img") && listing.contains("metadata.json"), "{listing}");
+    assert!(
+        listing.contains("box.img") && listing.contains("metadata.json"),
+        "{listing}"
+    );
     assert_eq!(p.state_of("web"), "halted");
     assert!(TcpStream::connect(("127.0.0.1", web_port)).is_err());
     // Halt through ACPI; the console log comes through libvirt.
