@@ -2,7 +2,7 @@
 # Times `env up` against the raw equivalent (plain qemu-system-x86_64 booting
 # the same box, polling `ssh true`), then the everyday commands. TCG, 2 vCPUs,
 # 1 GiB. Usage: bench/up.sh   (RUNS=3, BOX=FILE.box, ENV_BIN=...,
-# ROWS="debian bios cloud" to pick the boxes measured)
+# ROWS="debian bios cloud libvirt" to pick the rows measured)
 source "$(dirname "$0")/lib.sh"
 export ENV_ACCEL=tcg
 setup_home
@@ -29,7 +29,7 @@ raw_boot() {
   kill "$(cat "$work/qemu.pid")"; rm -rf "$work"
 }
 
-want() { [[ " ${ROWS:-debian bios cloud} " == *" $1 "* ]]; }
+want() { [[ " ${ROWS:-debian bios cloud libvirt} " == *" $1 "* ]]; }
 echo "| measure (mean of $RUNS) | env | raw / reference | ratio |"
 echo "|---|---|---|---|"
 
@@ -144,5 +144,101 @@ local-hostname: bench
 elif want cloud; then
   echo "(no debian-12-cloud image or no cloud-localds: the cloud rows are skipped)" >&2
 fi
-echo "(Vagrant's own figures need vagrant-libvirt and a running libvirtd: see docs/benchmarks.md.)" >&2
+# The libvirt backend (#16): env up to SSH on this host's libvirt
+# (qemu:///system) and through SSH to a "remote" host (an sshd started
+# here on 127.0.0.1 with a throwaway key; qemu+ssh:// through a drop-in of
+# /etc/ssh/ssh_config.d when root, else qemu+libssh://), against the local
+# backend, same box, same run; then `vagrant up` with vagrant-libvirt on
+# the same libvirt and the Vagrant-style BIOS box, against env on it.
+# Needs: libvirtd running with pool `default` (.ci/libvirtd.sh),
+# openssh-server; for Vagrant: vagrant-libvirt and dnsmasq-base.
+if want libvirt && virsh -q -c qemu:///system pool-info default >/dev/null 2>&1; then
+  hyp=$(mktemp -d); hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  ssh-keygen -q -t ed25519 -N "" -f "$hyp/host"; ssh-keygen -q -t ed25519 -N "" -f "$hyp/client"
+  cp "$hyp/client.pub" "$hyp/authorized_keys"
+  echo "[127.0.0.1]:$hport $(cut -d' ' -f1,2 "$hyp/host.pub")" > "$hyp/known_hosts"
+  printf 'Port %s\nListenAddress 127.0.0.1\nHostKey %s/host\nAuthorizedKeysFile %s/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nPidFile %s/sshd.pid\nStrictModes no\n' \
+    "$hport" "$hyp" "$hyp" "$hyp" > "$hyp/sshd_config"
+  mkdir -p /run/sshd; /usr/sbin/sshd -f "$hyp/sshd_config"
+  alias_name=env-bench-hypervisor-$hport
+  drop_in=/etc/ssh/ssh_config.d/$alias_name.conf
+  if printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  IdentityFile %s/client\n  IdentitiesOnly yes\n  UserKnownHostsFile %s/known_hosts\n' \
+      "$alias_name" "$hport" "$hyp" "$hyp" > "$drop_in" 2>/dev/null; then
+    remote_uri="qemu+ssh://root@$alias_name/system"
+  else
+    drop_in=""
+    remote_uri="qemu+libssh://root@127.0.0.1:$hport/system?keyfile=$hyp/client&known_hosts=$hyp/known_hosts&sshauth=privkey"
+  fi
+  # One env up to SSH with this Envfile tail; prints seconds.
+  lv_up() {
+    local project t
+    project=$(mktemp -d)
+    printf '[defaults]\nbox = "%s"\ncpus = 2\nmemory = "1G"\n%s\n' "$1" "$2" > "$project/Envfile"
+    cd "$project"
+    t=$(now); "$ENV_BIN" up >/dev/null 2>&1 || echo "env up failed ($2)" >&2; elapsed "$t"
+    "$ENV_BIN" destroy -f >/dev/null 2>&1
+    cd /; rm -rf "$project"
+  }
+  # The box volumes are uploaded once per host: a first up outside the
+  # timing, as a team's host would have them already.
+  lv_up debian-12 'backend = "libvirt"' >/dev/null
+  local_t=() system_t=() remote_t=()
+  for run in $(seq "$RUNS"); do
+    local_t+=("$(lv_up debian-12 '')")
+    system_t+=("$(lv_up debian-12 'backend = "libvirt"')")
+    remote_t+=("$(lv_up debian-12 "backend = \"libvirt\"
+libvirt = { uri = \"$remote_uri\" }")")
+    echo "libvirt run $run: local ${local_t[-1]} s, qemu:///system ${system_t[-1]} s, over ssh ${remote_t[-1]} s" >&2
+  done
+  lt=$(printf '%s\n' "${local_t[@]}" | mean)
+  st=$(printf '%s\n' "${system_t[@]}" | mean)
+  rt=$(printf '%s\n' "${remote_t[@]}" | mean)
+  echo "| libvirt qemu:///system, boot to SSH: env up vs env up on the local backend | ${st} s | ${lt} s | $(ratio "$st" "$lt")x |"
+  echo "| libvirt over SSH (${remote_uri%%://*}:// to 127.0.0.1), boot to SSH: env up vs env up on the local backend | ${rt} s | ${lt} s | $(ratio "$rt" "$lt")x |"
+
+  # vagrant-libvirt on the same libvirt, the Vagrant-style BIOS box.
+  if [ -n "$bios" ] && [ -n "$vagrant_key" ] && vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt \
+      && command -v dnsmasq >/dev/null; then
+    "$ENV_BIN" box list 2>/dev/null | grep -q '^vagrant-bios' || "$ENV_BIN" box add "$bios" --name vagrant-bios >/dev/null
+    export VAGRANT_HOME; VAGRANT_HOME=$(mktemp -d /tmp/env-bench-vagrant.XXXXXX)
+    vagrant box add --name env-bench-bios "$bios" >/dev/null
+    virsh -q -c qemu:///system net-info vagrant-libvirt >/dev/null 2>&1 || true
+    vag_t=() envbios_t=()
+    for run in $(seq "$RUNS"); do
+      vdir=$(mktemp -d)
+      cat > "$vdir/Vagrantfile" <<'VAGRANTFILE'
+Vagrant.configure("2") do |config|
+  config.vm.box = "env-bench-bios"
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provider :libvirt do |lv|
+    lv.uri = "qemu:///system"
+    lv.driver = "qemu"
+    lv.cpus = 2
+    lv.memory = 1024
+    lv.storage_pool_name = "default"
+  end
+end
+VAGRANTFILE
+      cd "$vdir"
+      t=$(now); vagrant up --provider=libvirt >"$vdir/up.log" 2>&1 || { echo "vagrant up failed:" >&2; tail -5 "$vdir/up.log" >&2; }
+      vag_t+=("$(elapsed "$t")")
+      vagrant destroy -f >/dev/null 2>&1 || true
+      cd /; rm -rf "$vdir"
+      envbios_t+=("$(lv_up vagrant-bios 'backend = "libvirt"')")
+      echo "vagrant-libvirt run $run: vagrant up ${vag_t[-1]} s, env up ${envbios_t[-1]} s" >&2
+    done
+    vt=$(printf '%s\n' "${vag_t[@]}" | mean)
+    et=$(printf '%s\n' "${envbios_t[@]}" | mean)
+    echo "| Vagrant-style BIOS box on libvirt qemu:///system, boot to SSH: env up vs vagrant up (vagrant-libvirt) | ${et} s | ${vt} s | $(ratio "$et" "$vt")x |"
+    vagrant box remove env-bench-bios --force >/dev/null 2>&1 || true
+    rm -rf "$VAGRANT_HOME"
+  else
+    echo "(no BIOS box, Vagrant key, vagrant-libvirt or dnsmasq: the vagrant-libvirt row is skipped)" >&2
+  fi
+  kill "$(cat "$hyp/sshd.pid")" 2>/dev/null || true
+  [ -n "$drop_in" ] && rm -f "$drop_in"
+  rm -rf "$hyp"
+elif want libvirt; then
+  echo "(no libvirtd with pool default: the libvirt rows are skipped; sh .ci/libvirtd.sh starts one)" >&2
+fi
 rm -rf "$ENV_HOME" "$key"

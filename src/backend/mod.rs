@@ -139,6 +139,13 @@ impl std::fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
+/// The last `lines` lines of a text file ("" when it cannot be read).
+pub fn tail_file(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// What runs machines. Every method takes the machine's state folder, where
 /// a backend keeps what it needs to find the machine again.
 pub trait Backend: Send + Sync {

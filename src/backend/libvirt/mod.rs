@@ -6,25 +6,28 @@
 //! one SSH master to that host (`tunnel.rs`) to QEMU's user-mode port
 //! forward on the host's loopback.
 
+mod boot;
+pub mod copies;
+mod create;
+pub mod domain_ports;
 pub mod record;
+mod snapshots;
 pub mod tunnel;
 pub mod virsh;
 pub mod volumes;
 pub mod xml;
 
-use super::qemu::{img, plan as qemu_plan, ports, seed};
+use super::qemu::{img, seed};
 use super::{
     Backend, BackendError, BootRequest, Booted, Details, DiskRef, SnapshotInfo, SnapshotOp,
 };
 use crate::boxes::StoredBox;
-use crate::boxes::metadata::{Firmware, Metadata};
+use crate::boxes::metadata::Metadata;
+use crate::envfile::Machine;
 use crate::envfile::libvirt::{LibvirtTarget, MachineBackend, SshHop, parse_uri};
-use crate::envfile::{Accel, Machine, Protocol};
-use crate::machine::state::{Accelerator, Forward, SshEndpoint};
 use crate::machine::{MachineDir, Status};
 use anyhow::{Context, Result, bail};
 use record::Record;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use virsh::{Virsh, state_word};
@@ -237,6 +240,20 @@ impl LibvirtBackend {
         let _ = virsh.try_run(&["destroy", domain]);
     }
 
+    /// The volume of one of the machine's disks.
+    fn volume_of(rec: &Record, disk: DiskRef<'_>) -> Result<String> {
+        match disk {
+            DiskRef::Box(i) => rec.box_disks.get(i).cloned(),
+            DiskRef::Data(d) => rec
+                .data_disks
+                .iter()
+                .map(|(v, _)| v)
+                .find(|v| v.contains(&format!("-data-{}.", d.name)))
+                .cloned(),
+        }
+        .with_context(|| format!("no volume for {}", disk.label()))
+    }
+
     /// The disks of the domain in target order: box overlays, data disks.
     fn disk_targets(rec: &Record) -> usize {
         rec.box_disks.len() + rec.data_disks.len()
@@ -254,85 +271,7 @@ impl Backend for LibvirtBackend {
     }
 
     fn create_disks(&self, dir: &MachineDir, stored: &StoredBox, machine: &Machine) -> Result<()> {
-        let t = target(machine)?;
-        let virsh = Virsh::new(&t.uri);
-        Self::check_pool(&virsh, &t.pool)?;
-        let (host, user) = owner();
-        let project_id = record::project_id(state_dir(dir), &host, &user);
-        let domain = record::domain_name(&project_id, &machine.name);
-        let meta = &stored.metadata;
-        let mut files: Vec<(String, String)> = meta
-            .disk_files()
-            .iter()
-            .map(|f| (f.display().to_string(), meta.disk_format().to_string()))
-            .collect();
-        let boot = meta.env.as_ref();
-        let kernel = boot.and_then(|e| e.kernel.clone());
-        let initrd = boot.and_then(|e| e.initrd.clone());
-        for f in [&kernel, &initrd].into_iter().flatten() {
-            files.push((f.clone(), "raw".into()));
-        }
-        let box_volumes = volumes::ensure_box(&virsh, &t.pool, stored, &files, &machine.name)?;
-        let disks = meta.disk_files().len();
-        let box_gib = meta.virtual_size.unwrap_or(0);
-        if let Some(size) = machine.disk
-            && size.bytes() < box_gib * 1024 * 1024 * 1024
-        {
-            bail!(
-                "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
-                machine.name,
-                size,
-                box_gib
-            );
-        }
-        let mut overlays = Vec::new();
-        let made = (|| -> Result<()> {
-            for (i, base) in box_volumes.iter().take(disks).enumerate() {
-                let name = format!("{domain}-disk{i}.qcow2");
-                let local = stored.dir.join(&files[i].0);
-                let box_bytes = img::virtual_size(&local)?;
-                let bytes = match machine.disk {
-                    Some(size) if i == 0 => size.bytes().max(box_bytes),
-                    _ => box_bytes,
-                };
-                // A leftover of an earlier attempt of this same machine.
-                virsh.vol_delete(&t.pool, &name)?;
-                virsh.vol_create(
-                    &t.pool,
-                    &name,
-                    bytes,
-                    "qcow2",
-                    &[
-                        "--backing-vol",
-                        &base.name,
-                        "--backing-vol-format",
-                        &base.format,
-                    ],
-                )?;
-                overlays.push(name);
-            }
-            Ok(())
-        })();
-        if let Err(e) = made {
-            for o in &overlays {
-                let _ = virsh.vol_delete(&t.pool, o);
-            }
-            return Err(e);
-        }
-        let mut volumes = box_volumes.into_iter().map(|v| v.name);
-        let rec = Record {
-            uri: t.uri.clone(),
-            pool: t.pool.clone(),
-            project_id,
-            domain,
-            box_disks: overlays,
-            box_volumes: volumes.by_ref().take(disks).collect(),
-            kernel: kernel.as_ref().and_then(|_| volumes.next()),
-            initrd: initrd.as_ref().and_then(|_| volumes.next()),
-            data_disks: Vec::new(),
-            own_network: None,
-        };
-        rec.save(dir)
+        self.make_disks(dir, stored, machine)
     }
 
     fn create_data_disks(&self, dir: &MachineDir, machine: &Machine) -> Result<()> {
@@ -357,231 +296,7 @@ impl Backend for LibvirtBackend {
     }
 
     fn start(&self, request: &BootRequest<'_>) -> Result<Booted> {
-        let (dir, machine, state) = (request.dir, request.machine, request.state);
-        let t = target(machine)?;
-        let meta = Metadata::load(&state.box_dir).with_context(|| {
-            format!(
-                "the box of machine `{}` is gone from the store",
-                machine.name
-            )
-        })?;
-        self.create_data_disks(dir, machine)?;
-        let mut rec = record(dir)?;
-        let virsh = Virsh::new(&rec.uri);
-        let hop = hop(&rec)?;
-        self.prepare_volumes(&virsh, &rec, dir, &meta, request.seed.as_ref())?;
-        let kvm = match request.accel {
-            Accel::Kvm => true,
-            Accel::Tcg => false,
-            Accel::Auto => Self::host_has_kvm(&virsh),
-        };
-        let pool_path = Self::pool_path(&virsh, &rec.pool)?;
-        let in_pool = |volume: &str| format!("{pool_path}/{volume}");
-        let uefi = match qemu_plan::firmware(machine, &meta) {
-            Firmware::Bios => None,
-            Firmware::Uefi => Some(xml::Uefi {
-                code: Self::uefi_code(&virsh)?,
-                vars: in_pool(&rec.vars_volume()),
-            }),
-        };
-        let private_network = match &request.private_link {
-            Some(link) => {
-                let name = Self::private_network(&virsh, &rec, t.network.as_deref())?;
-                if t.network.is_none() {
-                    rec.own_network = Some(name.clone());
-                    rec.save(dir)?;
-                }
-                Some((name, link.mac.clone()))
-            }
-            None => None,
-        };
-        let mut disks: Vec<xml::PoolDisk> = rec
-            .box_disks
-            .iter()
-            .map(|v| xml::PoolDisk {
-                volume: v.clone(),
-                format: "qcow2".into(),
-                serial: None,
-                readonly: false,
-            })
-            .collect();
-        for (disk, (volume, _)) in machine.disks.iter().zip(&rec.data_disks) {
-            disks.push(xml::PoolDisk {
-                volume: volume.clone(),
-                format: disk.format.name().into(),
-                serial: Some(format!("env-{}", disk.name)),
-                readonly: false,
-            });
-        }
-        if request.seed.is_some() {
-            disks.push(xml::PoolDisk {
-                volume: rec.seed_volume(),
-                format: "raw".into(),
-                serial: Some("env-cidata".into()),
-                readonly: true,
-            });
-        }
-        let kernel = match (&rec.kernel, meta.env.as_ref()) {
-            (Some(k), Some(boot)) => Some(xml::KernelBoot {
-                kernel: in_pool(k),
-                initrd: rec.initrd.as_deref().map(in_pool),
-                cmdline: qemu_plan::with_user_net_address(
-                    boot.cmdline
-                        .clone()
-                        .unwrap_or_else(|| "root=/dev/vda rw console=ttyS0".into()),
-                ),
-            }),
-            _ => None,
-        };
-        let fw_cfg = if meta.env.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg)
-            && dir.host_key().exists()
-        {
-            vec![(
-                qemu_plan::HOST_KEY_FW_CFG.to_string(),
-                in_pool(&rec.host_key_volume()),
-            )]
-        } else {
-            Vec::new()
-        };
-        // The developer's side of the forwarded ports.
-        let local_forwards = ports::plan_forwards(
-            &machine.name,
-            &machine.ports,
-            ports::is_free,
-            ports::pick_free,
-        )?;
-        if hop.is_some()
-            && let Some(i) = machine
-                .ports
-                .iter()
-                .position(|p| p.protocol == Protocol::Udp)
-        {
-            bail!(
-                "machine `{}`: ports[{i}] is UDP, and ports of a machine on a remote libvirt host \
-                 come through SSH, which carries TCP only",
-                machine.name
-            );
-        }
-        let (host, user) = owner();
-        let mut attempt = 0;
-        let (ssh_port, hyp_ports) = loop {
-            // On this host, QEMU binds the developer's ports itself; on a
-            // remote one, its own loopback, reached through the tunnel.
-            let (ssh_port, hyp_forwards): (u16, Vec<Forward>) = match &hop {
-                None => (
-                    ports::ssh_forward(machine.ssh_guest_port)?.host_port,
-                    local_forwards.clone(),
-                ),
-                Some(_) => (
-                    hypervisor_port(),
-                    local_forwards
-                        .iter()
-                        .map(|f| Forward {
-                            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                            host_port: hypervisor_port(),
-                            ..f.clone()
-                        })
-                        .collect(),
-                ),
-            };
-            let ssh = Forward {
-                protocol: Protocol::Tcp,
-                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                host_port: ssh_port,
-                guest_port: machine.ssh_guest_port,
-            };
-            let mut netdev = String::from("user,id=net0");
-            for f in std::iter::once(&ssh).chain(&hyp_forwards) {
-                netdev.push(',');
-                netdev.push_str(&super::qemu::args::hostfwd_rule(f));
-            }
-            let plan = xml::DomainPlan {
-                name: rec.domain.clone(),
-                identity: xml::Identity {
-                    project_id: rec.project_id.clone(),
-                    project_dir: state_dir(dir)
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .display()
-                        .to_string(),
-                    owner: format!("{user}@{host}"),
-                    machine: machine.name.clone(),
-                },
-                kvm,
-                cpus: machine.cpus,
-                memory_mib: machine.memory.mib,
-                pool: rec.pool.clone(),
-                disks: disks.clone(),
-                kernel: kernel.clone(),
-                uefi: uefi.clone(),
-                fw_cfg: fw_cfg.clone(),
-                console_log: in_pool(&rec.console_volume()),
-                user_netdev: netdev,
-                user_mac: crate::machine::USER_NIC_MAC.into(),
-                private_network: private_network.clone(),
-                extra_qemu_args: machine.qemu_args.clone(),
-            };
-            virsh
-                .run_with_file(&["define"], &xml::domain_xml(&plan))
-                .with_context(|| format!("cannot define the domain of `{}`", machine.name))?;
-            let started = match request.resume_snapshot {
-                Some(tag) => virsh.run(&["snapshot-revert", &rec.domain, tag, "--running"]),
-                None => virsh.run(&["start", &rec.domain]),
-            };
-            match started {
-                Ok(_) => break (ssh_port, hyp_forwards),
-                Err(e)
-                    if attempt < PORT_RETRIES
-                        && ports::taken_forward(&format!("{e:#}")).is_some() =>
-                {
-                    attempt += 1;
-                }
-                Err(e) if kvm && request.accel == Accel::Auto => {
-                    return Err(e.context(BackendError::AccelFailed(format!(
-                        "the domain of `{}` could not start under KVM on {}: use --accel tcg",
-                        machine.name, rec.uri
-                    ))));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let accel = if kvm {
-            Accelerator::Kvm
-        } else {
-            Accelerator::Tcg
-        };
-        let ssh = match &hop {
-            None => SshEndpoint {
-                host: "127.0.0.1".into(),
-                port: ssh_port,
-                jump: None,
-                proxy_command: None,
-            },
-            Some(hop) => {
-                let control = dir.socket_path("lv")?;
-                let rules: Vec<String> = local_forwards
-                    .iter()
-                    .zip(&hyp_ports)
-                    .map(|(l, h)| tunnel::local_forward(l, h.host_port))
-                    .collect();
-                let opened = tunnel::open(hop, &control, &rules, &dir.root.join("tunnel.log"));
-                if let Err(e) = opened {
-                    Self::destroy_domain(&virsh, &rec.domain);
-                    return Err(e);
-                }
-                SshEndpoint {
-                    host: "127.0.0.1".into(),
-                    port: ssh_port,
-                    jump: Some(hop.destination()),
-                    proxy_command: Some(tunnel::proxy_command(hop, &control)),
-                }
-            }
-        };
-        Ok(Booted {
-            ssh,
-            forwards: local_forwards,
-            accel,
-        })
+        self.boot(request)
     }
 
     fn status(&self, dir: &MachineDir) -> Result<Status> {
@@ -650,7 +365,11 @@ impl Backend for LibvirtBackend {
             "--snapshots-metadata",
             "--managed-save",
         ]);
-        for volume in rec.own_volumes() {
+        let mut volumes = rec.own_volumes();
+        if let Ok(present) = virsh.volumes(&rec.pool) {
+            volumes.extend(copies::all_copies(&rec, &present));
+        }
+        for volume in volumes {
             let _ = virsh.vol_delete(&rec.pool, &volume);
         }
         Self::close_tunnel(dir, &rec);
@@ -717,9 +436,7 @@ impl Backend for LibvirtBackend {
             let _ =
                 Virsh::new(&rec.uri).download(&rec.pool, &rec.console_volume(), &dir.console_log());
         }
-        let text = std::fs::read_to_string(dir.console_log()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        super::tail_file(&dir.console_log(), lines)
     }
 
     fn box_disk_count(&self, dir: &MachineDir) -> usize {
@@ -727,31 +444,7 @@ impl Backend for LibvirtBackend {
     }
 
     fn snapshots(&self, dir: &MachineDir, disk: DiskRef<'_>) -> Result<Vec<SnapshotInfo>> {
-        let rec = record(dir)?;
-        let virsh = Virsh::new(&rec.uri);
-        if virsh.domstate(&rec.domain)?.is_none() {
-            return Ok(Vec::new());
-        }
-        let names = virsh.run(&["snapshot-list", &rec.domain, "--name"])?;
-        let target = match disk {
-            DiskRef::Box(i) => xml::disk_target(i),
-            DiskRef::Data(d) => xml::disk_target(
-                rec.box_disks.len()
-                    + rec
-                        .data_disks
-                        .iter()
-                        .position(|(v, _)| v.contains(&format!("-data-{}.", d.name)))
-                        .unwrap_or(usize::MAX / 2),
-            ),
-        };
-        let mut all = Vec::new();
-        for name in names.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let x = virsh.run(&["snapshot-dumpxml", &rec.domain, name])?;
-            if let Some(info) = snapshot_info(name, &x, &target) {
-                all.push(info);
-            }
-        }
-        Ok(all)
+        self.list_snapshots(dir, disk)
     }
 
     fn snapshot(
@@ -762,43 +455,7 @@ impl Backend for LibvirtBackend {
         disks: &[DiskRef<'_>],
         live: bool,
     ) -> Result<()> {
-        let rec = record(dir)?;
-        let virsh = Virsh::new(&rec.uri);
-        let uefi = virsh
-            .run(&["dumpxml", &rec.domain])
-            .is_ok_and(|x| x.contains("type='pflash'"));
-        if uefi {
-            bail!(
-                "libvirt 9.0 takes no internal snapshots of UEFI guests (their firmware variables \
-                 live in pflash); snapshots of `{}` need the local backend or a BIOS box",
-                dir.name
-            );
-        }
-        match op {
-            SnapshotOp::Save => {
-                if disks.len() != Self::disk_targets(&rec) {
-                    bail!(
-                        "a libvirt snapshot covers every disk of `{}` (libvirt takes no internal snapshot of \
-                         a running guest with a disk left out): add --include-kept, and give raw data disks \
-                         format = \"qcow2\"",
-                        dir.name
-                    );
-                }
-                virsh.run(&["snapshot-create-as", &rec.domain, tag, "--atomic"])?;
-            }
-            SnapshotOp::Load if live => {
-                virsh.run(&["snapshot-revert", &rec.domain, tag, "--running", "--force"])?;
-            }
-            SnapshotOp::Load => {
-                // Paused, then stopped: the disks rewound, no guest code run.
-                virsh.run(&["snapshot-revert", &rec.domain, tag, "--paused", "--force"])?;
-                Self::destroy_domain(&virsh, &rec.domain);
-            }
-            SnapshotOp::Delete => {
-                virsh.run(&["snapshot-delete", &rec.domain, tag])?;
-            }
-        }
-        Ok(())
+        self.snapshot_op(dir, op, tag, disks, live)
     }
 
     fn set_guest_clock(&self, dir: &MachineDir) -> Result<()> {
@@ -834,33 +491,6 @@ impl Backend for LibvirtBackend {
     }
 }
 
-/// A snapshot as `env snapshot list` shows it, when it covers `target`.
-fn snapshot_info(name: &str, x: &str, target: &str) -> Option<SnapshotInfo> {
-    let field = |open: &str, close: &str| -> Option<String> {
-        let (_, rest) = x.split_once(open)?;
-        Some(rest.split_once(close)?.0.trim().to_string())
-    };
-    if x.contains(&format!("<disk name='{target}' snapshot='no'")) {
-        return None;
-    }
-    let created = field("<creationTime>", "</creationTime>")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    let with_memory = matches!(
-        field("<state>", "</state>").as_deref(),
-        Some("running" | "paused")
-    );
-    let memory_kib: u64 = field("<memory unit='KiB'>", "</memory>")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(1);
-    Some(SnapshotInfo {
-        name: name.into(),
-        vm_state_bytes: if with_memory { memory_kib * 1024 } else { 0 },
-        created,
-        guest_uptime_secs: 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -876,17 +506,6 @@ mod tests {
         assert_eq!(status_of(Some("shut off (crashed)"), true), Status::Died);
         assert_eq!(status_of(None, false), Status::Halted);
         assert_eq!(status_of(None, true), Status::Died);
-    }
-
-    #[test]
-    fn snapshot_xml_reads_state_and_coverage() {
-        let x = "<domainsnapshot>\n  <name>s</name>\n  <state>running</state>\n  <creationTime>1796336465</creationTime>\n  <memory snapshot='internal'/>\n  <disks>\n    <disk name='vda' snapshot='internal'/>\n    <disk name='vdb' snapshot='no'/>\n  </disks>\n  <domain type='qemu'>\n    <memory unit='KiB'>1048576</memory>\n  </domain>\n</domainsnapshot>\n";
-        let info = snapshot_info("s", x, "vda").unwrap();
-        assert_eq!(info.created, 1796336465);
-        assert_eq!(info.vm_state_bytes, 1 << 30);
-        assert_eq!(snapshot_info("s", x, "vdb"), None);
-        let off = x.replace("<state>running</state>", "<state>shutoff</state>");
-        assert_eq!(snapshot_info("s", &off, "vda").unwrap().vm_state_bytes, 0);
     }
 
     #[test]

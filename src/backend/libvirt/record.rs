@@ -36,6 +36,12 @@ pub struct Record {
     /// The private network it joined, when env made it for the project.
     #[serde(default)]
     pub own_network: Option<String>,
+    /// It boots through UEFI (its snapshots are volume copies).
+    #[serde(default)]
+    pub uefi: bool,
+    /// The ports its domain forwards, kept across boots.
+    #[serde(default)]
+    pub ports: Option<super::domain_ports::DomainPorts>,
 }
 
 impl Record {
@@ -188,6 +194,8 @@ mod tests {
             initrd: None,
             data_disks: vec![("kept".into(), true), ("scratch".into(), false)],
             own_network: None,
+            uefi: false,
+            ports: None,
         };
         let own = r.own_volumes();
         assert!(own.contains(&"scratch".to_string()));

@@ -282,18 +282,23 @@ pub fn hostfwd_rule(forward: &Forward) -> String {
     )
 }
 
-/// User-mode networking on virtio-net with every forwarded port. No option
-/// ROM: iPXE's start-up costs about a second under TCG and env never boots
-/// from the network.
-pub fn network_args(forwards: &[Forward]) -> Vec<String> {
+/// The user-mode `-netdev` value with every forwarded port (`net0`).
+pub fn user_netdev(forwards: &[Forward]) -> String {
     let mut netdev = String::from("user,id=net0");
     for forward in forwards {
         netdev.push(',');
         netdev.push_str(&hostfwd_rule(forward));
     }
+    netdev
+}
+
+/// User-mode networking on virtio-net with every forwarded port. No option
+/// ROM: iPXE's start-up costs about a second under TCG and env never boots
+/// from the network.
+pub fn network_args(forwards: &[Forward]) -> Vec<String> {
     vec![
         "-netdev".into(),
-        netdev,
+        user_netdev(forwards),
         "-device".into(),
         format!(
             "virtio-net-pci,netdev=net0,mac={},romfile=",

@@ -364,9 +364,7 @@ impl Backend for QemuBackend {
     }
 
     fn console_tail(&self, dir: &MachineDir, lines: usize) -> String {
-        let text = std::fs::read_to_string(dir.console_log()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        super::tail_file(&dir.console_log(), lines)
     }
 
     fn box_disk_count(&self, dir: &MachineDir) -> usize {
