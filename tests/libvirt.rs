@@ -168,11 +168,15 @@ fn named_files(xml: &str) -> Vec<String> {
         (" file='", "'"),
         ("<kernel>", "<"),
         ("<initrd>", "<"),
-        ("<nvram>", "<"),
+        ("<nvram", "<"),
     ] {
         let mut rest = xml;
         while let Some(i) = rest.find(open) {
             rest = &rest[i + open.len()..];
+            if open == "<nvram" {
+                // `<nvram template='...'>PATH</nvram>`: the path is the text.
+                rest = &rest[rest.find('>').unwrap() + 1..];
+            }
             let end = rest
                 .find(close)
                 .unwrap_or_else(|| panic!("{open} unclosed in\n{xml}"));
@@ -418,9 +422,16 @@ fn a_uefi_cloud_image_boots_on_libvirt_and_snapshots_as_volume_copies() {
     let rec = record(&p, "efi");
     let xml = virsh(&["dumpxml", rec["domain"].as_str().unwrap()]);
     assert!(
-        xml.contains("<nvram>") && xml.contains("env-cidata"),
+        xml.contains("<nvram") && xml.contains("env-cidata"),
         "{xml}"
     );
+    let pool = pool_dir().display().to_string();
+    for f in named_files(&xml) {
+        assert!(
+            f.starts_with(&format!("{pool}/")),
+            "{f} outside the pool\n{xml}"
+        );
+    }
     // libvirt 9.0 snapshots no running UEFI guest: env says what to do.
     let out = p.env(&["snapshot", "save", "efi", "s1"]);
     assert!(!out.status.success());
