@@ -32,13 +32,16 @@ impl LibvirtBackend {
         let mut rec = record(dir)?;
         let virsh = Virsh::new(&rec.uri);
         let hop = hop(&rec)?;
-        self.prepare_volumes(&virsh, &rec, dir, &meta, request.seed.as_ref())?;
+        let mut prepare = self.prepare_volumes(&virsh, &rec, dir, &meta, request.seed.as_ref())?;
         let kvm = match request.accel {
             Accel::Kvm => true,
             Accel::Tcg => false,
             Accel::Auto => Self::host_has_kvm(&virsh),
         };
-        let pool_path = Self::pool_path(&virsh, &rec.pool)?;
+        let pool_path = match rec.pool_path.as_str() {
+            "" => Self::pool_path(&virsh, &rec.pool)?,
+            known => known.to_string(),
+        };
         let in_pool = |volume: &str| format!("{pool_path}/{volume}");
         let uefi = match qemu_plan::firmware(machine, &meta) {
             Firmware::Bios => None,
@@ -189,13 +192,25 @@ impl LibvirtBackend {
                 private_network: private_network.clone(),
                 extra_qemu_args: machine.qemu_args.clone(),
             };
-            virsh
-                .run_with_file(&["define"], &xml::domain_xml(&plan))
-                .with_context(|| format!("cannot define the domain of `{}`", machine.name))?;
-            let started = match request.resume_snapshot {
-                Some(tag) => virsh.run(&["snapshot-revert", &rec.domain, tag, "--running"]),
-                None => virsh.run(&["start", &rec.domain]),
-            };
+            // One connection: the volumes made, the domain defined, started.
+            let definition = tempfile::Builder::new()
+                .prefix("env-libvirt-")
+                .suffix(".xml")
+                .tempfile()
+                .context("cannot write a temporary file")?;
+            std::fs::write(definition.path(), xml::domain_xml(&plan))?;
+            let mut commands = std::mem::take(&mut prepare);
+            commands.push(super::words(&[
+                "define",
+                &definition.path().display().to_string(),
+            ]));
+            commands.push(match request.resume_snapshot {
+                Some(tag) => super::words(&["snapshot-revert", &rec.domain, tag, "--running"]),
+                None => super::words(&["start", &rec.domain]),
+            });
+            let started = virsh
+                .batch(&commands)
+                .with_context(|| format!("cannot start the domain of `{}`", machine.name));
             match started {
                 Ok(_) => break (ssh_port, hyp_forwards),
                 Err(e)
@@ -210,7 +225,12 @@ impl LibvirtBackend {
                         machine.name, rec.uri
                     ))));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // virsh goes on after a failed command: a `define` that
+                    // failed may have left `start` running the old one.
+                    Self::destroy_domain(&virsh, &rec.domain);
+                    return Err(e);
+                }
             }
         };
         let accel = if kvm {

@@ -45,7 +45,7 @@ pub fn save(virsh: &Virsh, rec: &Record, tag: &str, volumes: &[String]) -> Resul
 
 /// Puts the copies of snapshot `tag` back in place of `volumes`.
 pub fn load(virsh: &Virsh, rec: &Record, tag: &str, volumes: &[String]) -> Result<()> {
-    let present = virsh.volumes(&rec.pool)?;
+    let present = virsh.volumes_refreshed(&rec.pool)?;
     for v in volumes {
         let copy = copy_name(rec, tag, v);
         if !present.contains(&copy) {
@@ -69,7 +69,7 @@ pub fn delete(virsh: &Virsh, rec: &Record, tag: &str, volumes: &[String]) -> Res
 
 /// The snapshots that hold a copy of `volume`.
 pub fn list(virsh: &Virsh, rec: &Record, volume: &str) -> Result<Vec<SnapshotInfo>> {
-    let present = virsh.volumes(&rec.pool)?;
+    let present = virsh.volumes_refreshed(&rec.pool)?;
     let mut all = Vec::new();
     for name in &present {
         let Some(tag) = tag_of(rec, name) else {
@@ -113,6 +113,7 @@ mod tests {
         Record {
             uri: "qemu:///system".into(),
             pool: "default".into(),
+            pool_path: "/pool".into(),
             project_id: "p".into(),
             domain: "env-p-web".into(),
             box_disks: vec!["env-p-web-disk0.qcow2".into()],

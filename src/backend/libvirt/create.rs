@@ -21,7 +21,8 @@ impl LibvirtBackend {
     ) -> Result<()> {
         let t = target(machine)?;
         let virsh = Virsh::new(&t.uri);
-        Self::check_pool(&virsh, &t.pool)?;
+        let pool_path = Self::pool_path(&virsh, &t.pool)?;
+        let present = virsh.volumes(&t.pool)?;
         let (host, user) = owner();
         let project_id = record::project_id(state_dir(dir), &host, &user);
         let domain = record::domain_name(&project_id, &machine.name);
@@ -37,7 +38,8 @@ impl LibvirtBackend {
         for f in [&kernel, &initrd].into_iter().flatten() {
             files.push((f.clone(), "raw".into()));
         }
-        let box_volumes = volumes::ensure_box(&virsh, &t.pool, stored, &files, &machine.name)?;
+        let box_volumes =
+            volumes::ensure_box(&virsh, &t.pool, stored, &files, &machine.name, &present)?;
         let disks = meta.disk_files().len();
         let box_gib = meta.virtual_size.unwrap_or(0);
         if let Some(size) = machine.disk
@@ -60,8 +62,10 @@ impl LibvirtBackend {
                     Some(size) if i == 0 => size.bytes().max(box_bytes),
                     _ => box_bytes,
                 };
-                // A leftover of an earlier attempt of this same machine.
-                virsh.vol_delete(&t.pool, &name)?;
+                if present.contains(&name) {
+                    // A leftover of an earlier attempt of this same machine.
+                    virsh.vol_delete(&t.pool, &name)?;
+                }
                 virsh.vol_create(
                     &t.pool,
                     &name,
@@ -88,6 +92,7 @@ impl LibvirtBackend {
         let rec = Record {
             uri: t.uri.clone(),
             pool: t.pool.clone(),
+            pool_path,
             project_id,
             domain,
             box_disks: overlays,

@@ -43,6 +43,11 @@ fn record(dir: &MachineDir) -> Result<Record> {
     Record::load(dir)?.with_context(|| format!("machine `{}` has no libvirt record", dir.name))
 }
 
+/// Owned words of one virsh command.
+fn words(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 /// The SSH hop of a record's URI (None: libvirt on this host).
 fn hop(rec: &Record) -> Result<Option<SshHop>> {
     Ok(parse_uri(&rec.uri).map_err(anyhow::Error::msg)?.ssh)
@@ -101,32 +106,9 @@ fn status_of(domstate: Option<&str>, env_thinks_running: bool) -> Status {
 }
 
 impl LibvirtBackend {
-    /// Checks that the pool exists and is active; the error says how to
-    /// make it.
-    fn check_pool(virsh: &Virsh, pool: &str) -> Result<()> {
-        let out = virsh.try_run(&["pool-info", pool])?;
-        if !out.status.success() {
-            bail!(
-                "libvirt host {} has no storage pool `{pool}`: create it there with \
-                 `virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool} && virsh pool-autostart {pool}` \
-                 (docs/backends.md), or name another with `libvirt.pool`",
-                virsh.uri
-            );
-        }
-        let info = String::from_utf8_lossy(&out.stdout);
-        if info
-            .lines()
-            .any(|l| l.starts_with("State:") && !l.contains("running"))
-        {
-            virsh
-                .run(&["pool-start", pool])
-                .with_context(|| format!("storage pool `{pool}` is not active"))?;
-        }
-        Ok(())
-    }
-
-    /// Makes `dir`'s hypervisor-side files that must exist before a start:
-    /// host key, console log, cloud-init seed.
+    /// The commands that make `dir`'s hypervisor-side files before a start
+    /// (host key, console log, cloud-init seed), run in one batch with the
+    /// start.
     fn prepare_volumes(
         &self,
         virsh: &Virsh,
@@ -134,26 +116,53 @@ impl LibvirtBackend {
         dir: &MachineDir,
         meta: &Metadata,
         seed_files: Option<&super::SeedFiles>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<String>>> {
         let present = virsh.volumes(&rec.pool)?;
-        let replace = |name: &str, file: &Path| -> Result<()> {
-            virsh.vol_delete(&rec.pool, name)?;
-            let size = std::fs::metadata(file)?.len();
-            virsh.vol_create(&rec.pool, name, size, "raw", &[])?;
-            virsh.upload(&rec.pool, name, file)
+        let pool = rec.pool.as_str();
+        let mut commands: Vec<Vec<String>> = Vec::new();
+        let mut replace = |name: &str, file: &Path| -> Result<()> {
+            if present.iter().any(|p| p == name) {
+                commands.push(words(&["vol-delete", "--pool", pool, name]));
+            }
+            let size = format!("{}b", std::fs::metadata(file)?.len());
+            commands.push(words(&[
+                "vol-create-as",
+                "--pool",
+                pool,
+                name,
+                &size,
+                "--format",
+                "raw",
+            ]));
+            commands.push(words(&[
+                "vol-upload",
+                "--pool",
+                pool,
+                name,
+                &file.display().to_string(),
+            ]));
+            Ok(())
         };
         let fw_cfg_key = meta.env.as_ref().is_some_and(|e| e.ssh_host_key_fw_cfg);
         if fw_cfg_key && dir.host_key().exists() && !present.contains(&rec.host_key_volume()) {
             replace(&rec.host_key_volume(), &dir.host_key())?;
         }
-        if !present.contains(&rec.console_volume()) {
-            virsh.vol_create(&rec.pool, &rec.console_volume(), 0, "raw", &[])?;
-        }
         if let Some(files) = seed_files {
             seed::write_seed(&dir.seed_image(), files)?;
             replace(&rec.seed_volume(), &dir.seed_image())?;
         }
-        Ok(())
+        if !present.contains(&rec.console_volume()) {
+            commands.push(words(&[
+                "vol-create-as",
+                "--pool",
+                pool,
+                &rec.console_volume(),
+                "0b",
+                "--format",
+                "raw",
+            ]));
+        }
+        Ok(commands)
     }
 
     /// The project's isolated network (made when missing), or the one the
@@ -217,9 +226,17 @@ impl LibvirtBackend {
             .is_ok_and(|o| o.status.success())
     }
 
-    /// The pool's folder on the host (where libvirt writes files it owns).
+    /// The pool's folder on the host (volumes are files in it); the error
+    /// says how to make a pool that is missing.
     fn pool_path(virsh: &Virsh, pool: &str) -> Result<String> {
-        let xml = virsh.run(&["pool-dumpxml", pool])?;
+        let Ok(xml) = virsh.run(&["pool-dumpxml", pool]) else {
+            bail!(
+                "libvirt host {} has no storage pool `{pool}`: create it there with \
+                 `virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool} && virsh pool-autostart {pool}` \
+                 (docs/backends.md), or name another with `libvirt.pool`",
+                virsh.uri
+            );
+        };
         xml.split_once("<path>")
             .and_then(|(_, rest)| rest.split_once("</path>"))
             .map(|(p, _)| p.to_string())
@@ -276,6 +293,9 @@ impl Backend for LibvirtBackend {
 
     fn create_data_disks(&self, dir: &MachineDir, machine: &Machine) -> Result<()> {
         let mut rec = record(dir)?;
+        if machine.disks.is_empty() && rec.data_disks.is_empty() {
+            return Ok(());
+        }
         let virsh = Virsh::new(&rec.uri);
         let present = virsh.volumes(&rec.pool)?;
         let mut data = Vec::new();
@@ -366,7 +386,7 @@ impl Backend for LibvirtBackend {
             "--managed-save",
         ]);
         let mut volumes = rec.own_volumes();
-        if let Ok(present) = virsh.volumes(&rec.pool) {
+        if let Ok(present) = virsh.volumes_refreshed(&rec.pool) {
             volumes.extend(copies::all_copies(&rec, &present));
         }
         for volume in volumes {

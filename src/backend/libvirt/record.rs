@@ -18,6 +18,9 @@ pub struct Record {
     pub uri: String,
     /// Storage pool.
     pub pool: String,
+    /// The pool's folder on the host (volume paths are in it).
+    #[serde(default)]
+    pub pool_path: String,
     /// The project's identity (prefix of every name below).
     pub project_id: String,
     /// Domain name.
@@ -186,6 +189,7 @@ mod tests {
         let r = Record {
             uri: "qemu:///system".into(),
             pool: "default".into(),
+            pool_path: "/pool".into(),
             project_id: "p".into(),
             domain: "env-p-web".into(),
             box_disks: vec!["env-p-web-disk0.qcow2".into()],

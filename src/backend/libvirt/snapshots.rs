@@ -70,7 +70,10 @@ impl LibvirtBackend {
                 .iter()
                 .map(|d| Self::volume_of(&rec, *d))
                 .collect::<Result<Vec<_>>>()?;
-            if virsh.volumes(&rec.pool)?.contains(&rec.vars_volume()) {
+            if virsh
+                .volumes_refreshed(&rec.pool)?
+                .contains(&rec.vars_volume())
+            {
                 volumes.push(rec.vars_volume());
             }
             return match op {

@@ -95,13 +95,48 @@ impl Virsh {
         .with_context(|| format!("cannot download volume `{volume}`"))
     }
 
-    /// The names of the pool's volumes.
+    /// Runs several commands through one connection (over SSH, one
+    /// connection instead of one per command). virsh goes on after a failed
+    /// command and exits 0: a failure is told by its `error:` on stderr.
+    pub fn batch(&self, commands: &[Vec<String>]) -> Result<String> {
+        let line = commands
+            .iter()
+            .map(|c| c.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(" ; ");
+        let out = output_within(&mut self.command(&[&line]), TRANSFER_LIMIT)
+            .context("cannot run virsh (install libvirt-clients)")?
+            .context("virsh did not finish in time")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || stderr.contains("error:") {
+            bail!("virsh on {}: {}", self.uri, stderr.trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The names of the pool's volumes, as libvirt last saw them (volumes
+    /// made through libvirt are always seen).
     pub fn volumes(&self, pool: &str) -> Result<Vec<String>> {
-        // A refresh first: files libvirt itself wrote (console logs, UEFI
-        // variables) become volumes only then.
-        let _ = self.try_run(&["pool-refresh", pool]);
-        // `NAME PATH` per line (libvirt 9.0's vol-list has no --name).
-        let out = self.run(&["vol-list", "--pool", pool])?;
+        self.list_volumes(pool, false)
+    }
+
+    /// [`Virsh::volumes`] after a refresh: files libvirt itself wrote
+    /// (UEFI variables) become volumes only then.
+    pub fn volumes_refreshed(&self, pool: &str) -> Result<Vec<String>> {
+        self.list_volumes(pool, true)
+    }
+
+    fn list_volumes(&self, pool: &str, refresh: bool) -> Result<Vec<String>> {
+        let out = if refresh {
+            self.batch(&[
+                vec!["pool-refresh".into(), pool.into()],
+                vec!["vol-list".into(), "--pool".into(), pool.into()],
+            ])?
+        } else {
+            self.run(&["vol-list", "--pool", pool])?
+        };
+        // `NAME PATH` per line (libvirt 9.0's vol-list has no --name); a
+        // refresh prints nothing under -q.
         Ok(out
             .lines()
             .filter_map(|l| l.split_whitespace().next())
@@ -162,6 +197,19 @@ impl Virsh {
     }
 }
 
+/// A word as virsh's own command line parser takes it.
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
 /// The first word of a `domstate --reason` answer: `running (booted)` ->
 /// `running`, `shut off (destroyed)` -> `shut off`.
 pub fn state_word(state: &str) -> &str {
@@ -171,6 +219,14 @@ pub fn state_word(state: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_words_are_quoted_for_virsh() {
+        assert_eq!(quote("vol-list"), "vol-list");
+        assert_eq!(quote("/tmp/a b"), "\"/tmp/a b\"");
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(quote(""), "\"\"");
+    }
 
     #[test]
     fn state_words_drop_the_reason() {

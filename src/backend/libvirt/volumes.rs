@@ -50,16 +50,16 @@ pub struct BoxVolume {
 }
 
 /// Makes sure every file of the box the machine needs is a volume of the
-/// pool: `files` are (file in the box folder, format). Returns the volumes
-/// in the same order.
+/// pool: `files` are (file in the box folder, format), `present` the
+/// pool's volumes. Returns the volumes in the same order.
 pub fn ensure_box(
     virsh: &Virsh,
     pool: &str,
     stored: &StoredBox,
     files: &[(String, String)],
     machine: &str,
+    present: &[String],
 ) -> Result<Vec<BoxVolume>> {
-    let present = virsh.volumes(pool)?;
     let mut volumes = Vec::new();
     for (file, format) in files {
         let path = stored.dir.join(file);
