@@ -25,7 +25,8 @@ mod verify;
 const ENVFILE_FEATURES: &str = "Envfile features (docs/envfile.md): machines, ports and `ports_auto` (ports the guest opens, \
 forwarded as they open), shared folders (9p, virtiofs, rsync), private network, provisioners (shell, \
 file, ansible, docker), `[[triggers]]` (host commands or guest scripts around commands), \
-`proxy = \"inherit\"`, `ssh.forward_agent`, `${VARIABLES}`, specs, data disks, a platform x suite matrix.";
+`proxy = \"inherit\"`, `ssh.forward_agent`, `${VARIABLES}`, specs, data disks, a platform x suite matrix, \
+`backend = \"libvirt\"` (machines on a libvirt host, docs/backends.md).";
 
 /// Local environments of QEMU/KVM machines, built from code, tested, thrown away.
 #[derive(Debug, Parser)]
