@@ -244,6 +244,10 @@ VAGRANTFILE
     et=$(printf '%s\n' "${envbios_t[@]}" | mean)
     echo "| Vagrant-style BIOS box on libvirt qemu:///system, boot to SSH: env up vs vagrant up (vagrant-libvirt) | ${et} s | ${vt} s | $(ratio "$et" "$vt")x |"
     vagrant box remove env-bench-bios --force >/dev/null 2>&1 || true
+    # vagrant-libvirt leaves its copy of the box in the pool.
+    for v in $(virsh -q -c qemu:///system vol-list --pool default | awk '/^ *env-bench-bios_vagrant_box_image/ { print $1 }'); do
+      virsh -q -c qemu:///system vol-delete --pool default "$v" >/dev/null || true
+    done
     rm -rf "$VAGRANT_HOME"
   else
     echo "(no BIOS box, Vagrant key, vagrant-libvirt or dnsmasq: the vagrant-libvirt row is skipped)" >&2
