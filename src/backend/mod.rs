@@ -139,6 +139,21 @@ impl std::fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
+/// Refuses a root disk smaller than the box's: disks can grow, not shrink.
+pub fn check_disk_fits(machine: &Machine, box_gib: u64) -> Result<()> {
+    if let Some(size) = machine.disk
+        && size.bytes() < box_gib * 1024 * 1024 * 1024
+    {
+        anyhow::bail!(
+            "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
+            machine.name,
+            size,
+            box_gib
+        );
+    }
+    Ok(())
+}
+
 /// The last `lines` lines of a text file ("" when it cannot be read).
 pub fn tail_file(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -212,4 +227,28 @@ pub trait Backend: Send + Sync {
     /// Writes box disk `index` as a standalone compressed qcow2 at `out`;
     /// returns its virtual size in bytes.
     fn export_disk(&self, dir: &MachineDir, index: usize, out: &Path) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_disk_may_grow_but_not_shrink() {
+        let envfile = |disk: &str| {
+            crate::envfile::read::parse(
+                Path::new("/p/Envfile"),
+                &format!("[machines.web]\nbox = \"b\"\ndisk = \"{disk}\"\n"),
+            )
+            .unwrap()
+        };
+        let small = envfile("4G");
+        let e = check_disk_fits(&small.machines[0], 8).unwrap_err();
+        assert!(
+            e.to_string().contains("smaller than the box's 8 GiB"),
+            "{e}"
+        );
+        assert!(check_disk_fits(&small.machines[0], 4).is_ok());
+        assert!(check_disk_fits(&envfile("10G").machines[0], 8).is_ok());
+    }
 }

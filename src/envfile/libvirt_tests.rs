@@ -10,42 +10,27 @@ fn parse_text(text: &str) -> Result<super::Envfile, EnvfileError> {
     parse(Path::new("/p/Envfile"), text)
 }
 
+/// Two machines on the defaults' libvirt host, one with a table of its own.
+const TWO_ON_LIBVIRT: &str = r#"
+[defaults]
+box = "debian-12"
+backend = "libvirt"
+libvirt = { uri = "qemu+ssh://ops@kvm1/system", pool = "fast" }
+
+[machines.web]
+
+[machines.other]
+libvirt = { uri = "qemu:///session" }
+"#;
+
 #[test]
 fn machines_pick_their_backend_from_defaults_or_their_own_table() {
-    let e = parse_text(
-        r#"
-[defaults]
-box = "debian-12"
-backend = "libvirt"
-libvirt = { uri = "qemu+ssh://ops@kvm1/system", pool = "fast" }
-
-[machines.web]
-
-[machines.laptop]
-backend = "qemu"
-libvirt = {}
-
-[machines.other]
-libvirt = { uri = "qemu:///session" }
-"#,
-    );
     // A qemu machine with libvirt settings of its own is an error.
-    let err = e.unwrap_err();
+    let laptop =
+        format!("{TWO_ON_LIBVIRT}\n[machines.laptop]\nbackend = \"qemu\"\nlibvirt = {{}}\n");
+    let err = parse_text(&laptop).unwrap_err();
     assert_eq!(err.field, "machines.laptop.libvirt");
-    let e = parse_text(
-        r#"
-[defaults]
-box = "debian-12"
-backend = "libvirt"
-libvirt = { uri = "qemu+ssh://ops@kvm1/system", pool = "fast" }
-
-[machines.web]
-
-[machines.other]
-libvirt = { uri = "qemu:///session" }
-"#,
-    )
-    .unwrap();
+    let e = parse_text(TWO_ON_LIBVIRT).unwrap();
     let MachineBackend::Libvirt(web) = &e.machines[0].backend else {
         panic!("web is not on libvirt");
     };

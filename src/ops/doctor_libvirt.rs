@@ -45,19 +45,15 @@ pub fn run(uri: &str, pool: &str) -> Vec<Check> {
         ),
         "",
     )];
-    checks.push(
-        match virsh.try_run(&["domcapabilities", "--virttype", "kvm", "--arch", "x86_64"]) {
-            Ok(out) if out.status.success() => {
-                check("libvirt kvm", Level::Ok, format!("{uri}: KVM"), "")
-            }
-            _ => check(
-                "libvirt kvm",
-                Level::Warn,
-                format!("{uri}: no KVM, guests run under TCG (slow)"),
-                "load kvm_intel or kvm_amd on that host and give libvirt /dev/kvm",
-            ),
-        },
-    );
+    checks.push(match virsh.has_kvm() {
+        true => check("libvirt kvm", Level::Ok, format!("{uri}: KVM"), ""),
+        false => check(
+            "libvirt kvm",
+            Level::Warn,
+            format!("{uri}: no KVM, guests run under TCG (slow)"),
+            "load kvm_intel or kvm_amd on that host and give libvirt /dev/kvm",
+        ),
+    });
     match virsh.try_run(&["pool-info", pool]) {
         Ok(out) if out.status.success() => {
             let info = String::from_utf8_lossy(&out.stdout).to_string();
@@ -107,10 +103,7 @@ pub fn run(uri: &str, pool: &str) -> Vec<Check> {
             "libvirt pool",
             Level::Fail,
             format!("{uri} has no storage pool `{pool}`"),
-            format!(
-                "virsh -c {uri} pool-define-as {pool} dir --target /var/lib/libvirt/images && \
-                 virsh -c {uri} pool-start {pool} && virsh -c {uri} pool-autostart {pool}"
-            ),
+            crate::backend::libvirt::virsh::pool_setup_hint(uri, pool),
         )),
     }
     checks

@@ -36,7 +36,7 @@ impl LibvirtBackend {
         let kvm = match request.accel {
             Accel::Kvm => true,
             Accel::Tcg => false,
-            Accel::Auto => Self::host_has_kvm(&virsh),
+            Accel::Auto => virsh.has_kvm(),
         };
         let pool_path = match rec.pool_path.as_str() {
             "" => Self::pool_path(&virsh, &rec.pool)?,

@@ -8,7 +8,7 @@ use crate::backend::qemu::img;
 use crate::boxes::StoredBox;
 use crate::envfile::Machine;
 use crate::machine::MachineDir;
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 impl LibvirtBackend {
     /// [`Backend::create_disks`]: the box's files as volumes (uploaded once
@@ -20,6 +20,8 @@ impl LibvirtBackend {
         machine: &Machine,
     ) -> Result<()> {
         let t = target(machine)?;
+        // Checked before anything is uploaded: a refusal changes nothing.
+        crate::backend::check_disk_fits(machine, stored.metadata.virtual_size.unwrap_or(0))?;
         let virsh = Virsh::new(&t.uri);
         let pool_path = Self::pool_path(&virsh, &t.pool)?;
         let present = virsh.volumes(&t.pool)?;
@@ -41,17 +43,6 @@ impl LibvirtBackend {
         let box_volumes =
             volumes::ensure_box(&virsh, &t.pool, stored, &files, &machine.name, &present)?;
         let disks = meta.disk_files().len();
-        let box_gib = meta.virtual_size.unwrap_or(0);
-        if let Some(size) = machine.disk
-            && size.bytes() < box_gib * 1024 * 1024 * 1024
-        {
-            bail!(
-                "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
-                machine.name,
-                size,
-                box_gib
-            );
-        }
         let mut overlays = Vec::new();
         let made = (|| -> Result<()> {
             for (i, base) in box_volumes.iter().take(disks).enumerate() {

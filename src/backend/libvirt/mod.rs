@@ -219,22 +219,15 @@ impl LibvirtBackend {
             })
     }
 
-    /// Whether the host offers KVM.
-    fn host_has_kvm(virsh: &Virsh) -> bool {
-        virsh
-            .try_run(&["domcapabilities", "--virttype", "kvm", "--arch", "x86_64"])
-            .is_ok_and(|o| o.status.success())
-    }
-
     /// The pool's folder on the host (volumes are files in it); the error
     /// says how to make a pool that is missing.
     fn pool_path(virsh: &Virsh, pool: &str) -> Result<String> {
         let Ok(xml) = virsh.run(&["pool-dumpxml", pool]) else {
             bail!(
-                "libvirt host {} has no storage pool `{pool}`: create it there with \
-                 `virsh pool-define-as {pool} dir --target /var/lib/libvirt/images && virsh pool-start {pool} && virsh pool-autostart {pool}` \
+                "libvirt host {} has no storage pool `{pool}`: create it with `{}` \
                  (docs/backends.md), or name another with `libvirt.pool`",
-                virsh.uri
+                virsh.uri,
+                virsh::pool_setup_hint(&virsh.uri, pool)
             );
         };
         xml.split_once("<path>")
@@ -262,11 +255,8 @@ impl LibvirtBackend {
         match disk {
             DiskRef::Box(i) => rec.box_disks.get(i).cloned(),
             DiskRef::Data(d) => rec
-                .data_disks
-                .iter()
-                .map(|(v, _)| v)
-                .find(|v| v.contains(&format!("-data-{}.", d.name)))
-                .cloned(),
+                .data_position(&d.name)
+                .map(|i| rec.data_disks[i].0.clone()),
         }
         .with_context(|| format!("no volume for {}", disk.label()))
     }

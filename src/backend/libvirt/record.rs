@@ -73,6 +73,14 @@ impl Record {
         write_atomic(&Self::path(dir), &serde_json::to_vec_pretty(self)?)
     }
 
+    /// Where data disk `name` is among the machine's data disks.
+    pub fn data_position(&self, name: &str) -> Option<usize> {
+        let suffix = format!("-data-{name}.");
+        self.data_disks
+            .iter()
+            .position(|(v, _)| v.contains(&suffix))
+    }
+
     /// Volume of the SSH host key.
     pub fn host_key_volume(&self) -> String {
         format!("{}-hostkey", self.domain)
@@ -182,6 +190,21 @@ mod tests {
             "env-box-org_deb_ian-1.0-abcdef0123456789-box.img"
         );
         assert_eq!(done_marker("v"), "v.sha256");
+    }
+
+    #[test]
+    fn hostile_box_names_and_files_make_plain_volume_names() {
+        // Box metadata is untrusted: its file names reach virsh as volume
+        // names (arguments, and words of a batch line).
+        for file in ["../../etc/passwd", "a;b c", "x\"y'z$(id)", "disk\n1"] {
+            let v = box_volume("org/evil box", "1.0;rm", "0123456789abcdef00", file);
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{v}"
+            );
+            assert!(!v.contains('/'), "{v}");
+        }
     }
 
     #[test]

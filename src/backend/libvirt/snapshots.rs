@@ -26,14 +26,10 @@ impl LibvirtBackend {
         let names = virsh.run(&["snapshot-list", &rec.domain, "--name"])?;
         let target = match disk {
             DiskRef::Box(i) => xml::disk_target(i),
-            DiskRef::Data(d) => xml::disk_target(
-                rec.box_disks.len()
-                    + rec
-                        .data_disks
-                        .iter()
-                        .position(|(v, _)| v.contains(&format!("-data-{}.", d.name)))
-                        .unwrap_or(usize::MAX / 2),
-            ),
+            DiskRef::Data(d) => match rec.data_position(&d.name) {
+                Some(i) => xml::disk_target(rec.box_disks.len() + i),
+                None => return Ok(Vec::new()),
+            },
         };
         let mut all = Vec::new();
         for name in names.lines().map(str::trim).filter(|l| !l.is_empty()) {

@@ -180,6 +180,12 @@ impl Virsh {
         }
     }
 
+    /// Whether the host offers KVM.
+    pub fn has_kvm(&self) -> bool {
+        self.try_run(&["domcapabilities", "--virttype", "kvm", "--arch", "x86_64"])
+            .is_ok_and(|o| o.status.success())
+    }
+
     /// A domain's state (`running`, `shut off`, `paused`), None when the
     /// host has no such domain.
     pub fn domstate(&self, domain: &str) -> Result<Option<String>> {
@@ -195,6 +201,14 @@ impl Virsh {
             bail!("cannot read the state of `{domain}`: {}", stderr.trim())
         }
     }
+}
+
+/// How to make a missing storage pool on a host.
+pub fn pool_setup_hint(uri: &str, pool: &str) -> String {
+    format!(
+        "virsh -c {uri} pool-define-as {pool} dir --target /var/lib/libvirt/images && \
+         virsh -c {uri} pool-start {pool} && virsh -c {uri} pool-autostart {pool}"
+    )
 }
 
 /// A word as virsh's own command line parser takes it.

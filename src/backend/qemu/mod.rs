@@ -25,7 +25,7 @@ use crate::machine::{MachineDir, Status};
 use crate::util::fs::make_private;
 use crate::util::process::{HELPER_LIMIT, run_limited};
 use crate::util::ui;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use args::{PrivateNic, QEMU_BINARY, VmSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,17 +77,7 @@ impl Backend for QemuBackend {
     }
 
     fn create_disks(&self, dir: &MachineDir, stored: &StoredBox, machine: &Machine) -> Result<()> {
-        let box_gib = stored.metadata.virtual_size.unwrap_or(0);
-        if let Some(size) = machine.disk
-            && size.bytes() < box_gib * 1024 * 1024 * 1024
-        {
-            bail!(
-                "machine `{}`: disk {} is smaller than the box's {} GiB: disks can grow, not shrink",
-                machine.name,
-                size,
-                box_gib
-            );
-        }
+        super::check_disk_fits(machine, stored.metadata.virtual_size.unwrap_or(0))?;
         for (index, file) in stored.metadata.disk_files().iter().enumerate() {
             let grow = if index == 0 {
                 machine.disk.map(|s| s.mib)
